@@ -1,0 +1,1 @@
+//! Codecs for murmur's model updates (being built: see issue 3).

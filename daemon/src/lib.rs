@@ -1,0 +1,1 @@
+//! The murmur daemon (being built: see issue 7).

@@ -1,0 +1,21 @@
+//! The sans-IO murmur peer: everything a peer knows and decides, with no sockets, threads or
+//! clocks of its own.
+//!
+//! Two halves live here:
+//! - the learning core — [`data`] (loaders, bundled datasets, synthetic generators,
+//!   partitioners), [`model`] (flat-parameter models with analytic gradients), [`optim`]
+//!   (SGD with momentum and schedules), [`train`] (the centralized reference trainer) and
+//!   [`learner`] (the local step a peer takes between gossip rounds);
+//! - the gossip state machine — [`message`] (the versioned wire messages) and [`peer`]
+//!   (compressed gossip averaging of the CHOCO-SGD family, driven by `handle(now, input)`).
+//!
+//! The daemon (tokio + libp2p) and the simulator (virtual clock) drive the very same
+//! [`peer::Peer`], so a result measured in simulation predicts the daemon.
+
+pub mod data;
+pub mod learner;
+pub mod message;
+pub mod model;
+pub mod optim;
+pub mod peer;
+pub mod train;

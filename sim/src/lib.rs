@@ -1,0 +1,1 @@
+//! The murmur network simulator (being built: see issue 6).

@@ -1,0 +1,1 @@
+//! Communication graphs for murmur (being built: see issue 4).
