@@ -1,0 +1,139 @@
+//! What a peer saves to resume exactly where it stopped.
+
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::message::AlgorithmKind;
+
+/// Version of the [`PeerCheckpoint`] layout.
+pub const CHECKPOINT_FORMAT: u16 = 1;
+
+/// A peer's resumable state. Neighbour copies are deliberately absent: a restarted peer
+/// reconnects, and a reconnect resynchronises every copy by snapshot, so saving them would only
+/// save stale data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerCheckpoint {
+    /// [`CHECKPOINT_FORMAT`].
+    pub format: u16,
+    /// Parameter count.
+    pub dim: u64,
+    /// Model fingerprint the peer was configured with.
+    pub fingerprint: u64,
+    /// Algorithm the peer ran.
+    pub algorithm: AlgorithmKind,
+    /// Next round to run.
+    pub round: u64,
+    /// Sequence number of the last update sent.
+    pub seq: u64,
+    /// Round tag of that update.
+    pub last_update_round: u64,
+    /// Local steps taken so far.
+    pub local_steps: u64,
+    /// The model x (push-sum: the de-biased model).
+    pub model: Vec<f32>,
+    /// The public copy x̂ (D-PSGD: the last model sent; push-sum: unused zeros).
+    pub x_hat: Vec<f32>,
+    /// Push-sum weight.
+    pub push_weight: f64,
+    /// Push-sum shares received but not yet mixed (numerator).
+    pub push_inbox: Vec<f32>,
+    /// Push-sum shares received but not yet mixed (weight).
+    pub push_inbox_weight: f64,
+    /// `LocalLearner::save_state` bytes.
+    pub learner_state: Vec<u8>,
+    /// The noise generator's position.
+    pub rng: RngState,
+}
+
+/// Exact position of a ChaCha8 generator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RngState {
+    /// Key.
+    pub seed: [u8; 32],
+    /// Stream id.
+    pub stream: u64,
+    /// Word position in the stream.
+    pub word_pos: u128,
+}
+
+impl RngState {
+    pub(super) fn of(rng: &ChaCha8Rng) -> Self {
+        RngState {
+            seed: rng.get_seed(),
+            stream: rng.get_stream(),
+            word_pos: rng.get_word_pos(),
+        }
+    }
+
+    pub(super) fn to_rng(&self) -> ChaCha8Rng {
+        use rand::SeedableRng;
+        let mut rng = ChaCha8Rng::from_seed(self.seed);
+        rng.set_stream(self.stream);
+        rng.set_word_pos(self.word_pos);
+        rng
+    }
+}
+
+/// Why a checkpoint could not be decoded or restored.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum CheckpointError {
+    /// postcard could not parse the bytes.
+    #[error("malformed checkpoint: {0}")]
+    Malformed(String),
+    /// Bytes after a complete checkpoint.
+    #[error("{0} trailing bytes after the checkpoint")]
+    TrailingBytes(usize),
+    /// Another layout version.
+    #[error("unsupported checkpoint format {got} (expected {expected})")]
+    Format {
+        /// In the checkpoint.
+        got: u16,
+        /// [`CHECKPOINT_FORMAT`].
+        expected: u16,
+    },
+    /// Another dimension, fingerprint or algorithm than this peer's.
+    #[error("checkpoint does not match this peer: {0}")]
+    Mismatch(String),
+    /// A vector has the wrong length.
+    #[error("checkpoint vector {what} has {got} entries, expected {expected}")]
+    WrongLength {
+        /// Which vector.
+        what: &'static str,
+        /// Its length.
+        got: usize,
+        /// The peer's dimension.
+        expected: usize,
+    },
+    /// NaN or infinite state.
+    #[error("checkpoint has non-finite values in {0}")]
+    NonFinite(&'static str),
+    /// The learner refused its state.
+    #[error("learner state rejected: {0}")]
+    Learner(String),
+    /// `restore` called after `Start` or with neighbours present.
+    #[error("restore must happen before Start and before any NeighbourUp")]
+    NotFresh,
+}
+
+impl PeerCheckpoint {
+    /// postcard bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("checkpoint serializes into a Vec")
+    }
+
+    /// Strict decoding (no trailing bytes, format checked).
+    pub fn decode(bytes: &[u8]) -> Result<Self, CheckpointError> {
+        let (cp, rest): (PeerCheckpoint, &[u8]) = postcard::take_from_bytes(bytes)
+            .map_err(|e| CheckpointError::Malformed(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(CheckpointError::TrailingBytes(rest.len()));
+        }
+        if cp.format != CHECKPOINT_FORMAT {
+            return Err(CheckpointError::Format {
+                got: cp.format,
+                expected: CHECKPOINT_FORMAT,
+            });
+        }
+        Ok(cp)
+    }
+}

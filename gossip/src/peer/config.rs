@@ -1,0 +1,196 @@
+//! Configuration of a [`super::Peer`]: the algorithm, its mode and its safety knobs.
+
+use super::CodecSpec;
+use serde::{Deserialize, Serialize};
+
+use crate::message::AlgorithmKind;
+
+/// The driver's clock: microseconds since the driver started (virtual in the simulator).
+pub type Micros = u64;
+
+/// The averaging algorithm a peer runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Algorithm {
+    /// CHOCO-SGD (Koloskova, Stich, Jaggi, ICML 2019): send q = Q(x − x̂) compressed by
+    /// `codec`, then x ← x + γ Σ_j w_ij (x̂_j − x̂_i).
+    Choco {
+        /// Any `murmur-compress` codec.
+        codec: CodecSpec,
+        /// Consensus step size γ in (0, 1]; with a dense codec γ = 1 is exact gossip. With
+        /// aggressive compression γ must shrink (the theory asks for γ = O(δ²ω); in practice
+        /// 0.2–0.5 at 1% density, see the crate tests).
+        gamma: f32,
+    },
+    /// Exact D-PSGD (Lian et al., NeurIPS 2017): the dense model goes to every neighbour each
+    /// round and x ← Σ_j w_ij x_j. The uncompressed baseline.
+    Dpsgd,
+    /// Stochastic gradient push (Assran et al., ICML 2019): column-stochastic shares of
+    /// (weight × model, weight) pushed to out-neighbours; works on directed and time-varying
+    /// graphs. Dense, and it mixes whatever shares have arrived (it never waits).
+    PushSum,
+}
+
+impl Algorithm {
+    /// The wire-level kind (exchanged in hellos).
+    pub fn kind(&self) -> AlgorithmKind {
+        match self {
+            Algorithm::Choco { .. } => AlgorithmKind::Choco,
+            Algorithm::Dpsgd => AlgorithmKind::Dpsgd,
+            Algorithm::PushSum => AlgorithmKind::PushSum,
+        }
+    }
+}
+
+/// How a peer decides that a round's gossip is complete.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// After sending its round-r update the peer waits until every neighbour's round-r update
+    /// has arrived, or `timeout` has passed since its own send: a slow neighbour delays no one
+    /// by more than the timeout and there is no global barrier. Updates that arrive late are
+    /// still applied (in sequence order) to that neighbour's copy, so copies stay exact.
+    RoundTagged {
+        /// Per-round wait bound, microseconds.
+        timeout: Micros,
+    },
+    /// The peer mixes right after sending, with whatever copies it holds. A neighbour whose
+    /// latest update is more than `max_staleness` rounds old is left out of the mix (its copy
+    /// stays exact and rejoins once it catches up); fresher late contributions are damped by
+    /// `damping^staleness` (1.0: no damping).
+    Async {
+        /// Largest staleness (rounds) still mixed.
+        max_staleness: u64,
+        /// Per-round damping factor in (0, 1].
+        damping: f32,
+    },
+}
+
+/// Everything that configures a peer. `Default` is CHOCO with an adaptive threshold-sign codec
+/// at 1% density, γ = 0.4, one local step per round, round-tagged with a 1 s timeout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeerConfig {
+    /// Averaging algorithm.
+    pub algorithm: Algorithm,
+    /// H: local steps (minibatches) per gossip round; 0 gives pure averaging.
+    pub local_steps: u32,
+    /// Round-tagged or asynchronous.
+    pub mode: Mode,
+    /// ClippedGossip (He, Karimireddy, Jaggi 2022): clip each neighbour's contribution
+    /// (x̂_j − x̂_i) to this L2 radius before mixing. `None`: no clipping.
+    pub clip_radius: Option<f32>,
+    /// Standard deviation of Gaussian noise added to what is sent (before compression); the
+    /// public copy includes the noise so copies stay exact. 0: none.
+    pub noise_std: f32,
+    /// Emit [`super::Output::CheckpointDue`] every this many rounds (0: never).
+    pub checkpoint_every: u64,
+    /// Seed of every random choice the peer makes (codec, noise).
+    pub seed: u64,
+    /// Fingerprint of the model family, see [`crate::message::fingerprint`]; peers with another
+    /// fingerprint are rejected.
+    pub fingerprint: u64,
+    /// Largest accepted frame; `None`: 8 × dim + 4096 (a snapshot carrying x̂ and x).
+    pub max_message_bytes: Option<usize>,
+    /// How long a started peer waits for its neighbours' hellos (and a joiner for the model it
+    /// adopts) before its first round.
+    pub startup_timeout: Micros,
+    /// Resend a snapshot request not answered after this long.
+    pub snapshot_timeout: Micros,
+    /// Out-of-order updates kept per neighbour while a gap is being repaired.
+    pub max_buffered_updates: usize,
+    /// A fresh peer whose neighbours are past round 0 adopts a neighbour's model before its
+    /// first step.
+    pub adopt_on_join: bool,
+    /// Answer snapshot requests that ask for the model x (needed by joiners).
+    pub serve_model: bool,
+    /// Snapshot requests served per neighbour per round (more are rejected as rate-limited).
+    pub max_snapshots_per_round: u32,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        PeerConfig {
+            algorithm: Algorithm::Choco {
+                codec: CodecSpec::AdaptiveThreshold { density: 0.01 },
+                gamma: 0.4,
+            },
+            local_steps: 1,
+            mode: Mode::RoundTagged { timeout: 1_000_000 },
+            clip_radius: None,
+            noise_std: 0.0,
+            checkpoint_every: 0,
+            seed: 0,
+            fingerprint: 0,
+            max_message_bytes: None,
+            startup_timeout: 2_000_000,
+            snapshot_timeout: 500_000,
+            max_buffered_updates: 32,
+            adopt_on_join: true,
+            serve_model: true,
+            max_snapshots_per_round: 2,
+        }
+    }
+}
+
+/// A configuration value out of range.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum ConfigError {
+    /// γ outside (0, 1].
+    #[error("consensus step gamma = {0} must be in (0, 1]")]
+    Gamma(f32),
+    /// Damping outside (0, 1].
+    #[error("async damping = {0} must be in (0, 1]")]
+    Damping(f32),
+    /// Negative or non-finite noise.
+    #[error("noise_std = {0} must be finite and >= 0")]
+    Noise(f32),
+    /// Non-positive or non-finite clip radius.
+    #[error("clip_radius = {0} must be finite and > 0")]
+    ClipRadius(f32),
+    /// The initial model's length differs from the learner's dimension.
+    #[error("initial model has {got} parameters, the learner trains {expected}")]
+    InitDimension {
+        /// Learner dimension.
+        expected: usize,
+        /// Initial model length.
+        got: usize,
+    },
+    /// The initial model has NaN or infinite entries.
+    #[error("initial model has non-finite entries")]
+    InitNonFinite,
+    /// Zero-sized model or message cap.
+    #[error("{0} must be > 0")]
+    Zero(&'static str),
+}
+
+impl PeerConfig {
+    /// Checks every value (called by [`super::Peer::new`]).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Algorithm::Choco { gamma, .. } = &self.algorithm
+            && !(*gamma > 0.0 && *gamma <= 1.0)
+        {
+            return Err(ConfigError::Gamma(*gamma));
+        }
+        if let Mode::Async { damping, .. } = &self.mode
+            && !(*damping > 0.0 && *damping <= 1.0)
+        {
+            return Err(ConfigError::Damping(*damping));
+        }
+        if !(self.noise_std.is_finite() && self.noise_std >= 0.0) {
+            return Err(ConfigError::Noise(self.noise_std));
+        }
+        if let Some(r) = self.clip_radius
+            && !(r.is_finite() && r > 0.0)
+        {
+            return Err(ConfigError::ClipRadius(r));
+        }
+        if self.max_message_bytes == Some(0) {
+            return Err(ConfigError::Zero("max_message_bytes"));
+        }
+        if self.max_buffered_updates == 0 {
+            return Err(ConfigError::Zero("max_buffered_updates"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,154 @@
+//! Counters a peer keeps about its traffic, its rounds and everything it rejected.
+
+use serde::{Deserialize, Serialize};
+
+use super::RejectReason;
+use crate::message::MessageError;
+
+/// Traffic and protocol counters. Byte counts are frame lengths as handed to / received from
+/// the driver (transport framing excluded), so `dense_update_bytes / update_bytes_sent` is the
+/// saving against sending the same updates as dense f32 vectors.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStats {
+    /// Rounds completed.
+    pub rounds: u64,
+    /// Local optimisation steps taken.
+    pub local_steps: u64,
+    /// Frames handed to the driver to send.
+    pub messages_sent: u64,
+    /// Bytes of those frames.
+    pub bytes_sent: u64,
+    /// Frames received from the driver.
+    pub messages_received: u64,
+    /// Bytes of those frames.
+    pub bytes_received: u64,
+    /// Update frames sent (one per neighbour per round).
+    pub updates_sent: u64,
+    /// Bytes of update frames sent.
+    pub update_bytes_sent: u64,
+    /// Bytes the same updates would have taken as dense f32 frames.
+    pub dense_update_bytes: u64,
+    /// Hello frames sent.
+    pub hellos_sent: u64,
+    /// Snapshot requests sent (retries included).
+    pub snapshot_requests_sent: u64,
+    /// Snapshot requests resent after `snapshot_timeout`.
+    pub snapshot_retries: u64,
+    /// Snapshots sent.
+    pub snapshots_sent: u64,
+    /// Bytes of snapshots sent.
+    pub snapshot_bytes_sent: u64,
+    /// Snapshots installed as a neighbour's copy.
+    pub snapshots_installed: u64,
+    /// Push-sum shares sent.
+    pub push_shares_sent: u64,
+    /// Updates applied to neighbour copies.
+    pub updates_applied: u64,
+    /// Gaps in a neighbour's sequence numbers (update ahead of the next expected).
+    pub gaps_detected: u64,
+    /// Updates (or push shares) received twice.
+    pub duplicates_dropped: u64,
+    /// Updates already folded into an installed snapshot.
+    pub superseded_dropped: u64,
+    /// Out-of-order updates evicted because the per-neighbour buffer was full.
+    pub buffer_evictions: u64,
+    /// Rounds that ended by timeout with at least one neighbour missing.
+    pub round_timeouts: u64,
+    /// Sum over rounds of the neighbours missing when the round timed out.
+    pub late_neighbours: u64,
+    /// Contributions left out of an asynchronous mix for being too stale.
+    pub stale_dropped: u64,
+    /// Contributions damped for staleness.
+    pub damped_contributions: u64,
+    /// Contributions shortened by clipping.
+    pub clipped_contributions: u64,
+    /// Rounds whose local steps produced non-finite parameters (the steps were undone).
+    pub diverged_rounds: u64,
+    /// Models adopted from a neighbour when joining.
+    pub models_adopted: u64,
+    /// Neighbours that came up again while already known.
+    pub reconnects: u64,
+    /// Goodbyes received.
+    pub goodbyes_received: u64,
+    /// Rejected messages, by reason.
+    pub rejected: RejectCounts,
+}
+
+/// One counter per [`RejectReason`] kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectCounts {
+    /// Frame over the size cap.
+    pub too_large: u64,
+    /// Empty frame.
+    pub empty: u64,
+    /// Wrong protocol version.
+    pub unsupported_version: u64,
+    /// postcard could not parse the frame.
+    pub malformed: u64,
+    /// Bytes after a complete message.
+    pub trailing_bytes: u64,
+    /// Vector or frame of the wrong dimension.
+    pub wrong_dimension: u64,
+    /// NaN or infinite values (in the message, or in a copy after applying it).
+    pub non_finite: u64,
+    /// Model fingerprint differs.
+    pub fingerprint_mismatch: u64,
+    /// The sender runs another algorithm.
+    pub algorithm_mismatch: u64,
+    /// The compressed frame failed `murmur-compress` decoding.
+    pub codec: u64,
+    /// The sender is not a current neighbour.
+    pub not_a_neighbour: u64,
+    /// A message kind this algorithm does not use.
+    pub unexpected_message: u64,
+    /// A snapshot nobody asked for (or answering an old request).
+    pub unsolicited_snapshot: u64,
+    /// A field out of range (degree, push weight).
+    pub invalid_field: u64,
+    /// Too many snapshot requests from one neighbour in one round.
+    pub rate_limited: u64,
+}
+
+impl RejectCounts {
+    /// Total rejections.
+    pub fn total(&self) -> u64 {
+        self.too_large
+            + self.empty
+            + self.unsupported_version
+            + self.malformed
+            + self.trailing_bytes
+            + self.wrong_dimension
+            + self.non_finite
+            + self.fingerprint_mismatch
+            + self.algorithm_mismatch
+            + self.codec
+            + self.not_a_neighbour
+            + self.unexpected_message
+            + self.unsolicited_snapshot
+            + self.invalid_field
+            + self.rate_limited
+    }
+
+    pub(super) fn count(&mut self, reason: &RejectReason) {
+        let counter = match reason {
+            RejectReason::Message(e) => match e {
+                MessageError::TooLarge { .. } => &mut self.too_large,
+                MessageError::Empty => &mut self.empty,
+                MessageError::UnsupportedVersion { .. } => &mut self.unsupported_version,
+                MessageError::Malformed(_) => &mut self.malformed,
+                MessageError::TrailingBytes { .. } => &mut self.trailing_bytes,
+            },
+            RejectReason::WrongDimension { .. } => &mut self.wrong_dimension,
+            RejectReason::NonFinite { .. } => &mut self.non_finite,
+            RejectReason::FingerprintMismatch { .. } => &mut self.fingerprint_mismatch,
+            RejectReason::AlgorithmMismatch { .. } => &mut self.algorithm_mismatch,
+            RejectReason::Codec(_) => &mut self.codec,
+            RejectReason::NotANeighbour => &mut self.not_a_neighbour,
+            RejectReason::UnexpectedMessage { .. } => &mut self.unexpected_message,
+            RejectReason::UnsolicitedSnapshot => &mut self.unsolicited_snapshot,
+            RejectReason::InvalidField { .. } => &mut self.invalid_field,
+            RejectReason::RateLimited => &mut self.rate_limited,
+        };
+        *counter += 1;
+    }
+}
