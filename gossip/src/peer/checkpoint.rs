@@ -35,10 +35,6 @@ pub struct PeerCheckpoint {
     pub x_hat: Vec<f32>,
     /// Push-sum weight.
     pub push_weight: f64,
-    /// Push-sum shares received but not yet mixed (numerator).
-    pub push_inbox: Vec<f32>,
-    /// Push-sum shares received but not yet mixed (weight).
-    pub push_inbox_weight: f64,
     /// `LocalLearner::save_state` bytes.
     pub learner_state: Vec<u8>,
     /// The noise generator's position.

@@ -15,7 +15,8 @@
 //! - **Exact D-PSGD** (Lian et al. 2017): the dense model is sent and x_i ← Σ_j w_ij x_j.
 //! - **Push-sum / SGP** (Kempe et al. 2003; Assran et al. 2019): weight and numerator shares
 //!   pushed to out-neighbours ([`Input::PushTargets`], default: every neighbour); the model is
-//!   the de-biased ratio. Mass is conserved exactly, so late shares count once, later.
+//!   the de-biased ratio, and shares are mixed in on arrival. Mass is conserved exactly, so
+//!   late shares count once, later.
 //!
 //! Weights are Metropolis–Hastings, w_ij = 1 / (1 + max(d_i, d_j)), from the degree each
 //! neighbour reports in its hello and in every update, recomputed whenever a degree changes.
@@ -345,8 +346,6 @@ pub struct Peer<I> {
     model: Array1<f32>,
     x_hat: Vec<f32>,
     push_weight: f64,
-    push_inbox: Vec<f32>,
-    push_inbox_weight: f64,
     push_targets: Option<Vec<I>>,
     compressor: Box<dyn Compressor>,
     rng: ChaCha8Rng,
@@ -430,15 +429,6 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             model: init,
             x_hat: vec![0.0; dim],
             push_weight: 1.0,
-            push_inbox: vec![
-                0.0;
-                if kind == AlgorithmKind::PushSum {
-                    dim
-                } else {
-                    0
-                }
-            ],
-            push_inbox_weight: 0.0,
             push_targets: None,
             compressor,
             rng,
@@ -552,7 +542,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     pub fn dense_update_bytes(&self) -> usize {
         self.dense_update_len
     }
-    /// Model-sized f32 vectors this peer holds now (x, x̂, neighbour copies, push inbox).
+    /// Model-sized f32 vectors this peer holds now (x, x̂, neighbour copies).
     pub fn vectors_held(&self) -> usize {
         2 + self
             .neighbours
@@ -582,8 +572,6 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             model: self.model.to_vec(),
             x_hat: self.x_hat.clone(),
             push_weight: self.push_weight,
-            push_inbox: self.push_inbox.clone(),
-            push_inbox_weight: self.push_inbox_weight,
             learner_state: self.learner.save_state(),
             rng: RngState::of(&self.rng),
         }
@@ -619,15 +607,9 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                 cp.algorithm, self.kind
             )));
         }
-        let inbox_len = if self.kind == AlgorithmKind::PushSum {
-            self.dim
-        } else {
-            0
-        };
         for (what, v, expected) in [
             ("model", &cp.model, self.dim),
             ("x_hat", &cp.x_hat, self.dim),
-            ("push_inbox", &cp.push_inbox, inbox_len),
         ] {
             if v.len() != expected {
                 return Err(CheckpointError::WrongLength {
@@ -643,17 +625,12 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         if !(cp.push_weight.is_finite() && cp.push_weight > 0.0) {
             return Err(CheckpointError::NonFinite("push_weight"));
         }
-        if !cp.push_inbox_weight.is_finite() {
-            return Err(CheckpointError::NonFinite("push_inbox_weight"));
-        }
         self.learner
             .load_state(&cp.learner_state)
             .map_err(CheckpointError::Learner)?;
         self.model = Array1::from(cp.model);
         self.x_hat = cp.x_hat;
         self.push_weight = cp.push_weight;
-        self.push_inbox = cp.push_inbox;
-        self.push_inbox_weight = cp.push_inbox_weight;
         self.round = cp.round;
         self.seq = cp.seq;
         self.last_update_round = cp.last_update_round;
@@ -876,9 +853,6 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         if !matches!(self.phase, Phase::WantsCompute) {
             return;
         }
-        if self.kind == AlgorithmKind::PushSum {
-            self.push_mix();
-        }
         self.local_steps();
         match self.kind {
             AlgorithmKind::Choco | AlgorithmKind::Dpsgd => {
@@ -1074,22 +1048,6 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     }
 
     // ------------------------------------------------------------------ push-sum
-
-    /// Folds the shares received since the last round into (numerator, weight).
-    fn push_mix(&mut self) {
-        if self.push_inbox_weight == 0.0 {
-            return;
-        }
-        let w = self.push_weight;
-        let new_w = w + self.push_inbox_weight;
-        for (x, s) in self.model.iter_mut().zip(self.push_inbox.iter_mut()) {
-            let numerator = f64::from(*x) * w + f64::from(*s);
-            *x = (numerator / new_w) as f32;
-            *s = 0.0;
-        }
-        self.push_weight = new_w;
-        self.push_inbox_weight = 0.0;
-    }
 
     fn push_send(&mut self) {
         let targets: Vec<I> = match &self.push_targets {
@@ -1501,10 +1459,14 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             nb.push_rounds.pop_first();
         }
         nb.heard_round = Some(nb.heard_round.map_or(p.round, |r| r.max(p.round)));
-        for (s, v) in self.push_inbox.iter_mut().zip(&p.values) {
-            *s += v;
+        // Mixed on arrival: (numerator, weight) += share, model = numerator / weight. Every
+        // share counts exactly once whenever it arrives, so mass is conserved.
+        let w = self.push_weight;
+        let new_w = w + p.weight;
+        for (x, v) in self.model.iter_mut().zip(&p.values) {
+            *x = ((f64::from(*x) * w + f64::from(*v)) / new_w) as f32;
         }
-        self.push_inbox_weight += p.weight;
+        self.push_weight = new_w;
         Ok(())
     }
 }

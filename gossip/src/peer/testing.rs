@@ -40,6 +40,8 @@ pub struct LockStep {
     timers: BTreeMap<(Micros, u64), (u32, TimerToken)>,
     timer_seq: u64,
     wants_compute: Vec<bool>,
+    compute_every: Vec<u64>,
+    ticks: u64,
     faults: Option<(Faults, ChaCha8Rng)>,
     /// Every rejection seen: (receiver, sender, reason).
     pub rejected: Vec<(u32, u32, RejectReason)>,
@@ -65,6 +67,8 @@ impl LockStep {
             timers: BTreeMap::new(),
             timer_seq: 0,
             wants_compute: vec![false; n],
+            compute_every: vec![1; n],
+            ticks: 0,
             faults: None,
             rejected: Vec::new(),
             last_loss: vec![f32::NAN; n],
@@ -78,8 +82,14 @@ impl LockStep {
         assert_eq!(*peer.id(), id, "new peer must have id {id}");
         self.peers.push(peer);
         self.wants_compute.push(false);
+        self.compute_every.push(1);
         self.last_loss.push(f32::NAN);
         id
+    }
+
+    /// Makes peer `i` a straggler: it is granted compute only on every `every`-th tick.
+    pub fn set_compute_every(&mut self, i: u32, every: u64) {
+        self.compute_every[i as usize] = every.max(1);
     }
 
     /// Turns fault injection on or off.
@@ -205,8 +215,11 @@ impl LockStep {
     /// timers (and their frames). Frames held back by the fault injector go out after this
     /// tick's compute, i.e. behind newer frames.
     pub fn tick(&mut self) {
+        self.ticks += 1;
         for i in 0..self.peers.len() {
-            if std::mem::take(&mut self.wants_compute[i]) {
+            if self.ticks.is_multiple_of(self.compute_every[i])
+                && std::mem::take(&mut self.wants_compute[i])
+            {
                 self.input(i as u32, Input::ComputeGranted);
             }
         }

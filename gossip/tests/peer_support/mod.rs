@@ -1,0 +1,163 @@
+//! Shared helpers of the peer tests: learners that need no data, graphs and a harness setup.
+#![allow(dead_code, unreachable_pub)]
+
+use murmur_gossip::learner::{Evaluation, LocalLearner};
+use murmur_gossip::peer::testing::LockStep;
+use murmur_gossip::peer::{Peer, PeerConfig};
+use ndarray::Array1;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Never moves the model: pure averaging.
+#[derive(Debug, Clone)]
+pub struct Frozen {
+    pub dim: usize,
+}
+
+impl LocalLearner for Frozen {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn step(&mut self, _params: &mut [f32]) -> f32 {
+        0.0
+    }
+    fn evaluate(&self, _params: &[f32]) -> Evaluation {
+        Evaluation::default()
+    }
+    fn save_state(&self) -> Vec<u8> {
+        Vec::new()
+    }
+    fn load_state(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if bytes.is_empty() {
+            Ok(())
+        } else {
+            Err("frozen learner has no state".into())
+        }
+    }
+}
+
+/// f_i(x) = ½‖x − c_i‖²: gradient steps pull peer i towards its own centre c_i; the global
+/// optimum is the mean of the centres.
+#[derive(Debug, Clone)]
+pub struct Quadratic {
+    pub centre: Vec<f32>,
+    pub lr: f32,
+    pub steps: u64,
+}
+
+impl LocalLearner for Quadratic {
+    fn dim(&self) -> usize {
+        self.centre.len()
+    }
+    fn step(&mut self, params: &mut [f32]) -> f32 {
+        let mut loss = 0.0;
+        for (p, c) in params.iter_mut().zip(&self.centre) {
+            let g = *p - c;
+            loss += 0.5 * g * g;
+            *p -= self.lr * g;
+        }
+        self.steps += 1;
+        loss
+    }
+    fn evaluate(&self, params: &[f32]) -> Evaluation {
+        let loss = params
+            .iter()
+            .zip(&self.centre)
+            .map(|(p, c)| 0.5 * (p - c) * (p - c))
+            .sum();
+        Evaluation {
+            loss,
+            accuracy: None,
+        }
+    }
+    fn save_state(&self) -> Vec<u8> {
+        self.steps.to_le_bytes().to_vec()
+    }
+    fn load_state(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let b: [u8; 8] = bytes
+            .try_into()
+            .map_err(|_| "expected 8 bytes".to_string())?;
+        self.steps = u64::from_le_bytes(b);
+        Ok(())
+    }
+}
+
+pub fn random_vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect()
+}
+
+/// Undirected edges of the ring on n nodes.
+pub fn ring_edges(n: u32) -> Vec<(u32, u32)> {
+    (0..n)
+        .map(|i| (i, (i + 1) % n))
+        .filter(|(a, b)| a != b)
+        .map(|(a, b)| (a.min(b), a.max(b)))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// Undirected edges of the static exponential graph (i ± 2^k).
+pub fn exponential_edges(n: u32) -> Vec<(u32, u32)> {
+    let mut set = std::collections::BTreeSet::new();
+    for i in 0..n {
+        let mut k = 1;
+        while k < n {
+            let j = (i + k) % n;
+            if j != i {
+                set.insert((i.min(j), i.max(j)));
+            }
+            k *= 2;
+        }
+    }
+    set.into_iter().collect()
+}
+
+/// A lock-step harness of `Frozen` peers starting from the given vectors.
+pub fn frozen_swarm(config: &PeerConfig, init: &[Vec<f32>], edges: &[(u32, u32)]) -> LockStep {
+    let peers = init
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            let mut c = config.clone();
+            c.seed = config.seed.wrapping_add(i as u64);
+            Peer::new(
+                i as u32,
+                c,
+                Box::new(Frozen { dim: x.len() }),
+                Array1::from(x.clone()),
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut net = LockStep::new(peers, 1_000);
+    net.start_with_edges(edges.iter().copied());
+    net
+}
+
+/// Every neighbour's copy of every peer's public vector is bit-identical to the original.
+pub fn assert_copies_exact(net: &LockStep) {
+    for p in net.peers() {
+        for j in p.neighbours() {
+            let info = p.neighbour(j).unwrap();
+            let owner = net.peer(*j);
+            assert_eq!(
+                info.applied_seq,
+                owner.seq(),
+                "peer {} copy of {j}: seq",
+                p.id()
+            );
+            let copy = info.copy.expect("copy established");
+            assert!(
+                copy.iter()
+                    .zip(owner.public_copy())
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "peer {} copy of {j} differs",
+                p.id()
+            );
+        }
+    }
+}
