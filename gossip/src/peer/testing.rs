@@ -49,6 +49,10 @@ pub struct LockStep {
     pub last_loss: Vec<f32>,
     /// Frames dropped, duplicated and held back by the fault injector.
     pub injected: [u64; 3],
+    /// Every `CheckpointDue`: (peer, round).
+    pub checkpoints_due: Vec<(u32, u64)>,
+    /// Every `ModelAdopted`: (peer, from, round).
+    pub adopted: Vec<(u32, u32, u64)>,
 }
 
 impl LockStep {
@@ -73,6 +77,8 @@ impl LockStep {
             rejected: Vec::new(),
             last_loss: vec![f32::NAN; n],
             injected: [0; 3],
+            checkpoints_due: Vec::new(),
+            adopted: Vec::new(),
         }
     }
 
@@ -90,6 +96,15 @@ impl LockStep {
     /// Makes peer `i` a straggler: it is granted compute only on every `every`-th tick.
     pub fn set_compute_every(&mut self, i: u32, every: u64) {
         self.compute_every[i as usize] = every.max(1);
+    }
+
+    /// Replaces peer `i` (a crash and restart): its pending timers and compute request are
+    /// forgotten. Take its edges down before and up after, as a real restart would.
+    pub fn replace_peer(&mut self, i: u32, peer: Peer<u32>) {
+        assert_eq!(*peer.id(), i, "replacement must keep id {i}");
+        self.peers[i as usize] = peer;
+        self.wants_compute[i as usize] = false;
+        self.timers.retain(|_, (p, _)| *p != i);
     }
 
     /// Turns fault injection on or off.
@@ -165,7 +180,8 @@ impl LockStep {
                 Output::WantCompute => self.wants_compute[i as usize] = true,
                 Output::RoundCompleted { loss, .. } => self.last_loss[i as usize] = loss,
                 Output::Rejected { from, reason } => self.rejected.push((i, from, reason)),
-                Output::CheckpointDue { .. } | Output::ModelAdopted { .. } => {}
+                Output::CheckpointDue { round } => self.checkpoints_due.push((i, round)),
+                Output::ModelAdopted { from, round } => self.adopted.push((i, from, round)),
             }
         }
     }

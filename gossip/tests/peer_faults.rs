@@ -1,0 +1,149 @@
+//! Lossy, duplicating and reordering networks (injected by the lock-step harness): every fault
+//! is detected, copies are resynchronised by snapshot and training still converges.
+
+mod peer_support;
+
+use murmur_gossip::peer::testing::{Faults, LockStep};
+use murmur_gossip::peer::{Algorithm, CodecSpec, Mode, Peer, PeerConfig};
+use ndarray::Array1;
+use peer_support::*;
+
+const N: u32 = 8;
+const DIM: usize = 40;
+
+fn swarm(mode: Mode) -> (LockStep, Vec<f64>) {
+    let centres = random_vectors(N as usize, DIM, 21);
+    let mut optimum = vec![0.0f64; DIM];
+    for c in &centres {
+        for (o, x) in optimum.iter_mut().zip(c) {
+            *o += f64::from(*x) / f64::from(N);
+        }
+    }
+    let config = PeerConfig {
+        algorithm: Algorithm::Choco {
+            codec: CodecSpec::AdaptiveThreshold { density: 0.1 },
+            gamma: 0.2,
+        },
+        local_steps: 1,
+        mode,
+        snapshot_timeout: 3_000,
+        ..PeerConfig::default()
+    };
+    let peers = centres
+        .into_iter()
+        .enumerate()
+        .map(|(i, centre)| {
+            let learner = Quadratic {
+                centre,
+                lr: 0.05,
+                steps: 0,
+            };
+            let mut c = config.clone();
+            c.seed = i as u64;
+            Peer::new(i as u32, c, Box::new(learner), Array1::zeros(DIM)).unwrap()
+        })
+        .collect();
+    let mut net = LockStep::new(peers, 1_000);
+    net.start_with_edges(exponential_edges(N));
+    (net, optimum)
+}
+
+fn distance_to(net: &LockStep, optimum: &[f64]) -> f64 {
+    distance_of(net.peers(), optimum)
+}
+
+fn distance_of(peers: &[Peer<u32>], optimum: &[f64]) -> f64 {
+    peers
+        .iter()
+        .map(|p| {
+            p.model()
+                .iter()
+                .zip(optimum)
+                .map(|(x, o)| (f64::from(*x) - o).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .fold(0.0, f64::max)
+}
+
+fn run(faults: Option<Faults>, mode: Mode) -> (LockStep, f64) {
+    let (mut net, optimum) = swarm(mode);
+    net.set_faults(faults);
+    net.run_rounds(400, 4_000);
+    net.set_faults(None);
+    // Let outstanding snapshot retries complete, then a few clean rounds.
+    net.run_rounds(10, 200);
+    let d = distance_to(&net, &optimum);
+    (net, d)
+}
+
+#[test]
+fn drops_duplicates_and_reordering_are_repaired() {
+    let mode = Mode::RoundTagged { timeout: 4_000 };
+    let (_, clean) = run(None, mode.clone());
+    let faults = Faults {
+        drop: 0.03,
+        duplicate: 0.03,
+        reorder: 0.03,
+        seed: 1,
+    };
+    let (net, faulty) = run(Some(faults), mode);
+    let sum = |f: fn(&murmur_gossip::peer::PeerStats) -> u64| -> u64 {
+        net.peers().iter().map(|p| f(p.stats())).sum()
+    };
+    let (gaps, dups, installed, timeouts) = (
+        sum(|s| s.gaps_detected),
+        sum(|s| s.duplicates_dropped),
+        sum(|s| s.snapshots_installed),
+        sum(|s| s.round_timeouts),
+    );
+    println!(
+        "injected drop/dup/reorder {:?}; gaps {gaps}, duplicates {dups}, snapshots installed {installed}, round timeouts {timeouts}; worst distance to optimum: clean {clean:.4}, faulty {faulty:.4}",
+        net.injected
+    );
+    assert!(net.injected.iter().all(|&k| k > 20), "{:?}", net.injected);
+    assert!(gaps > 0 && dups > 0 && installed > 0);
+    assert_copies_exact(&net);
+    assert!(
+        faulty < 2.0 * clean + 0.02,
+        "faulty {faulty} vs clean {clean}"
+    );
+}
+
+#[test]
+fn stragglers_delay_no_one_beyond_the_timeout() {
+    // Peer 0 computes only every 10th tick. Round-tagged with a 3-tick timeout: the others
+    // wait at most 3 ticks per round; asynchronous: they never wait.
+    for (mode, min_rounds) in [
+        (Mode::RoundTagged { timeout: 3_000 }, 40),
+        (
+            Mode::Async {
+                max_staleness: 20,
+                damping: 0.9,
+            },
+            150,
+        ),
+    ] {
+        let (mut baseline, optimum) = swarm(mode.clone());
+        for _ in 0..200 {
+            baseline.tick();
+        }
+        let base = distance_of(&baseline.peers()[1..], &optimum);
+        let (mut net, _) = swarm(mode.clone());
+        net.set_compute_every(0, 10);
+        for _ in 0..200 {
+            net.tick();
+        }
+        let fast = net.peers()[1..].iter().map(|p| p.round()).min().unwrap();
+        let slow = net.peer(0).round();
+        let d = distance_of(&net.peers()[1..], &optimum);
+        println!(
+            "{mode:?}: straggler at round {slow}, others at >= {fast}, their worst distance {d:.4} (no straggler: {base:.4})"
+        );
+        assert!(
+            slow <= 21 && fast >= min_rounds,
+            "{mode:?}: slow {slow} fast {fast}"
+        );
+        assert!(d < 1.5 * base + 0.1, "{mode:?}: distance {d} vs {base}");
+    }
+}
