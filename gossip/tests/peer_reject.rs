@@ -366,3 +366,54 @@ fn overflowing_update_is_refused_and_copy_kept() {
         "overflow",
     );
 }
+
+/// Real frames of every kind, mutated (bit flips, truncations, inflated bytes, random bytes):
+/// the peer never panics and every frame it refuses is counted.
+#[test]
+fn mutated_frames_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let mut net = swarm();
+    net.recorded = Some(Vec::new());
+    net.input(1, Input::NeighbourDown(0));
+    net.input(1, Input::NeighbourUp(0));
+    net.run_rounds(3, 20);
+    let frames: Vec<Vec<u8>> = net
+        .recorded
+        .take()
+        .unwrap()
+        .into_iter()
+        .filter(|(from, to, _)| *from == 1 && *to == 0)
+        .map(|(_, _, b)| b)
+        .collect();
+    let kinds: std::collections::BTreeSet<&str> = frames
+        .iter()
+        .map(|f| Message::decode(f, usize::MAX).unwrap().kind())
+        .collect();
+    assert!(kinds.len() >= 3, "{kinds:?}");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let mut fed = 0u64;
+    for _ in 0..20_000 {
+        let mut f = frames[rng.random_range(0..frames.len())].clone();
+        match rng.random_range(0..4) {
+            0 => {
+                let k = rng.random_range(0..f.len());
+                f[k] ^= 1 << rng.random_range(0..8);
+            }
+            1 => f.truncate(rng.random_range(0..f.len())),
+            2 => {
+                let k = rng.random_range(0..f.len());
+                f[k] = 0xff;
+            }
+            _ => f = (0..rng.random_range(0..64)).map(|_| rng.random()).collect(),
+        }
+        let before = net.peer(0).stats().rejected.total();
+        net.input(0, Input::Message { from: 1, bytes: f });
+        fed += 1;
+        let after = net.peer(0).stats().rejected.total();
+        assert!(after == before || after == before + 1);
+    }
+    println!(
+        "{fed} mutated frames, {} rejected",
+        net.peer(0).stats().rejected.total()
+    );
+}

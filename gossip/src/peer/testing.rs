@@ -53,6 +53,8 @@ pub struct LockStep {
     pub checkpoints_due: Vec<(u32, u64)>,
     /// Every `ModelAdopted`: (peer, from, round).
     pub adopted: Vec<(u32, u32, u64)>,
+    /// When `Some`, every frame sent is also appended here: (from, to, bytes).
+    pub recorded: Option<Vec<(u32, u32, Vec<u8>)>>,
 }
 
 impl LockStep {
@@ -79,6 +81,7 @@ impl LockStep {
             injected: [0; 3],
             checkpoints_due: Vec::new(),
             adopted: Vec::new(),
+            recorded: None,
         }
     }
 
@@ -172,7 +175,12 @@ impl LockStep {
     fn process(&mut self, i: u32, outputs: Vec<Output<u32>>) {
         for o in outputs {
             match o {
-                Output::Send { to, bytes } => self.inflight.push((i, to, bytes)),
+                Output::Send { to, bytes } => {
+                    if let Some(log) = &mut self.recorded {
+                        log.push((i, to, bytes.clone()));
+                    }
+                    self.inflight.push((i, to, bytes));
+                }
                 Output::ScheduleTimer { at, token } => {
                     self.timers.insert((at, self.timer_seq), (i, token));
                     self.timer_seq += 1;
