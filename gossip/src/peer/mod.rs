@@ -935,10 +935,10 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         }
         self.seq += 1;
         self.last_update_round = self.round;
-        self.broadcast_update(q.encode());
+        self.broadcast_update(q.encode(), q.nnz());
     }
 
-    fn broadcast_update(&mut self, frame: Vec<u8>) {
+    fn broadcast_update(&mut self, frame: Vec<u8>, nnz: usize) {
         let bytes = Message::Update(Update {
             seq: self.seq,
             round: self.last_update_round,
@@ -951,6 +951,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             self.stats.updates_sent += 1;
             self.stats.update_bytes_sent += bytes.len() as u64;
             self.stats.dense_update_bytes += self.dense_update_len as u64;
+            self.stats.update_entries_sent += nnz as u64;
             self.send(j, bytes.clone());
         }
     }
@@ -1435,7 +1436,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             q.add_to(&mut self.x_hat, 1.0);
             self.seq += 1;
             self.last_update_round = round;
-            self.broadcast_update(q.encode());
+            self.broadcast_update(q.encode(), q.nnz());
         }
         self.out.push(Output::ModelAdopted { from, round });
     }

@@ -28,6 +28,8 @@ pub struct PeerStats {
     pub update_bytes_sent: u64,
     /// Bytes the same updates would have taken as dense f32 frames.
     pub dense_update_bytes: u64,
+    /// Entries carried by the updates sent (`Compressed::nnz`, summed over frames sent).
+    pub update_entries_sent: u64,
     /// Hello frames sent.
     pub hellos_sent: u64,
     /// Snapshot requests sent (retries included).
