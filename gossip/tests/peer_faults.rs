@@ -27,6 +27,7 @@ fn swarm(mode: Mode) -> (LockStep, Vec<f64>) {
         local_steps: 1,
         mode,
         snapshot_timeout: 3_000,
+        gap_grace: 2_000,
         ..PeerConfig::default()
     };
     let peers = centres

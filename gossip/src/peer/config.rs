@@ -97,6 +97,9 @@ pub struct PeerConfig {
     pub startup_timeout: Micros,
     /// Resend a snapshot request not answered after this long.
     pub snapshot_timeout: Micros,
+    /// A gap in a neighbour's sequence numbers is given this long to close by itself (the
+    /// missing update may just be late) before a snapshot is requested; 0: request at once.
+    pub gap_grace: Micros,
     /// Out-of-order updates kept per neighbour while a gap is being repaired.
     pub max_buffered_updates: usize,
     /// A fresh peer whose neighbours are past round 0 adopts a neighbour's model before its
@@ -125,6 +128,7 @@ impl Default for PeerConfig {
             max_message_bytes: None,
             startup_timeout: 2_000_000,
             snapshot_timeout: 500_000,
+            gap_grace: 100_000,
             max_buffered_updates: 32,
             adopt_on_join: true,
             serve_model: true,

@@ -31,9 +31,10 @@
 //!
 //! # Exactness
 //! Every copy of x̂_j is built from the same bits by the same deterministic `add_to`, in
-//! sequence order. A gap in sequence numbers, a duplicate, a reconnect or a new neighbour whose
-//! public copy is not zero triggers a [`crate::message::SnapshotRequest`]; the dense snapshot
-//! replaces the copy, and buffered updates past it are replayed. Removing a neighbour drops its
+//! sequence order. A gap in sequence numbers (still open after `gap_grace`, since a reordered
+//! update closes it by itself), a duplicate, a reconnect or a new neighbour whose public copy
+//! is not zero triggers a [`crate::message::SnapshotRequest`]; the dense snapshot replaces the
+//! copy, and buffered updates past it are replayed. Removing a neighbour drops its
 //! copy and so exactly its contribution; a peer's own unsent residual stays in x_i − x̂_i.
 
 mod checkpoint;
@@ -278,6 +279,7 @@ struct Neighbour {
     pending_wants_model: bool,
     served: (u64, u32),
     hello_requested_round: Option<u64>,
+    gap_check_pending: bool,
     push_rounds: BTreeSet<u64>,
 }
 
@@ -295,6 +297,7 @@ enum TimerPurpose {
     Startup,
     RoundDeadline(u64),
     SnapshotRetry(u64),
+    GapCheck,
 }
 
 #[derive(Debug)]
@@ -334,6 +337,54 @@ const MAX_ADOPTION_WAITS: u32 = 5;
 ///
 /// `now` must never decrease. Getters ([`Peer::model`], [`Peer::stats`], …) may be called
 /// at any time.
+///
+/// # Example: two peers averaging, driven by hand
+/// ```
+/// use murmur_gossip::learner::{Evaluation, LocalLearner};
+/// use murmur_gossip::peer::{Algorithm, CodecSpec, Input, Output, Peer, PeerConfig};
+/// use ndarray::Array1;
+///
+/// #[derive(Debug)]
+/// struct Still; // a learner that never moves the model: pure averaging
+/// impl LocalLearner for Still {
+///     fn dim(&self) -> usize { 3 }
+///     fn step(&mut self, _: &mut [f32]) -> f32 { 0.0 }
+///     fn evaluate(&self, _: &[f32]) -> Evaluation { Evaluation::default() }
+///     fn save_state(&self) -> Vec<u8> { Vec::new() }
+///     fn load_state(&mut self, _: &[u8]) -> Result<(), String> { Ok(()) }
+/// }
+///
+/// let config = PeerConfig {
+///     algorithm: Algorithm::Choco { codec: CodecSpec::DenseF32, gamma: 1.0 },
+///     ..PeerConfig::default()
+/// };
+/// let mut peers = [
+///     Peer::new(0u32, config.clone(), Box::new(Still), Array1::from(vec![0.0, 0.0, 0.0])).unwrap(),
+///     Peer::new(1u32, config, Box::new(Still), Array1::from(vec![2.0, 4.0, 6.0])).unwrap(),
+/// ];
+/// // Outputs to act on, first in first out: (peer index, output).
+/// let mut todo = std::collections::VecDeque::new();
+/// for (i, j) in [(0, 1), (1, 0)] {
+///     todo.extend(peers[i].handle(0, Input::NeighbourUp(j as u32)).into_iter().map(|o| (i, o)));
+///     todo.extend(peers[i].handle(0, Input::Start).into_iter().map(|o| (i, o)));
+/// }
+/// while let Some((i, output)) = todo.pop_front() {
+///     let (k, next) = match output {
+///         Output::Send { to, bytes } => {
+///             let from = i as u32;
+///             (to as usize, peers[to as usize].handle(0, Input::Message { from, bytes }))
+///         }
+///         // One round only; a real driver keeps granting compute.
+///         Output::WantCompute if peers[i].round() == 0 => (i, peers[i].handle(0, Input::ComputeGranted)),
+///         _ => continue, // timers, metrics
+///     };
+///     todo.extend(next.into_iter().map(|o| (k, o)));
+/// }
+/// // One round of exact gossip with weight 1/2: both peers hold the average.
+/// assert_eq!(peers[0].model().to_vec(), vec![1.0, 2.0, 3.0]);
+/// assert_eq!(peers[1].model().to_vec(), vec![1.0, 2.0, 3.0]);
+/// ```
+/// [`testing::LockStep`] is a complete lock-step driver of this kind.
 #[derive(Debug)]
 pub struct Peer<I> {
     id: I,
@@ -360,7 +411,7 @@ pub struct Peer<I> {
     phase: Phase<I>,
     neighbours: BTreeMap<I, Neighbour>,
     timers: BTreeMap<u64, TimerPurpose>,
-    snapshot_timers: BTreeMap<u64, I>,
+    neighbour_timers: BTreeMap<u64, I>,
     next_timer: u64,
     next_nonce: u64,
     stats: PeerStats,
@@ -443,7 +494,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             phase: Phase::Idle,
             neighbours: BTreeMap::new(),
             timers: BTreeMap::new(),
-            snapshot_timers: BTreeMap::new(),
+            neighbour_timers: BTreeMap::new(),
             next_timer: 0,
             next_nonce: 1,
             stats: PeerStats::default(),
@@ -735,7 +786,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             now + self.config.snapshot_timeout,
             TimerPurpose::SnapshotRetry(nonce),
         );
-        self.snapshot_timers.insert(token, j.clone());
+        self.neighbour_timers.insert(token, j.clone());
     }
 
     // ------------------------------------------------------------------ lifecycle
@@ -829,8 +880,25 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                     self.mix_and_complete();
                 }
             }
+            TimerPurpose::GapCheck => {
+                let Some(j) = self.neighbour_timers.remove(&token.0) else {
+                    return;
+                };
+                let Some(nb) = self.neighbours.get_mut(&j) else {
+                    return;
+                };
+                nb.gap_check_pending = false;
+                let gap_open = nb.copy.is_some()
+                    && nb
+                        .buffer
+                        .first_key_value()
+                        .is_some_and(|(seq, _)| *seq > nb.applied_seq + 1);
+                if gap_open {
+                    self.request_snapshot(now, &j, false);
+                }
+            }
             TimerPurpose::SnapshotRetry(nonce) => {
-                let Some(j) = self.snapshot_timers.remove(&token.0) else {
+                let Some(j) = self.neighbour_timers.remove(&token.0) else {
                     return;
                 };
                 let Some(nb) = self.neighbours.get_mut(&j) else {
@@ -1278,7 +1346,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                     self.config.max_buffered_updates,
                     &mut self.stats,
                 );
-                self.request_snapshot(now, from, false);
+                self.gap_check(now, from);
             }
         }
         if ask_hello {
@@ -1323,7 +1391,25 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         Ok(())
     }
 
-    /// Replays buffered updates that follow the copy; asks for a snapshot if a gap remains.
+    /// A gap in `from`'s sequence numbers: the missing update may only be late (reordering),
+    /// so the snapshot is requested only if the gap is still open after `gap_grace`.
+    fn gap_check(&mut self, now: Micros, from: &I) {
+        if self.config.gap_grace == 0 {
+            self.request_snapshot(now, from, false);
+            return;
+        }
+        let Some(nb) = self.neighbours.get_mut(from) else {
+            return;
+        };
+        if nb.gap_check_pending || nb.pending_snapshot.is_some() {
+            return;
+        }
+        nb.gap_check_pending = true;
+        let token = self.schedule(now + self.config.gap_grace, TimerPurpose::GapCheck);
+        self.neighbour_timers.insert(token, from.clone());
+    }
+
+    /// Replays buffered updates that follow the copy; checks the gap if one remains.
     fn drain(&mut self, now: Micros, from: &I) -> Result<(), RejectReason> {
         let nb = self.neighbours.get_mut(from).expect("checked by caller");
         if nb.copy.is_none() {
@@ -1346,7 +1432,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             }
         }
         if !nb.buffer.is_empty() {
-            self.request_snapshot(now, from, false);
+            self.gap_check(now, from);
         }
         result
     }
