@@ -4,7 +4,7 @@
 
 mod peer_support;
 
-use murmur_gossip::peer::{Algorithm, CodecSpec, Input, Mode, PeerConfig};
+use murmur_gossip::peer::{Algorithm, CodecSpec, CopyStorage, Input, Mode, PeerConfig};
 use peer_support::*;
 
 fn config(algorithm: Algorithm) -> PeerConfig {
@@ -35,10 +35,19 @@ fn mh_apply(n: usize, edges: &[(u32, u32)], x: &[Vec<f64>]) -> Vec<Vec<f64>> {
     out
 }
 
-fn exact_gossip_matches_wx(edges: &[(u32, u32)], n: usize, algorithm: Algorithm) {
+fn exact_gossip_matches_wx(
+    edges: &[(u32, u32)],
+    n: usize,
+    algorithm: Algorithm,
+    copies: CopyStorage,
+) {
     let dim = 16;
     let init = random_vectors(n, dim, 7);
-    let mut net = frozen_swarm(&config(algorithm), &init, edges);
+    let cfg = PeerConfig {
+        copies,
+        ..config(algorithm)
+    };
+    let mut net = frozen_swarm(&cfg, &init, edges);
     let mut expected: Vec<Vec<f64>> = init
         .iter()
         .map(|v| v.iter().map(|&x| f64::from(x)).collect())
@@ -65,13 +74,20 @@ fn identity_codec_reproduces_exact_gossip() {
         codec: CodecSpec::DenseF32,
         gamma: 1.0,
     };
-    exact_gossip_matches_wx(&ring_edges(8), 8, dense.clone());
-    exact_gossip_matches_wx(&exponential_edges(16), 16, dense);
+    for copies in [CopyStorage::PerNeighbour, CopyStorage::Aggregate] {
+        exact_gossip_matches_wx(&ring_edges(8), 8, dense.clone(), copies);
+        exact_gossip_matches_wx(&exponential_edges(16), 16, dense.clone(), copies);
+    }
 }
 
 #[test]
 fn dpsgd_reproduces_exact_gossip() {
-    exact_gossip_matches_wx(&exponential_edges(16), 16, Algorithm::Dpsgd);
+    exact_gossip_matches_wx(
+        &exponential_edges(16),
+        16,
+        Algorithm::Dpsgd,
+        CopyStorage::PerNeighbour,
+    );
 }
 
 /// Rounds until the consensus distance is below 1e-6 of its start, and the final ratio.
@@ -81,10 +97,15 @@ fn compressed_consensus(
     codec: CodecSpec,
     gamma: f32,
     max_rounds: u64,
+    copies: CopyStorage,
 ) -> (u64, f64, u64) {
     let dim = 200;
     let init = random_vectors(n, dim, 11);
-    let mut net = frozen_swarm(&config(Algorithm::Choco { codec, gamma }), &init, edges);
+    let cfg = PeerConfig {
+        copies,
+        ..config(Algorithm::Choco { codec, gamma })
+    };
+    let mut net = frozen_swarm(&cfg, &init, edges);
     let start = net.consensus_distance();
     let mean_before = net.mean_model();
     let mut rounds = max_rounds;
@@ -121,9 +142,20 @@ fn compressed_consensus(
 /// conservative; γ ≈ 2ρ (ρ the density) converges on both graphs here, while γ ≥ 0.05 diverges.
 #[test]
 fn adaptive_threshold_reaches_consensus_on_ring_and_exponential() {
-    for (name, edges, n) in [
-        ("ring", ring_edges(8), 8),
-        ("exponential", exponential_edges(16), 16),
+    for (name, edges, n, copies) in [
+        ("ring", ring_edges(8), 8, CopyStorage::PerNeighbour),
+        (
+            "exponential",
+            exponential_edges(16),
+            16,
+            CopyStorage::PerNeighbour,
+        ),
+        (
+            "exponential (aggregate)",
+            exponential_edges(16),
+            16,
+            CopyStorage::Aggregate,
+        ),
     ] {
         let (rounds, ratio, saving) = compressed_consensus(
             &edges,
@@ -131,6 +163,7 @@ fn adaptive_threshold_reaches_consensus_on_ring_and_exponential() {
             CodecSpec::AdaptiveThreshold { density: 0.01 },
             0.02,
             6_000,
+            copies,
         );
         println!(
             "{name}: consensus distance x{ratio:e} after {rounds} rounds, {saving}x fewer update bytes than dense"
@@ -212,12 +245,25 @@ fn push_sum_irregular_directed_graph_converges_to_average() {
 /// residual lost or counted twice) and consensus is still reached.
 #[test]
 fn churn_keeps_copies_exact_and_average_preserved() {
+    churn(CopyStorage::PerNeighbour);
+}
+
+/// The memory-efficient aggregate sum stays exact through the same churn by rebuilding.
+#[test]
+fn churn_with_aggregate_storage_preserves_average() {
+    churn(CopyStorage::Aggregate);
+}
+
+fn churn(copies: CopyStorage) {
     let n = 10u32;
     let init = random_vectors(n as usize, 50, 3);
-    let cfg = config(Algorithm::Choco {
-        codec: CodecSpec::AdaptiveThreshold { density: 0.1 },
-        gamma: 0.2,
-    });
+    let cfg = PeerConfig {
+        copies,
+        ..config(Algorithm::Choco {
+            codec: CodecSpec::AdaptiveThreshold { density: 0.1 },
+            gamma: 0.2,
+        })
+    };
     let mut net = frozen_swarm(&cfg, &init, &ring_edges(n));
     let mean = net.mean_model();
     net.run_rounds(30, 100);
@@ -236,7 +282,6 @@ fn churn_keeps_copies_exact_and_average_preserved() {
         "{}",
         net.consensus_distance()
     );
-    assert_copies_exact(&net);
     let installed: u64 = net
         .peers()
         .iter()
@@ -246,4 +291,16 @@ fn churn_keeps_copies_exact_and_average_preserved() {
         installed >= 6,
         "new edges resynchronise by snapshot ({installed})"
     );
+    if copies == CopyStorage::PerNeighbour {
+        assert_copies_exact(&net);
+    } else {
+        let rebuilds: u64 = net
+            .peers()
+            .iter()
+            .map(|p| p.stats().aggregate_rebuilds)
+            .sum();
+        assert!(rebuilds > 0);
+        assert!(net.peers().iter().all(|p| p.vectors_held() == 3));
+        println!("aggregate rebuilds: {rebuilds}, snapshots installed: {installed}");
+    }
 }

@@ -4,7 +4,7 @@
 mod peer_support;
 
 use murmur_gossip::peer::testing::{Faults, LockStep};
-use murmur_gossip::peer::{Algorithm, CodecSpec, Mode, Peer, PeerConfig};
+use murmur_gossip::peer::{Algorithm, CodecSpec, CopyStorage, Mode, Peer, PeerConfig};
 use ndarray::Array1;
 use peer_support::*;
 
@@ -12,6 +12,10 @@ const N: u32 = 8;
 const DIM: usize = 40;
 
 fn swarm(mode: Mode) -> (LockStep, Vec<f64>) {
+    swarm_with(mode, CopyStorage::PerNeighbour)
+}
+
+fn swarm_with(mode: Mode, copies: CopyStorage) -> (LockStep, Vec<f64>) {
     let centres = random_vectors(N as usize, DIM, 21);
     let mut optimum = vec![0.0f64; DIM];
     for c in &centres {
@@ -26,6 +30,7 @@ fn swarm(mode: Mode) -> (LockStep, Vec<f64>) {
         },
         local_steps: 1,
         mode,
+        copies,
         snapshot_timeout: 3_000,
         gap_grace: 2_000,
         ..PeerConfig::default()
@@ -68,7 +73,11 @@ fn distance_of(peers: &[Peer<u32>], optimum: &[f64]) -> f64 {
 }
 
 fn run(faults: Option<Faults>, mode: Mode) -> (LockStep, f64) {
-    let (mut net, optimum) = swarm(mode);
+    run_with(faults, mode, CopyStorage::PerNeighbour)
+}
+
+fn run_with(faults: Option<Faults>, mode: Mode, copies: CopyStorage) -> (LockStep, f64) {
+    let (mut net, optimum) = swarm_with(mode, copies);
     net.set_faults(faults);
     net.run_rounds(400, 4_000);
     net.set_faults(None);
@@ -147,4 +156,30 @@ fn stragglers_delay_no_one_beyond_the_timeout() {
         );
         assert!(d < 1.5 * base + 0.1, "{mode:?}: distance {d} vs {base}");
     }
+}
+
+/// The aggregate (memory-efficient) storage under the same faults: every resync rebuilds the
+/// sum, and training ends where the clean run ends.
+#[test]
+fn aggregate_storage_survives_faults() {
+    let mode = Mode::RoundTagged { timeout: 4_000 };
+    let (_, clean) = run_with(None, mode.clone(), CopyStorage::Aggregate);
+    let faults = Faults {
+        drop: 0.02,
+        duplicate: 0.02,
+        reorder: 0.02,
+        seed: 2,
+    };
+    let (net, faulty) = run_with(Some(faults), mode, CopyStorage::Aggregate);
+    let rebuilds: u64 = net
+        .peers()
+        .iter()
+        .map(|p| p.stats().aggregate_rebuilds)
+        .sum();
+    println!("aggregate: {rebuilds} rebuilds; worst distance clean {clean:.4}, faulty {faulty:.4}");
+    assert!(rebuilds > 0);
+    assert!(
+        faulty < 2.0 * clean + 0.02,
+        "faulty {faulty} vs clean {clean}"
+    );
 }

@@ -66,6 +66,21 @@ pub enum Mode {
     },
 }
 
+/// Where a CHOCO peer keeps what it knows of its neighbours' public copies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CopyStorage {
+    /// One copy of x̂_j per neighbour: (2 + degree) model-sized vectors. Supports per-neighbour
+    /// clipping, staleness damping, and re-weighting or removing one neighbour locally.
+    #[default]
+    PerNeighbour,
+    /// The memory-efficient form: only s = Σ_j w_ij x̂_j (three model-sized vectors whatever
+    /// the degree). A neighbour leaving, changing degree or needing a resync cannot be undone
+    /// inside the sum, so the sum is rebuilt from fresh snapshots of every neighbour (degree
+    /// dense snapshots per churn event). CHOCO, round-tagged, without clipping only.
+    Aggregate,
+}
+
 /// Everything that configures a peer. `Default` is CHOCO with an adaptive threshold-sign codec
 /// at 1% density, γ = 0.4, one local step per round, round-tagged with a 1 s timeout.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -73,6 +88,8 @@ pub enum Mode {
 pub struct PeerConfig {
     /// Averaging algorithm.
     pub algorithm: Algorithm,
+    /// Per-neighbour copies or the aggregate sum (CHOCO only).
+    pub copies: CopyStorage,
     /// H: local steps (minibatches) per gossip round; 0 gives pure averaging.
     pub local_steps: u32,
     /// Round-tagged or asynchronous.
@@ -118,6 +135,7 @@ impl Default for PeerConfig {
                 codec: CodecSpec::AdaptiveThreshold { density: 0.01 },
                 gamma: 0.4,
             },
+            copies: CopyStorage::PerNeighbour,
             local_steps: 1,
             mode: Mode::RoundTagged { timeout: 1_000_000 },
             clip_radius: None,
@@ -163,6 +181,9 @@ pub enum ConfigError {
     /// The initial model has NaN or infinite entries.
     #[error("initial model has non-finite entries")]
     InitNonFinite,
+    /// A combination the aggregate copy storage cannot support.
+    #[error("aggregate copy storage needs {0}")]
+    Aggregate(&'static str),
     /// Zero-sized model or message cap.
     #[error("{0} must be > 0")]
     Zero(&'static str),
@@ -188,6 +209,21 @@ impl PeerConfig {
             && !(r.is_finite() && r > 0.0)
         {
             return Err(ConfigError::ClipRadius(r));
+        }
+        if self.copies == CopyStorage::Aggregate {
+            if !matches!(self.algorithm, Algorithm::Choco { .. }) {
+                return Err(ConfigError::Aggregate("the CHOCO algorithm"));
+            }
+            if self.clip_radius.is_some() {
+                return Err(ConfigError::Aggregate(
+                    "clipping off (it clips per neighbour)",
+                ));
+            }
+            if !matches!(self.mode, Mode::RoundTagged { .. }) {
+                return Err(ConfigError::Aggregate(
+                    "round-tagged mode (staleness is per neighbour)",
+                ));
+            }
         }
         if self.max_message_bytes == Some(0) {
             return Err(ConfigError::Zero("max_message_bytes"));

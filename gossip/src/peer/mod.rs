@@ -22,12 +22,18 @@
 //! neighbour reports in its hello and in every update, recomputed whenever a degree changes.
 //!
 //! # Memory
-//! Per peer: x, x̂ and one copy of x̂_j per neighbour, so (2 + degree) model-sized f32 vectors,
-//! plus two scratch vectors during a mix and at most `max_buffered_updates` compressed updates
-//! per neighbour while a gap is repaired. The aggregate form s_i = Σ_j w_ij x̂_j would need
-//! only three vectors, but it cannot stay exact when a neighbour leaves or changes degree
-//! (w_ij changes, and x̂_j is needed to re-weight or remove it), nor clip per neighbour. With
-//! the small degrees of gossip graphs (≤ 2 log2 n) the per-neighbour copies are cheap.
+//! Two storages for what a peer knows of its neighbours ([`CopyStorage`]):
+//! - `PerNeighbour` (default): x, x̂ and one exact copy of x̂_j per neighbour, so
+//!   (2 + degree) model-sized f32 vectors, plus scratch during a mix and at most
+//!   `max_buffered_updates` compressed updates per neighbour while a gap is repaired. A
+//!   neighbour leaving or changing degree is handled locally (drop or re-weight its copy), and
+//!   clipping and staleness damping act per neighbour. With the small degrees of gossip graphs
+//!   (≤ 2 log2 n) this is cheap.
+//! - `Aggregate`: the memory-efficient form of the paper, x, x̂ and s = Σ_j w_ij x̂_j (kept in
+//!   f64 so the running sum does not drift), three vectors whatever the degree. A contribution
+//!   inside s cannot be removed or re-weighted exactly, so a neighbour leaving, a degree
+//!   change or a resync rebuilds s from fresh snapshots of every neighbour (the round waits
+//!   for them, bounded by its timeout). Round-tagged CHOCO without clipping only.
 //!
 //! # Exactness
 //! Every copy of x̂_j is built from the same bits by the same deterministic `add_to`, in
@@ -59,7 +65,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 pub use checkpoint::{CHECKPOINT_FORMAT, CheckpointError, PeerCheckpoint, RngState};
-pub use config::{Algorithm, ConfigError, Micros, Mode, PeerConfig};
+pub use config::{Algorithm, ConfigError, CopyStorage, Micros, Mode, PeerConfig};
 pub use stats::{PeerStats, RejectCounts};
 
 use crate::learner::{Evaluation, LocalLearner};
@@ -280,6 +286,8 @@ struct Neighbour {
     served: (u64, u32),
     hello_requested_round: Option<u64>,
     gap_check_pending: bool,
+    /// Aggregate storage: the weight this neighbour's x̂_j entered the sum with.
+    weight_in_sum: Option<f64>,
     push_rounds: BTreeSet<u64>,
 }
 
@@ -396,6 +404,8 @@ pub struct Peer<I> {
     dense_update_len: usize,
     model: Array1<f32>,
     x_hat: Vec<f32>,
+    aggregate: Option<Vec<f64>>,
+    aggregate_weight: f64,
     push_weight: f64,
     push_targets: Option<Vec<I>>,
     compressor: Box<dyn Compressor>,
@@ -479,6 +489,8 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             dense_update_len,
             model: init,
             x_hat: vec![0.0; dim],
+            aggregate: (config.copies == CopyStorage::Aggregate).then(|| vec![0.0f64; dim]),
+            aggregate_weight: 0.0,
             push_weight: 1.0,
             push_targets: None,
             compressor,
@@ -572,7 +584,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             awaiting_snapshot: nb.pending_snapshot.is_some(),
             applied_seq: nb.applied_seq,
             heard_round: nb.heard_round,
-            copy: nb.copy.as_deref(),
+            copy: nb.copy.as_deref().filter(|c| !c.is_empty()),
             buffered: nb.buffer.len(),
         })
     }
@@ -593,8 +605,12 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     pub fn dense_update_bytes(&self) -> usize {
         self.dense_update_len
     }
-    /// Model-sized f32 vectors this peer holds now (x, x̂, neighbour copies).
+    /// Model-sized f32 vectors this peer holds now (x, x̂, and the neighbour copies or the
+    /// aggregate sum).
     pub fn vectors_held(&self) -> usize {
+        if self.aggregate.is_some() {
+            return 3;
+        }
         2 + self
             .neighbours
             .values()
@@ -827,24 +843,35 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         self.phase = Phase::Stopped;
     }
 
-    fn on_up(&mut self, _now: Micros, j: I) {
+    fn on_up(&mut self, now: Micros, j: I) {
         if j == self.id {
             return;
         }
         if self.neighbours.contains_key(&j) {
             self.stats.reconnects += 1;
         }
-        self.neighbours.insert(j.clone(), Neighbour::default());
+        let old = self.neighbours.insert(j.clone(), Neighbour::default());
         if let Phase::Mixing { waiting, .. } = &mut self.phase {
             // A new edge is not waited for in the round already under way.
             waiting.remove(&j);
         }
         self.send_hello(j, true);
+        if old.is_some_and(|nb| nb.weight_in_sum.is_some()) {
+            self.rebuild_aggregate(now);
+        } else {
+            self.check_aggregate_weights(now);
+        }
     }
 
     fn on_down(&mut self, now: Micros, j: I) {
-        if self.neighbours.remove(&j).is_none() {
+        let Some(old) = self.neighbours.remove(&j) else {
             return;
+        };
+        if old.weight_in_sum.is_some() {
+            // Its contribution cannot be subtracted exactly: rebuild from the others.
+            self.rebuild_aggregate(now);
+        } else {
+            self.check_aggregate_weights(now);
         }
         if self.adopting.as_ref() == Some(&j) {
             self.adopting = None;
@@ -877,7 +904,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                 {
                     self.stats.round_timeouts += 1;
                     self.stats.late_neighbours += waiting.len() as u64;
-                    self.mix_and_complete();
+                    self.mix_and_complete(now);
                 }
             }
             TimerPurpose::GapCheck => {
@@ -894,7 +921,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                         .first_key_value()
                         .is_some_and(|(seq, _)| *seq > nb.applied_seq + 1);
                 if gap_open {
-                    self.request_snapshot(now, &j, false);
+                    self.resync(now, &j);
                 }
             }
             TimerPurpose::SnapshotRetry(nonce) => {
@@ -930,7 +957,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                         let waiting: BTreeSet<I> = self
                             .neighbours
                             .iter()
-                            .filter(|(_, nb)| nb.established(self.kind))
+                            .filter(|(_, nb)| nb.hello_seen)
                             .map(|(j, _)| j.clone())
                             .collect();
                         self.phase = Phase::Mixing {
@@ -940,7 +967,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                         self.schedule(now + timeout, TimerPurpose::RoundDeadline(self.round));
                         self.check_ready(now);
                     }
-                    Mode::Async { .. } => self.mix_and_complete(),
+                    Mode::Async { .. } => self.mix_and_complete(now),
                 }
             }
             AlgorithmKind::PushSum => {
@@ -1024,24 +1051,31 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         }
     }
 
-    fn check_ready(&mut self, _now: Micros) {
+    fn check_ready(&mut self, now: Micros) {
         let Phase::Mixing { round, waiting } = &mut self.phase else {
             return;
         };
         let round = *round;
         let neighbours = &self.neighbours;
+        // Wait for this round's update of every neighbour waited for, and for the snapshot of
+        // any of them being resynchronised.
         waiting.retain(|j| {
             neighbours
                 .get(j)
-                .is_some_and(|nb| nb.heard_round.is_none_or(|r| r < round))
+                .is_some_and(|nb| nb.copy.is_none() || nb.heard_round.is_none_or(|r| r < round))
         });
         if waiting.is_empty() {
-            self.mix_and_complete();
+            self.mix_and_complete(now);
         }
     }
 
     /// x += γ Σ_j w_ij f_j clip(c_j − base), in neighbour-id order (fixed reduction order).
-    fn mix_and_complete(&mut self) {
+    fn mix_and_complete(&mut self, now: Micros) {
+        if self.aggregate.is_some() {
+            self.mix_aggregate(now);
+            self.complete_round();
+            return;
+        }
         let (gamma, base): (f32, Vec<f32>) = match &self.config.algorithm {
             Algorithm::Choco { gamma, .. } => (*gamma, self.x_hat.clone()),
             _ => (1.0, self.model.to_vec()),
@@ -1097,6 +1131,74 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             }
         }
         self.complete_round();
+    }
+
+    /// x += γ (s − (Σ_j w_ij) x̂_i); then, if any weight changed since its neighbour entered the
+    /// sum, the sum is rebuilt from fresh snapshots.
+    fn mix_aggregate(&mut self, now: Micros) {
+        let Algorithm::Choco { gamma, .. } = self.config.algorithm else {
+            unreachable!("validated: aggregate storage is CHOCO only")
+        };
+        let sum = self.aggregate.as_ref().expect("aggregate storage");
+        let total = self.aggregate_weight;
+        if total > 0.0 {
+            for ((x, s), h) in self.model.iter_mut().zip(sum).zip(&self.x_hat) {
+                *x += gamma * (s - total * f64::from(*h)) as f32;
+            }
+        }
+        self.check_aggregate_weights(now);
+    }
+
+    /// Rebuilds the aggregate sum as soon as a weight inside it is no longer the current
+    /// Metropolis–Hastings weight (a degree changed on either end).
+    fn check_aggregate_weights(&mut self, now: Micros) {
+        if self.aggregate.is_none() {
+            return;
+        }
+        let my_degree = self.neighbours.len();
+        let stale = self.neighbours.values().any(|nb| {
+            nb.weight_in_sum
+                .is_some_and(|w| w != metropolis_weight(my_degree, nb.degree))
+        });
+        if stale {
+            self.rebuild_aggregate(now);
+        }
+    }
+
+    /// Empties the aggregate sum and asks every neighbour for a snapshot to refill it.
+    fn rebuild_aggregate(&mut self, now: Micros) {
+        let Some(sum) = self.aggregate.as_mut() else {
+            return;
+        };
+        sum.iter_mut().for_each(|s| *s = 0.0);
+        self.aggregate_weight = 0.0;
+        self.stats.aggregate_rebuilds += 1;
+        let mut ask = Vec::new();
+        for (j, nb) in self.neighbours.iter_mut() {
+            nb.weight_in_sum = None;
+            if nb.hello_seen {
+                nb.copy = None;
+                nb.pending_snapshot = None;
+                ask.push(j.clone());
+            }
+        }
+        for j in ask {
+            self.request_snapshot(now, &j, false);
+        }
+    }
+
+    /// Resynchronises what this peer holds of `j`: a snapshot for a per-neighbour copy, a
+    /// rebuild when j's contribution is inside the aggregate sum.
+    fn resync(&mut self, now: Micros, j: &I) {
+        let in_sum = self
+            .neighbours
+            .get(j)
+            .is_some_and(|nb| nb.weight_in_sum.is_some());
+        if self.aggregate.is_some() && in_sum {
+            self.rebuild_aggregate(now);
+        } else {
+            self.request_snapshot(now, j, false);
+        }
     }
 
     fn complete_round(&mut self) {
@@ -1228,10 +1330,16 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         nb.hello_seen = true;
         nb.degree = degree;
         let mut want_snapshot = false;
+        let mut rewound = false;
         if kind == AlgorithmKind::Choco {
             if first && nb.copy.is_none() && nb.pending_snapshot.is_none() {
                 if h.seq == 0 {
-                    nb.copy = Some(vec![0.0; self.dim]);
+                    // Its public copy is zero: nothing to fetch (and nothing to add to a sum).
+                    nb.copy = Some(if self.aggregate.is_some() {
+                        Vec::new()
+                    } else {
+                        vec![0.0; self.dim]
+                    });
                     nb.applied_seq = 0;
                     nb.snapshot_floor = 0;
                 } else {
@@ -1239,8 +1347,11 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                 }
             } else if nb.copy.is_some() && h.seq < nb.applied_seq {
                 // The sender is behind the copy we hold: it restarted without a reconnect.
-                want_snapshot = true;
+                rewound = true;
             }
+        }
+        if rewound {
+            self.resync(now, from);
         }
         let adopt = fresh && self.adopting.is_none() && h.round > self.round;
         if adopt {
@@ -1255,6 +1366,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         if kind == AlgorithmKind::Choco {
             self.drain(now, from)?;
         }
+        self.check_aggregate_weights(now);
         self.try_begin(false);
         self.check_ready(now);
         Ok(())
@@ -1332,10 +1444,16 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                     self.stats.superseded_dropped += 1;
                 } else {
                     self.stats.duplicates_dropped += 1;
-                    self.request_snapshot(now, from, false);
+                    self.resync(now, from);
                 }
             } else if u.seq == nb.applied_seq + 1 {
-                Self::apply_choco(nb, u.seq, &buffered, &mut self.stats)?;
+                let my_degree = self.neighbours.len();
+                let nb = self.neighbours.get_mut(from).expect("checked by caller");
+                let aggregate = self
+                    .aggregate
+                    .as_mut()
+                    .map(|s| (s, &mut self.aggregate_weight, my_degree));
+                Self::apply_choco(nb, u.seq, &buffered, &mut self.stats, aggregate)?;
                 self.drain(now, from)?;
             } else {
                 self.stats.gaps_detected += 1;
@@ -1352,6 +1470,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         if ask_hello {
             self.send_hello(from.clone(), true);
         }
+        self.check_aggregate_weights(now);
         self.check_ready(now);
         Ok(())
     }
@@ -1364,26 +1483,53 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         }
     }
 
-    /// Applies one in-order update to a neighbour's copy; a result that overflows to a
-    /// non-finite value is refused and leaves the copy untouched.
+    /// Applies one in-order update to a neighbour's copy (or, with aggregate storage, adds
+    /// w_ij q_j to the sum); a result that overflows to a non-finite value is refused and
+    /// leaves the state untouched.
     fn apply_choco(
         nb: &mut Neighbour,
         seq: u64,
         b: &Buffered,
         stats: &mut PeerStats,
+        aggregate: Option<(&mut Vec<f64>, &mut f64, usize)>,
     ) -> Result<(), RejectReason> {
         let copy = nb
             .copy
             .as_mut()
             .expect("applied only to established copies");
-        let mut next = copy.clone();
-        b.frame.add_to(&mut next, 1.0);
-        if !all_finite(&next) {
-            return Err(RejectReason::NonFinite {
-                what: "neighbour copy after update",
-            });
+        match aggregate {
+            None => {
+                let mut next = copy.clone();
+                b.frame.add_to(&mut next, 1.0);
+                if !all_finite(&next) {
+                    return Err(RejectReason::NonFinite {
+                        what: "neighbour copy after update",
+                    });
+                }
+                *copy = next;
+            }
+            Some((sum, total, my_degree)) => {
+                let w = nb
+                    .weight_in_sum
+                    .unwrap_or_else(|| metropolis_weight(my_degree, b.degree as usize));
+                let q = b.frame.to_dense();
+                let next: Vec<f64> = sum
+                    .iter()
+                    .zip(&q)
+                    .map(|(s, q)| s + w * f64::from(*q))
+                    .collect();
+                if !next.iter().all(|v| v.is_finite()) {
+                    return Err(RejectReason::NonFinite {
+                        what: "aggregate after update",
+                    });
+                }
+                *sum = next;
+                if nb.weight_in_sum.is_none() {
+                    nb.weight_in_sum = Some(w);
+                    *total += w;
+                }
+            }
         }
-        *copy = next;
         nb.applied_seq = seq;
         nb.degree = b.degree as usize;
         nb.heard_round = Some(nb.heard_round.map_or(b.round, |r| r.max(b.round)));
@@ -1395,7 +1541,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     /// so the snapshot is requested only if the gap is still open after `gap_grace`.
     fn gap_check(&mut self, now: Micros, from: &I) {
         if self.config.gap_grace == 0 {
-            self.request_snapshot(now, from, false);
+            self.resync(now, from);
             return;
         }
         let Some(nb) = self.neighbours.get_mut(from) else {
@@ -1411,6 +1557,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
 
     /// Replays buffered updates that follow the copy; checks the gap if one remains.
     fn drain(&mut self, now: Micros, from: &I) -> Result<(), RejectReason> {
+        let my_degree = self.neighbours.len();
         let nb = self.neighbours.get_mut(from).expect("checked by caller");
         if nb.copy.is_none() {
             return Ok(());
@@ -1423,7 +1570,11 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                 self.stats.superseded_dropped += 1;
             } else if seq == nb.applied_seq + 1 {
                 let b = entry.remove();
-                if let Err(e) = Self::apply_choco(nb, seq, &b, &mut self.stats) {
+                let aggregate = self
+                    .aggregate
+                    .as_mut()
+                    .map(|s| (s, &mut self.aggregate_weight, my_degree));
+                if let Err(e) = Self::apply_choco(nb, seq, &b, &mut self.stats, aggregate) {
                     result = Err(e);
                     break;
                 }
@@ -1475,6 +1626,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         }
         let degree = Self::check_degree(s.degree)?;
         let kind = self.kind;
+        let my_degree = self.neighbours.len();
         let nb = self.neighbours.get_mut(from).expect("checked by caller");
         if nb.pending_snapshot != Some(s.nonce) {
             return Err(RejectReason::UnsolicitedSnapshot);
@@ -1483,12 +1635,44 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         nb.pending_wants_model = false;
         nb.degree = degree;
         let newer = nb.copy.is_none() || s.seq >= nb.applied_seq;
+        let mut rebuild = false;
         if newer && kind != AlgorithmKind::PushSum && (kind == AlgorithmKind::Choco || s.seq > 0) {
-            nb.copy = Some(s.x_hat);
-            nb.applied_seq = s.seq;
-            nb.snapshot_floor = s.seq;
-            nb.heard_round = (s.seq > 0).then_some(s.round);
-            self.stats.snapshots_installed += 1;
+            if let Some(sum) = self.aggregate.as_mut() {
+                if nb.weight_in_sum.is_some() {
+                    // Its old contribution cannot be taken out of the sum.
+                    rebuild = true;
+                } else if s.seq > 0 {
+                    let w = metropolis_weight(my_degree, degree);
+                    let next: Vec<f64> = sum
+                        .iter()
+                        .zip(&s.x_hat)
+                        .map(|(a, x)| a + w * f64::from(*x))
+                        .collect();
+                    if !next.iter().all(|v| v.is_finite()) {
+                        nb.pending_snapshot = Some(s.nonce);
+                        return Err(RejectReason::NonFinite {
+                            what: "aggregate after snapshot",
+                        });
+                    }
+                    *sum = next;
+                    nb.weight_in_sum = Some(w);
+                    self.aggregate_weight += w;
+                }
+                if !rebuild {
+                    nb.copy = Some(Vec::new());
+                }
+            } else {
+                nb.copy = Some(s.x_hat);
+            }
+            if !rebuild {
+                nb.applied_seq = s.seq;
+                nb.snapshot_floor = s.seq;
+                nb.heard_round = (s.seq > 0).then_some(s.round);
+                self.stats.snapshots_installed += 1;
+            }
+        }
+        if rebuild {
+            self.rebuild_aggregate(now);
         }
         if self.adopting.as_ref() == Some(from) {
             self.adopting = None;
@@ -1499,6 +1683,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         if kind == AlgorithmKind::Choco {
             self.drain(now, from)?;
         }
+        self.check_aggregate_weights(now);
         self.try_begin(false);
         self.check_ready(now);
         Ok(())

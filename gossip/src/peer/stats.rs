@@ -68,6 +68,8 @@ pub struct PeerStats {
     pub diverged_rounds: u64,
     /// Models adopted from a neighbour when joining.
     pub models_adopted: u64,
+    /// Rebuilds of the aggregate sum (aggregate copy storage only).
+    pub aggregate_rebuilds: u64,
     /// Neighbours that came up again while already known.
     pub reconnects: u64,
     /// Goodbyes received.
