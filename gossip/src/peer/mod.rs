@@ -1742,3 +1742,53 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn peer_is_send_so_drivers_can_move_it_to_a_compute_thread() {
+        assert_send::<Peer<u32>>();
+        assert_send::<Peer<String>>();
+    }
+
+    #[test]
+    fn config_round_trips_and_validates() {
+        let config = PeerConfig {
+            mode: Mode::Async {
+                max_staleness: 4,
+                damping: 0.8,
+            },
+            clip_radius: Some(1.5),
+            ..PeerConfig::default()
+        };
+        let bytes = postcard::to_stdvec(&config).unwrap();
+        assert_eq!(postcard::from_bytes::<PeerConfig>(&bytes).unwrap(), config);
+        assert_eq!(config.validate(), Ok(()));
+        let bad = PeerConfig {
+            algorithm: Algorithm::Choco {
+                codec: CodecSpec::DenseF32,
+                gamma: 1.5,
+            },
+            ..PeerConfig::default()
+        };
+        assert_eq!(bad.validate(), Err(ConfigError::Gamma(1.5)));
+        let aggregate_async = PeerConfig {
+            copies: CopyStorage::Aggregate,
+            ..config
+        };
+        assert!(matches!(
+            aggregate_async.validate(),
+            Err(ConfigError::Aggregate(_))
+        ));
+    }
+
+    #[test]
+    fn metropolis_weights_match_the_formula() {
+        assert_eq!(metropolis_weight(2, 2), 1.0 / 3.0);
+        assert_eq!(metropolis_weight(1, 4), 0.2);
+    }
+}
