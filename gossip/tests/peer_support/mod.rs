@@ -1,6 +1,8 @@
 //! Shared helpers of the peer tests: learners that need no data, graphs and a harness setup.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod digits;
+
 use murmur_gossip::learner::{Evaluation, LocalLearner};
 use murmur_gossip::peer::testing::LockStep;
 use murmur_gossip::peer::{Peer, PeerConfig};
