@@ -94,6 +94,11 @@ pub struct PeerConfig {
     pub local_steps: u32,
     /// Round-tagged or asynchronous.
     pub mode: Mode,
+    /// Round-tagged CHOCO / D-PSGD: ask for the next round's compute as soon as this round's
+    /// update is sent, so local steps overlap the wait for the neighbours (the gradient is
+    /// then one mix stale; CHOCO-SGD's gradient and gossip steps are independent). The next
+    /// update still goes out only after this round's mix.
+    pub overlap_compute: bool,
     /// ClippedGossip (He, Karimireddy, Jaggi 2022): clip each neighbour's contribution
     /// (x̂_j − x̂_i) to this L2 radius before mixing. `None`: no clipping.
     pub clip_radius: Option<f32>,
@@ -138,6 +143,7 @@ impl Default for PeerConfig {
             copies: CopyStorage::PerNeighbour,
             local_steps: 1,
             mode: Mode::RoundTagged { timeout: 1_000_000 },
+            overlap_compute: false,
             clip_radius: None,
             noise_std: 0.0,
             checkpoint_every: 0,

@@ -415,6 +415,8 @@ pub struct Peer<I> {
     last_update_round: u64,
     steps_taken: u64,
     round_loss: f32,
+    compute_requested: bool,
+    banked_loss: Option<f32>,
     restored: bool,
     adopting: Option<I>,
     adoption_waits: u32,
@@ -500,6 +502,8 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             last_update_round: 0,
             steps_taken: 0,
             round_loss: f32::NAN,
+            compute_requested: false,
+            banked_loss: None,
             restored: false,
             adopting: None,
             adoption_waits: 0,
@@ -830,7 +834,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         if ready || force {
             self.adopting = None;
             self.phase = Phase::WantsCompute;
-            self.out.push(Output::WantCompute);
+            self.request_compute();
         }
     }
 
@@ -944,11 +948,42 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
 
     // ------------------------------------------------------------------ a round
 
+    fn request_compute(&mut self) {
+        if !self.compute_requested {
+            self.compute_requested = true;
+            self.out.push(Output::WantCompute);
+        }
+    }
+
+    /// Whether the next round's local steps may run while this round's gossip is in flight.
+    fn overlaps(&self) -> bool {
+        self.config.overlap_compute
+            && matches!(self.config.mode, Mode::RoundTagged { .. })
+            && self.kind != AlgorithmKind::PushSum
+    }
+
     fn on_compute(&mut self, now: Micros) {
-        if !matches!(self.phase, Phase::WantsCompute) {
+        let early = matches!(self.phase, Phase::Mixing { .. });
+        let allowed = matches!(self.phase, Phase::WantsCompute)
+            || (early && self.overlaps() && self.banked_loss.is_none());
+        if !self.compute_requested || !allowed {
             return;
         }
-        self.local_steps();
+        self.compute_requested = false;
+        let loss = self.local_steps();
+        if early {
+            // Overlap: the next round's steps are done; its update goes out when this round's
+            // mix is in.
+            self.banked_loss = Some(loss);
+            return;
+        }
+        self.round_loss = loss;
+        self.send_and_wait(now);
+    }
+
+    /// Sends this round's update and waits for the neighbours' (round-tagged) or mixes at
+    /// once (asynchronous, push-sum).
+    fn send_and_wait(&mut self, now: Micros) {
         match self.kind {
             AlgorithmKind::Choco | AlgorithmKind::Dpsgd => {
                 self.send_update();
@@ -965,6 +1000,9 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                             waiting,
                         };
                         self.schedule(now + timeout, TimerPurpose::RoundDeadline(self.round));
+                        if self.overlaps() {
+                            self.request_compute();
+                        }
                         self.check_ready(now);
                     }
                     Mode::Async { .. } => self.mix_and_complete(now),
@@ -972,16 +1010,17 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             }
             AlgorithmKind::PushSum => {
                 self.push_send();
-                self.complete_round();
+                self.complete_round(now);
             }
         }
     }
 
-    fn local_steps(&mut self) {
+    /// Runs the H local steps on x and returns their mean loss (NaN when H = 0 or when the
+    /// steps diverged and were undone).
+    fn local_steps(&mut self) -> f32 {
         let h = self.config.local_steps;
         if h == 0 {
-            self.round_loss = f32::NAN;
-            return;
+            return f32::NAN;
         }
         let backup = self.model.clone();
         let params = self.model.as_slice_mut().expect("model is contiguous");
@@ -992,12 +1031,12 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         self.steps_taken += u64::from(h);
         self.stats.local_steps += u64::from(h);
         if all_finite(params) {
-            self.round_loss = (total / f64::from(h)) as f32;
+            (total / f64::from(h)) as f32
         } else {
             // Divergence must not reach the neighbours: undo this round's steps.
             self.model = backup;
             self.stats.diverged_rounds += 1;
-            self.round_loss = f32::NAN;
+            f32::NAN
         }
     }
 
@@ -1073,7 +1112,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     fn mix_and_complete(&mut self, now: Micros) {
         if self.aggregate.is_some() {
             self.mix_aggregate(now);
-            self.complete_round();
+            self.complete_round(now);
             return;
         }
         let (gamma, base): (f32, Vec<f32>) = match &self.config.algorithm {
@@ -1130,7 +1169,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                 *x += gamma * a;
             }
         }
-        self.complete_round();
+        self.complete_round(now);
     }
 
     /// x += γ (s − (Σ_j w_ij) x̂_i); then, if any weight changed since its neighbour entered the
@@ -1201,7 +1240,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         }
     }
 
-    fn complete_round(&mut self) {
+    fn complete_round(&mut self, now: Micros) {
         let round = self.round;
         self.round += 1;
         self.stats.rounds += 1;
@@ -1214,8 +1253,13 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         {
             self.out.push(Output::CheckpointDue { round: self.round });
         }
-        self.phase = Phase::WantsCompute;
-        self.out.push(Output::WantCompute);
+        if let Some(loss) = self.banked_loss.take() {
+            self.round_loss = loss;
+            self.send_and_wait(now);
+        } else {
+            self.phase = Phase::WantsCompute;
+            self.request_compute();
+        }
     }
 
     // ------------------------------------------------------------------ push-sum
