@@ -1,0 +1,313 @@
+//! LSB-first bit streams and the prefix codes built on them: Golomb codes (unary quotient,
+//! truncated-binary remainder) for index gaps and Elias-gamma codes for QSGD levels.
+//!
+//! Bit `i` of the stream is bit `i % 8` of byte `i / 8`. Unary runs are zeros closed by a one,
+//! so a reader finds them with `trailing_zeros` on a 64-bit window.
+
+/// Appends bits to a byte vector.
+#[derive(Debug, Default)]
+pub(crate) struct BitWriter {
+    out: Vec<u8>,
+    acc: u64,
+    /// Bits pending in `acc` (always < 8 between calls).
+    nbits: u32,
+}
+
+impl BitWriter {
+    pub(crate) fn with_capacity(bytes: usize) -> Self {
+        BitWriter {
+            out: Vec::with_capacity(bytes),
+            acc: 0,
+            nbits: 0,
+        }
+    }
+
+    /// Writes the low `n` bits of `value` (n ≤ 56; higher bits of `value` must be zero).
+    #[inline(always)]
+    pub(crate) fn put(&mut self, value: u64, n: u32) {
+        debug_assert!(n <= 56 && (n == 64 || value >> n == 0));
+        self.acc |= value << self.nbits;
+        self.nbits += n;
+        let whole = (self.nbits / 8) as usize;
+        if whole > 0 {
+            self.out.extend_from_slice(&self.acc.to_le_bytes()[..whole]);
+            let shift = whole as u32 * 8;
+            self.acc = if shift >= 64 { 0 } else { self.acc >> shift };
+            self.nbits -= shift;
+        }
+    }
+
+    /// Writes `q` zeros and a closing one.
+    #[inline(always)]
+    pub(crate) fn put_unary(&mut self, mut q: u64) {
+        while q >= 56 {
+            self.put(0, 56);
+            q -= 56;
+        }
+        self.put(1 << q, q as u32 + 1);
+    }
+
+    /// Pads the last byte with zero bits and returns the bytes.
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        if self.nbits > 0 {
+            self.out.push(self.acc as u8);
+        }
+        self.out
+    }
+}
+
+/// Why a bit stream is not a valid code sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BitError {
+    /// A code runs past the end of the stream.
+    Truncated,
+    /// A code's value is out of range for the parameter (e.g. too long a unary run).
+    Overlong,
+}
+
+/// Reads bits from a byte slice; never panics, reading past the end yields `Truncated`.
+#[derive(Debug)]
+pub(crate) struct BitReader<'a> {
+    bytes: &'a [u8],
+    /// Next bit position.
+    pos: u64,
+    len_bits: u64,
+}
+
+impl<'a> BitReader<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        BitReader {
+            bytes,
+            pos: 0,
+            len_bits: bytes.len() as u64 * 8,
+        }
+    }
+
+    /// The next 57+ bits starting at `pos` (zeros past the end).
+    #[inline(always)]
+    fn window(&self) -> u64 {
+        let byte = (self.pos / 8) as usize;
+        let shift = (self.pos % 8) as u32;
+        let word = match self.bytes.get(byte..byte + 8) {
+            Some(s) => u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]),
+            None => {
+                let mut buf = [0u8; 8];
+                if let Some(tail) = self.bytes.get(byte..) {
+                    buf[..tail.len()].copy_from_slice(tail);
+                }
+                u64::from_le_bytes(buf)
+            }
+        };
+        word >> shift
+    }
+
+    /// Reads `n` ≤ 56 bits.
+    #[inline(always)]
+    pub(crate) fn get(&mut self, n: u32) -> Result<u64, BitError> {
+        if self.pos + u64::from(n) > self.len_bits {
+            return Err(BitError::Truncated);
+        }
+        let v = if n == 0 {
+            0
+        } else {
+            self.window() & (u64::MAX >> (64 - n))
+        };
+        self.pos += u64::from(n);
+        Ok(v)
+    }
+
+    /// Reads a unary run (zeros closed by a one); fails if it exceeds `max`.
+    #[inline(always)]
+    pub(crate) fn get_unary(&mut self, max: u64) -> Result<u64, BitError> {
+        let mut q = 0u64;
+        loop {
+            let w = self.window();
+            let tz = u64::from(w.trailing_zeros());
+            if tz < 56 {
+                q += tz;
+                self.pos += tz + 1;
+                if self.pos > self.len_bits {
+                    return Err(BitError::Truncated);
+                }
+                if q > max {
+                    return Err(BitError::Overlong);
+                }
+                return Ok(q);
+            }
+            q += 56;
+            self.pos += 56;
+            if self.pos >= self.len_bits {
+                return Err(BitError::Truncated);
+            }
+            if q > max {
+                return Err(BitError::Overlong);
+            }
+        }
+    }
+
+    /// Bits consumed so far.
+    pub(crate) fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// True when the rest of the stream is zero padding inside the last byte.
+    pub(crate) fn at_clean_end(&self) -> bool {
+        if self.len_bits - self.pos >= 8 {
+            return false;
+        }
+        self.pos == self.len_bits || self.window() == 0
+    }
+}
+
+/// Golomb code with parameter `m ≥ 1`: quotient in unary, remainder in truncated binary.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Golomb {
+    m: u64,
+    /// ceil(log2 m).
+    b: u32,
+    /// 2^b − m: remainders below this take b − 1 bits.
+    u: u64,
+}
+
+impl Golomb {
+    pub(crate) fn new(m: u32) -> Self {
+        let m = u64::from(m.max(1));
+        let b = 64 - (m - 1).leading_zeros();
+        let b = if m == 1 { 0 } else { b };
+        Golomb {
+            m,
+            b,
+            u: (1u64 << b) - m,
+        }
+    }
+
+    /// The optimal parameter for geometric gaps with success probability `p` (Gallager and
+    /// Van Voorhis 1975): the smallest m with (1−p)^m + (1−p)^(m+1) ≤ 1.
+    pub(crate) fn parameter_for_density(p: f64) -> u32 {
+        if !(p > 0.0 && p < 1.0) {
+            return 1;
+        }
+        let m = ((2.0 - p).ln() / -(1.0 - p).ln()).ceil();
+        m.clamp(1.0, f64::from(MAX_GOLOMB_M)) as u32
+    }
+
+    #[inline(always)]
+    pub(crate) fn put(&self, w: &mut BitWriter, g: u64) {
+        let (q, r) = if self.m == 1 {
+            (g, 0)
+        } else {
+            (g / self.m, g % self.m)
+        };
+        w.put_unary(q);
+        if self.b == 0 {
+            return;
+        }
+        if r < self.u {
+            w.put(r, self.b - 1);
+        } else {
+            let x = r + self.u;
+            w.put(x >> 1, self.b - 1);
+            w.put(x & 1, 1);
+        }
+    }
+
+    /// Reads one value; fails when the stream ends or the value would exceed `max`.
+    #[inline(always)]
+    pub(crate) fn get(&self, r: &mut BitReader<'_>, max: u64) -> Result<u64, BitError> {
+        let q = r.get_unary(max / self.m)?;
+        if self.b == 0 {
+            return Ok(q);
+        }
+        let v = r.get(self.b - 1)?;
+        let rem = if v < self.u {
+            v
+        } else {
+            ((v << 1) | r.get(1)?) - self.u
+        };
+        let g = q * self.m + rem;
+        if g > max {
+            return Err(BitError::Overlong);
+        }
+        Ok(g)
+    }
+}
+
+/// Largest Golomb parameter accepted on the wire (2^31: any gap fits a 32-bit dimension).
+pub(crate) const MAX_GOLOMB_M: u32 = 1 << 31;
+
+/// Elias-gamma code of `n ≥ 1`: floor(log2 n) in unary, then the bits below the leading one.
+#[inline(always)]
+pub(crate) fn put_gamma(w: &mut BitWriter, n: u64) {
+    debug_assert!(n >= 1);
+    let nb = 63 - n.leading_zeros();
+    w.put_unary(u64::from(nb));
+    if nb > 0 {
+        w.put(n & ((1u64 << nb) - 1), nb);
+    }
+}
+
+/// Reads an Elias-gamma code whose value may not exceed `max` (< 2^56).
+#[inline(always)]
+pub(crate) fn get_gamma(r: &mut BitReader<'_>, max: u64) -> Result<u64, BitError> {
+    let max_nb = 63 - u64::from(max.max(1).leading_zeros());
+    let nb = r.get_unary(max_nb)? as u32;
+    let low = r.get(nb)?;
+    let n = (1u64 << nb) | low;
+    if n > max {
+        return Err(BitError::Overlong);
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golomb_round_trips_for_many_parameters() {
+        for m in [1u32, 2, 3, 5, 7, 8, 69, 100, 693, 1 << 20] {
+            let g = Golomb::new(m);
+            let mut w = BitWriter::default();
+            let vals: Vec<u64> = (0..500).map(|i| (i * i * 7 + i) % 5000).collect();
+            for &v in &vals {
+                g.put(&mut w, v);
+            }
+            let bytes = w.finish();
+            let mut r = BitReader::new(&bytes);
+            for &v in &vals {
+                assert_eq!(g.get(&mut r, 1 << 40).unwrap(), v, "m={m}");
+            }
+            assert!(r.at_clean_end());
+        }
+    }
+
+    #[test]
+    fn gamma_round_trips() {
+        let mut w = BitWriter::default();
+        let vals: Vec<u64> = (1..3000).chain([1 << 20, (1 << 34) - 1]).collect();
+        for &v in &vals {
+            put_gamma(&mut w, v);
+        }
+        let bytes = w.finish();
+        let mut r = BitReader::new(&bytes);
+        for &v in &vals {
+            assert_eq!(get_gamma(&mut r, 1 << 40).unwrap(), v);
+        }
+        assert!(r.at_clean_end());
+    }
+
+    #[test]
+    fn reader_reports_truncation_instead_of_panicking() {
+        let mut r = BitReader::new(&[0u8; 3]);
+        assert_eq!(r.get_unary(1000), Err(BitError::Truncated));
+        let mut r = BitReader::new(&[]);
+        assert_eq!(r.get(1), Err(BitError::Truncated));
+    }
+
+    #[test]
+    fn optimal_parameter_matches_known_values() {
+        assert_eq!(Golomb::parameter_for_density(0.5), 1);
+        assert_eq!(Golomb::parameter_for_density(0.1), 7);
+        assert_eq!(Golomb::parameter_for_density(0.01), 69);
+    }
+}

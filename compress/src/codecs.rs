@@ -1,0 +1,441 @@
+//! The compressors: fused kernels over `&[f32]` that produce a [`Compressed`] directly in its
+//! coded form.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::bits::{BitWriter, Golomb, put_gamma};
+use crate::spec::{CodecSpec, MAX_QSGD_LEVELS};
+use crate::wire::{Compressed, Format};
+
+/// A compressor Q. Works on a flat `&[f32]`; the caller owns any residual.
+pub trait Compressor: Send + std::fmt::Debug {
+    /// The codec this compressor runs.
+    fn spec(&self) -> &CodecSpec;
+    /// Compresses `input` (e.g. the CHOCO difference x − x̂ the caller owns). May update
+    /// internal state (seeded rng, scratch buffers) but never keeps a residual itself.
+    fn compress(&mut self, input: &[f32]) -> Compressed;
+}
+
+/// Builds the compressor for `spec`; `seed` drives every random choice (rand-k, QSGD, the
+/// adaptive threshold's sample). Parameters out of range are clamped (density to (0, 1],
+/// levels to 1..=65535, a non-positive tau sends only non-zero entries); use
+/// [`CodecSpec::validate`] to reject them instead.
+pub fn build(spec: &CodecSpec, seed: u64) -> Box<dyn Compressor> {
+    Box::new(Codec {
+        spec: spec.clone(),
+        rng: ChaCha8Rng::seed_from_u64(seed),
+        scratch: Scratch::default(),
+    })
+}
+
+#[derive(Debug, Default)]
+struct Scratch {
+    masks: Vec<u64>,
+    signs: Vec<u64>,
+    keys: Vec<u32>,
+}
+
+#[derive(Debug)]
+struct Codec {
+    spec: CodecSpec,
+    rng: ChaCha8Rng,
+    scratch: Scratch,
+}
+
+/// Entries sent for `density` of `dim`: ceil(density · dim), at least one when dim > 0.
+pub fn entries_for_density(density: f32, dim: usize) -> usize {
+    if dim == 0 {
+        return 0;
+    }
+    let d = if density.is_finite() {
+        density.clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    ((f64::from(d) * dim as f64).ceil() as usize).clamp(1, dim)
+}
+
+impl Compressor for Codec {
+    fn spec(&self) -> &CodecSpec {
+        &self.spec
+    }
+
+    fn compress(&mut self, input: &[f32]) -> Compressed {
+        match self.spec {
+            CodecSpec::DenseF32 => dense_f32(input),
+            CodecSpec::DenseF16 => dense_f16(input),
+            CodecSpec::ThresholdSign { tau } => {
+                threshold_sign(input, tau, ScaleRule::Tau, &mut self.scratch)
+            }
+            CodecSpec::AdaptiveThreshold { density } => {
+                let k = entries_for_density(density, input.len());
+                let tau = kth_largest_magnitude(input, k, &mut self.scratch.keys);
+                threshold_sign(input, tau, ScaleRule::Tau, &mut self.scratch)
+            }
+            CodecSpec::ScaledThreshold { density } => {
+                let k = entries_for_density(density, input.len());
+                let tau = kth_largest_magnitude(input, k, &mut self.scratch.keys);
+                threshold_sign(input, tau, ScaleRule::MeanMagnitude, &mut self.scratch)
+            }
+            CodecSpec::TopK { density } => {
+                let k = entries_for_density(density, input.len());
+                top_k(input, k, &mut self.scratch)
+            }
+            CodecSpec::RandK { density, unbiased } => {
+                let k = entries_for_density(density, input.len());
+                rand_k(input, k, unbiased, &mut self.rng)
+            }
+            CodecSpec::ScaledSign => scaled_sign(input),
+            CodecSpec::Qsgd { levels } => {
+                qsgd(input, levels.clamp(1, MAX_QSGD_LEVELS), &mut self.rng)
+            }
+        }
+    }
+}
+
+fn dense_f32(input: &[f32]) -> Compressed {
+    let mut payload = Vec::with_capacity(input.len() * 4);
+    for x in input {
+        payload.extend_from_slice(&x.to_le_bytes());
+    }
+    Compressed {
+        format: Format::DenseF32,
+        dim: input.len(),
+        count: input.len(),
+        param: 0,
+        scale: 0.0,
+        payload,
+    }
+}
+
+fn dense_f16(input: &[f32]) -> Compressed {
+    let mut payload = Vec::with_capacity(input.len() * 2);
+    for &x in input {
+        payload.extend_from_slice(&half::f16::from_f32(x).to_le_bytes());
+    }
+    Compressed {
+        format: Format::DenseF16,
+        dim: input.len(),
+        count: input.len(),
+        param: 0,
+        scale: 0.0,
+        payload,
+    }
+}
+
+/// Order-preserving key of |x| for selection: the magnitude's bits, NaN mapped to 0 (never
+/// selected).
+#[inline(always)]
+fn magnitude_key(x: f32) -> u32 {
+    let a = x.to_bits() & 0x7fff_ffff;
+    if a > 0x7f80_0000 { 0 } else { a }
+}
+
+/// The k-th largest |x| (k ≥ 1), NaN counted as 0. Exact: `select_nth_unstable` on the
+/// magnitude keys in a reused scratch buffer.
+pub(crate) fn kth_largest_magnitude(input: &[f32], k: usize, keys: &mut Vec<u32>) -> f32 {
+    if input.is_empty() || k == 0 {
+        return f32::INFINITY;
+    }
+    let k = k.min(input.len());
+    keys.clear();
+    keys.extend(input.iter().map(|&x| magnitude_key(x)));
+    let nth = input.len() - k;
+    let (_, kth, _) = keys.select_nth_unstable(nth);
+    f32::from_bits(*kth)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ScaleRule {
+    /// Send ±tau (Strom).
+    Tau,
+    /// Send ± the mean |x| of the chosen entries.
+    MeanMagnitude,
+}
+
+/// Builds one mask word (|x| ≥ t) and one sign word per 64 inputs; returns the number set.
+/// `t` must be > 0 so that zeros are never chosen; NaN never compares ≥.
+fn threshold_masks(input: &[f32], t: f32, masks: &mut Vec<u64>, signs: &mut Vec<u64>) -> usize {
+    masks.clear();
+    signs.clear();
+    let words = input.len().div_ceil(64);
+    masks.reserve(words);
+    signs.reserve(words);
+    let tk = t.to_bits();
+    let mut count = 0usize;
+    let mut chunks = input.chunks_exact(64);
+    for chunk in &mut chunks {
+        let (m, s) = mask_word(chunk, tk);
+        count += m.count_ones() as usize;
+        masks.push(m);
+        signs.push(s);
+    }
+    let rem = chunks.remainder();
+    if !rem.is_empty() {
+        let (m, s) = mask_word(rem, tk);
+        count += m.count_ones() as usize;
+        masks.push(m);
+        signs.push(s);
+    }
+    count
+}
+
+/// Mask of `|x| ≥ t` (compared as magnitude bits: monotone for non-NaN; NaN excluded) and
+/// sign bits, for up to 64 inputs.
+#[inline(always)]
+fn mask_word(chunk: &[f32], tk: u32) -> (u64, u64) {
+    let mut m = 0u64;
+    let mut s = 0u64;
+    for (j, &x) in chunk.iter().enumerate() {
+        let b = x.to_bits();
+        let a = b & 0x7fff_ffff;
+        let hit = (a >= tk) & (a <= 0x7f80_0000);
+        m |= u64::from(hit) << j;
+        s |= u64::from(b >> 31) << j;
+    }
+    (m, s & m)
+}
+
+fn threshold_sign(input: &[f32], tau: f32, rule: ScaleRule, scratch: &mut Scratch) -> Compressed {
+    // Smallest positive threshold: zeros (and NaN) are never sent.
+    let t = if tau > 0.0 { tau } else { f32::from_bits(1) };
+    let t = if t.is_nan() { f32::INFINITY } else { t };
+    let count = threshold_masks(input, t, &mut scratch.masks, &mut scratch.signs);
+    let scale = match rule {
+        ScaleRule::Tau => t,
+        ScaleRule::MeanMagnitude => {
+            if count == 0 {
+                t
+            } else {
+                let mut sum = 0f64;
+                for_each_set(&scratch.masks, |i| sum += f64::from(input[i].abs()));
+                (sum / count as f64) as f32
+            }
+        }
+    };
+    let scale = if count == 0 { 0.0 } else { scale };
+    sparse_sign_from_masks(input.len(), count, scale, &scratch.masks, &scratch.signs)
+}
+
+/// Calls `f(index)` for every set bit, in increasing index order.
+#[inline(always)]
+fn for_each_set(masks: &[u64], mut f: impl FnMut(usize)) {
+    for (w, &m) in masks.iter().enumerate() {
+        let mut m = m;
+        while m != 0 {
+            let j = m.trailing_zeros() as usize;
+            f(w * 64 + j);
+            m &= m - 1;
+        }
+    }
+}
+
+/// Golomb parameter for `count` entries among `dim`.
+fn golomb_for(count: usize, dim: usize) -> u32 {
+    if dim == 0 {
+        1
+    } else {
+        Golomb::parameter_for_density(count as f64 / dim as f64)
+    }
+}
+
+/// Codes the gaps between set mask bits and packs the matching sign bits.
+fn sparse_sign_from_masks(
+    dim: usize,
+    count: usize,
+    scale: f32,
+    masks: &[u64],
+    signs: &[u64],
+) -> Compressed {
+    let m = golomb_for(count, dim);
+    let golomb = Golomb::new(m);
+    let sign_bytes = count.div_ceil(8);
+    // Gap bits ≈ count · (log2 m + 2); reserve once.
+    let est = sign_bytes + count * (34 - m.leading_zeros() as usize + 2) / 8 + 16;
+    let mut payload = Vec::with_capacity(est);
+    payload.resize(sign_bytes, 0);
+    let mut gaps = BitWriter::with_capacity(est - sign_bytes);
+    let mut next = 0usize;
+    let mut k = 0usize;
+    let mut sign_acc = 0u64;
+    let mut sign_n = 0u32;
+    for (w, (&mw, &sw)) in masks.iter().zip(signs).enumerate() {
+        let mut mw = mw;
+        while mw != 0 {
+            let j = mw.trailing_zeros();
+            let idx = w * 64 + j as usize;
+            golomb.put(&mut gaps, (idx - next) as u64);
+            next = idx + 1;
+            sign_acc |= (sw >> j & 1) << sign_n;
+            sign_n += 1;
+            if sign_n == 64 {
+                payload[k * 8..k * 8 + 8].copy_from_slice(&sign_acc.to_le_bytes());
+                k += 1;
+                sign_acc = 0;
+                sign_n = 0;
+            }
+            mw &= mw - 1;
+        }
+    }
+    if sign_n > 0 {
+        let bytes = sign_acc.to_le_bytes();
+        let n = sign_bytes - k * 8;
+        payload[k * 8..].copy_from_slice(&bytes[..n]);
+    }
+    payload.extend_from_slice(&gaps.finish());
+    Compressed {
+        format: Format::SparseSign,
+        dim,
+        count,
+        param: m,
+        scale,
+        payload,
+    }
+}
+
+/// Sparse values at sorted `indices`.
+fn sparse_values(dim: usize, indices: &[usize], value: impl Fn(usize) -> f32) -> Compressed {
+    let count = indices.len();
+    let m = golomb_for(count, dim);
+    let golomb = Golomb::new(m);
+    let mut payload = Vec::with_capacity(count * 4 + count * 2 + 16);
+    for &i in indices {
+        payload.extend_from_slice(&value(i).to_le_bytes());
+    }
+    let mut gaps = BitWriter::with_capacity(count * 2 + 16);
+    let mut next = 0usize;
+    for &i in indices {
+        golomb.put(&mut gaps, (i - next) as u64);
+        next = i + 1;
+    }
+    payload.extend_from_slice(&gaps.finish());
+    Compressed {
+        format: Format::SparseValues,
+        dim,
+        count,
+        param: m,
+        scale: 0.0,
+        payload,
+    }
+}
+
+/// Exactly `k` largest |x| (ties at the k-th magnitude broken by lower index; NaN and zeros
+/// never chosen, so fewer than k when there are fewer non-zero entries).
+fn top_k(input: &[f32], k: usize, scratch: &mut Scratch) -> Compressed {
+    let dim = input.len();
+    if dim == 0 || k == 0 {
+        return sparse_values(dim, &[], |_| 0.0);
+    }
+    let kth = kth_largest_magnitude(input, k, &mut scratch.keys).to_bits();
+    let mut indices = Vec::with_capacity(k);
+    if kth == 0 {
+        // Fewer than k non-zero entries: send all of them.
+        indices.extend((0..dim).filter(|&i| magnitude_key(input[i]) > 0));
+    } else {
+        let above = input.iter().filter(|&&x| magnitude_key(x) > kth).count();
+        let mut ties = k.saturating_sub(above);
+        for (i, &x) in input.iter().enumerate() {
+            let key = magnitude_key(x);
+            if key > kth {
+                indices.push(i);
+            } else if key == kth && ties > 0 {
+                indices.push(i);
+                ties -= 1;
+            }
+        }
+    }
+    sparse_values(dim, &indices, |i| input[i])
+}
+
+/// `k` coordinates uniformly without replacement; values scaled by d/k when unbiased.
+fn rand_k(input: &[f32], k: usize, unbiased: bool, rng: &mut ChaCha8Rng) -> Compressed {
+    let dim = input.len();
+    let k = k.min(dim);
+    let mut indices = rand::seq::index::sample(rng, dim, k).into_vec();
+    indices.sort_unstable();
+    let factor = if unbiased && k > 0 {
+        (dim as f64 / k as f64) as f32
+    } else {
+        1.0
+    };
+    sparse_values(dim, &indices, |i| input[i] * factor)
+}
+
+/// One sign bit per coordinate and scale = mean |x| (f64 sum in index order).
+fn scaled_sign(input: &[f32]) -> Compressed {
+    let dim = input.len();
+    let mut payload = Vec::with_capacity(dim.div_ceil(8));
+    let mut sum = 0f64;
+    let mut chunks = input.chunks_exact(8);
+    for c in &mut chunks {
+        let mut byte = 0u8;
+        let mut part = 0f32;
+        for (j, &x) in c.iter().enumerate() {
+            byte |= ((x.to_bits() >> 31) as u8) << j;
+            part += x.abs();
+        }
+        sum += f64::from(part);
+        payload.push(byte);
+    }
+    let rem = chunks.remainder();
+    if !rem.is_empty() {
+        let mut byte = 0u8;
+        for (j, &x) in rem.iter().enumerate() {
+            byte |= ((x.to_bits() >> 31) as u8) << j;
+            sum += f64::from(x.abs());
+        }
+        payload.push(byte);
+    }
+    let scale = if dim == 0 {
+        0.0
+    } else {
+        (sum / dim as f64) as f32
+    };
+    Compressed {
+        format: Format::DenseSign,
+        dim,
+        count: dim,
+        param: 0,
+        scale,
+        payload,
+    }
+}
+
+/// QSGD with `levels` levels: level l = floor(s·|x|/‖x‖₂) rounded up with probability equal
+/// to the remainder (unbiased), coded as Elias-gamma(l + 1) plus a sign bit when l > 0.
+fn qsgd(input: &[f32], levels: u32, rng: &mut ChaCha8Rng) -> Compressed {
+    let dim = input.len();
+    let norm_sq: f64 = input.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+    let norm = norm_sq.sqrt() as f32;
+    let mut w = BitWriter::with_capacity(dim / 4 + 16);
+    let mut nonzero = 0usize;
+    if norm > 0.0 && norm.is_finite() {
+        let s = f64::from(levels);
+        let inv = s / f64::from(norm);
+        for &x in input {
+            let a = (f64::from(x.abs()) * inv).min(s);
+            let floor = a.floor();
+            let up = rng.random::<f64>() < a - floor;
+            let level = (floor as u64 + u64::from(up)).min(u64::from(levels));
+            put_gamma(&mut w, level + 1);
+            if level > 0 {
+                w.put(u64::from(x.is_sign_negative()), 1);
+                nonzero += 1;
+            }
+        }
+    } else {
+        for _ in 0..dim {
+            put_gamma(&mut w, 1);
+        }
+    }
+    let scale = if nonzero == 0 { 0.0 } else { norm };
+    Compressed {
+        format: Format::Qsgd,
+        dim,
+        count: nonzero,
+        param: levels,
+        scale,
+        payload: w.finish(),
+    }
+}
