@@ -9,7 +9,7 @@
 pub(crate) struct BitWriter {
     out: Vec<u8>,
     acc: u64,
-    /// Bits pending in `acc` (always < 8 between calls).
+    /// Bits pending in `acc` (always < 32 between calls).
     nbits: u32,
 }
 
@@ -22,36 +22,43 @@ impl BitWriter {
         }
     }
 
-    /// Writes the low `n` bits of `value` (n ≤ 56; higher bits of `value` must be zero).
+    /// Writes the low `n` bits of `value` (n ≤ 32; higher bits of `value` must be zero).
     #[inline(always)]
     pub(crate) fn put(&mut self, value: u64, n: u32) {
-        debug_assert!(n <= 56 && (n == 64 || value >> n == 0));
+        debug_assert!(n <= 32 && value >> n == 0);
         self.acc |= value << self.nbits;
         self.nbits += n;
-        let whole = (self.nbits / 8) as usize;
-        if whole > 0 {
-            self.out.extend_from_slice(&self.acc.to_le_bytes()[..whole]);
-            let shift = whole as u32 * 8;
-            self.acc = if shift >= 64 { 0 } else { self.acc >> shift };
-            self.nbits -= shift;
+        if self.nbits >= 32 {
+            self.out.extend_from_slice(&(self.acc as u32).to_le_bytes());
+            self.acc >>= 32;
+            self.nbits -= 32;
+        }
+    }
+
+    /// Writes the low `n ≤ 64` bits of `value`.
+    pub(crate) fn put_long(&mut self, value: u64, n: u32) {
+        if n > 32 {
+            self.put(value & 0xffff_ffff, 32);
+            self.put(value >> 32, n - 32);
+        } else {
+            self.put(value, n);
         }
     }
 
     /// Writes `q` zeros and a closing one.
     #[inline(always)]
     pub(crate) fn put_unary(&mut self, mut q: u64) {
-        while q >= 56 {
-            self.put(0, 56);
-            q -= 56;
+        while q >= 32 {
+            self.put(0, 32);
+            q -= 32;
         }
         self.put(1 << q, q as u32 + 1);
     }
 
     /// Pads the last byte with zero bits and returns the bytes.
     pub(crate) fn finish(mut self) -> Vec<u8> {
-        if self.nbits > 0 {
-            self.out.push(self.acc as u8);
-        }
+        let bytes = self.nbits.div_ceil(8) as usize;
+        self.out.extend_from_slice(&self.acc.to_le_bytes()[..bytes]);
         self.out
     }
 }
@@ -198,10 +205,22 @@ impl Golomb {
         } else {
             (g / self.m, g % self.m)
         };
-        w.put_unary(q);
         if self.b == 0 {
+            w.put_unary(q);
             return;
         }
+        if q + u64::from(self.b) < 32 {
+            // Unary and remainder in one write.
+            let (code, n) = if r < self.u {
+                (r, self.b - 1)
+            } else {
+                let x = r + self.u;
+                ((x >> 1) | ((x & 1) << (self.b - 1)), self.b)
+            };
+            w.put((1 << q) | (code << (q + 1)), q as u32 + 1 + n);
+            return;
+        }
+        w.put_unary(q);
         if r < self.u {
             w.put(r, self.b - 1);
         } else {
@@ -242,7 +261,7 @@ pub(crate) fn put_gamma(w: &mut BitWriter, n: u64) {
     let nb = 63 - n.leading_zeros();
     w.put_unary(u64::from(nb));
     if nb > 0 {
-        w.put(n & ((1u64 << nb) - 1), nb);
+        w.put_long(n & ((1u64 << nb) - 1), nb);
     }
 }
 

@@ -1,0 +1,7 @@
+#![no_main]
+//! Decoder of the `DenseF32` format (codec byte forced) on arbitrary bytes.
+
+use libfuzzer_sys::fuzz_target;
+use murmur_compress::Format;
+
+fuzz_target!(|data: &[u8]| murmur_compress_fuzz::check(data, Some(Format::DenseF32)));
