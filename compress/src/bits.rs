@@ -152,6 +152,22 @@ impl<'a> BitReader<'a> {
         }
     }
 
+    /// The next bits without consuming them (zeros past the end).
+    #[inline(always)]
+    pub(crate) fn peek(&self) -> u64 {
+        self.window()
+    }
+
+    /// Consumes `n` bits already inspected with `peek`.
+    #[inline(always)]
+    pub(crate) fn advance(&mut self, n: u32) -> Result<(), BitError> {
+        self.pos += u64::from(n);
+        if self.pos > self.len_bits {
+            return Err(BitError::Truncated);
+        }
+        Ok(())
+    }
+
     /// Bits consumed so far.
     pub(crate) fn position(&self) -> u64 {
         self.pos
@@ -170,6 +186,8 @@ impl<'a> BitReader<'a> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Golomb {
     m: u64,
+    /// floor(2^64 / m) + 1: q = (recip · g) >> 64 for every 32-bit g (Lemire et al. 2019).
+    recip: u64,
     /// ceil(log2 m).
     b: u32,
     /// 2^b − m: remainders below this take b − 1 bits.
@@ -181,8 +199,10 @@ impl Golomb {
         let m = u64::from(m.max(1));
         let b = 64 - (m - 1).leading_zeros();
         let b = if m == 1 { 0 } else { b };
+        let recip = if m == 1 { 0 } else { u64::MAX / m + 1 };
         Golomb {
             m,
+            recip,
             b,
             u: (1u64 << b) - m,
         }
@@ -202,6 +222,9 @@ impl Golomb {
     pub(crate) fn put(&self, w: &mut BitWriter, g: u64) {
         let (q, r) = if self.m == 1 {
             (g, 0)
+        } else if g <= u64::from(u32::MAX) {
+            let q = ((u128::from(self.recip) * u128::from(g)) >> 64) as u64;
+            (q, g - q * self.m)
         } else {
             (g / self.m, g % self.m)
         };
@@ -248,6 +271,45 @@ impl Golomb {
             return Err(BitError::Overlong);
         }
         Ok(g)
+    }
+}
+
+impl Golomb {
+    /// Bits of the lookup-table index used by [`GolombTable`].
+    pub(crate) const TABLE_BITS: u32 = 12;
+
+    /// Whether a lookup table decodes most codes of this parameter (short codes exist).
+    pub(crate) fn table_pays(&self) -> bool {
+        self.b < Self::TABLE_BITS
+    }
+
+    /// Lookup table: for each 12-bit window, `(gap << 4) | length` of the code it starts with
+    /// when that code fits in 12 bits, else 0.
+    pub(crate) fn table(&self) -> Vec<u32> {
+        let tb = Self::TABLE_BITS;
+        let mut t = vec![0u32; 1 << tb];
+        for q in 0..u64::from(tb) {
+            for r in 0..self.m {
+                let (code, n) = if self.b == 0 {
+                    (0, 0)
+                } else if r < self.u {
+                    (r, self.b - 1)
+                } else {
+                    let x = r + self.u;
+                    ((x >> 1) | ((x & 1) << (self.b - 1)), self.b)
+                };
+                let len = q as u32 + 1 + n;
+                if len > tb {
+                    break;
+                }
+                let value = (1u64 << q) | (code << (q + 1));
+                let g = q * self.m + r;
+                for hi in 0..(1u64 << (tb - len)) {
+                    t[(value | (hi << len)) as usize] = ((g as u32) << 4) | len;
+                }
+            }
+        }
+        t
     }
 }
 

@@ -70,17 +70,17 @@ impl Compressor for Codec {
             }
             CodecSpec::AdaptiveThreshold { density } => {
                 let k = entries_for_density(density, input.len());
-                let tau = kth_largest_magnitude(input, k, &mut self.scratch.keys);
+                let tau = kth_largest_magnitude(input, k, &mut self.scratch.keys, &mut self.rng);
                 threshold_sign(input, tau, ScaleRule::Tau, &mut self.scratch)
             }
             CodecSpec::ScaledThreshold { density } => {
                 let k = entries_for_density(density, input.len());
-                let tau = kth_largest_magnitude(input, k, &mut self.scratch.keys);
+                let tau = kth_largest_magnitude(input, k, &mut self.scratch.keys, &mut self.rng);
                 threshold_sign(input, tau, ScaleRule::MeanMagnitude, &mut self.scratch)
             }
             CodecSpec::TopK { density } => {
                 let k = entries_for_density(density, input.len());
-                top_k(input, k, &mut self.scratch)
+                top_k(input, k, &mut self.scratch, &mut self.rng)
             }
             CodecSpec::RandK { density, unbiased } => {
                 let k = entries_for_density(density, input.len());
@@ -132,16 +132,53 @@ fn magnitude_key(x: f32) -> u32 {
     if a > 0x7f80_0000 { 0 } else { a }
 }
 
-/// The k-th largest |x| (k ≥ 1), NaN counted as 0. Exact: `select_nth_unstable` on the
-/// magnitude keys in a reused scratch buffer.
-pub(crate) fn kth_largest_magnitude(input: &[f32], k: usize, keys: &mut Vec<u32>) -> f32 {
+/// The k-th largest |x| (k ≥ 1), NaN counted as 0. Exact.
+///
+/// Small inputs: `select_nth_unstable` on all magnitude keys. Large inputs: the rank of the
+/// k-th largest is estimated from a seeded sample of 16384 keys, a lower bracket `t_lo` is
+/// taken 4 standard deviations (plus 8) below it, one pass gathers only the keys ≥ `t_lo`
+/// (≈ k of them), and the exact k-th largest is selected among those. If the bracket misses
+/// (fewer than k candidates) it falls back to the full selection, so the result never depends
+/// on the sample — only the time does.
+pub(crate) fn kth_largest_magnitude(
+    input: &[f32],
+    k: usize,
+    keys: &mut Vec<u32>,
+    rng: &mut ChaCha8Rng,
+) -> f32 {
+    const SAMPLE: usize = 16_384;
     if input.is_empty() || k == 0 {
         return f32::INFINITY;
     }
-    let k = k.min(input.len());
+    let d = input.len();
+    let k = k.min(d);
     keys.clear();
+    if d > 4 * SAMPLE {
+        keys.extend((0..SAMPLE).map(|_| magnitude_key(input[rng.random_range(0..d)])));
+        let rank = k as f64 * SAMPLE as f64 / d as f64;
+        let rank_lo = (rank + 4.0 * rank.sqrt() + 8.0).ceil() as usize;
+        if rank_lo < SAMPLE {
+            let (_, lo, _) = keys.select_nth_unstable(SAMPLE - rank_lo);
+            let lo = *lo;
+            keys.clear();
+            for &x in input {
+                let key = magnitude_key(x);
+                if key >= lo {
+                    keys.push(key);
+                }
+            }
+            if keys.len() >= k {
+                let nth = keys.len() - k;
+                let (_, kth, _) = keys.select_nth_unstable(nth);
+                return f32::from_bits(*kth);
+            }
+            keys.clear();
+        } else {
+            keys.clear();
+        }
+    }
     keys.extend(input.iter().map(|&x| magnitude_key(x)));
-    let nth = input.len() - k;
+    let nth = d - k;
     let (_, kth, _) = keys.select_nth_unstable(nth);
     f32::from_bits(*kth)
 }
@@ -162,12 +199,11 @@ fn threshold_masks(input: &[f32], t: f32, masks: &mut Vec<u64>, signs: &mut Vec<
     let words = input.len().div_ceil(64);
     masks.reserve(words);
     signs.reserve(words);
-    let tk = t.to_bits();
     let mut count = 0usize;
     let mut chunks = input.chunks_exact(64);
     for chunk in &mut chunks {
         let chunk: &[f32; 64] = chunk.try_into().expect("chunks_exact(64)");
-        let (m, s) = mask_word(chunk, tk);
+        let (m, s) = mask_word(chunk, t);
         count += m.count_ones() as usize;
         masks.push(m);
         signs.push(s);
@@ -176,7 +212,7 @@ fn threshold_masks(input: &[f32], t: f32, masks: &mut Vec<u64>, signs: &mut Vec<
     if !rem.is_empty() {
         let mut padded = [0f32; 64];
         padded[..rem.len()].copy_from_slice(rem);
-        let (m, s) = mask_word(&padded, tk);
+        let (m, s) = mask_word(&padded, t);
         count += m.count_ones() as usize;
         masks.push(m);
         signs.push(s);
@@ -194,19 +230,19 @@ fn pack8(bytes: &[u8]) -> u64 {
     x.wrapping_mul(0x0102_0408_1020_4080) >> 56
 }
 
-/// Mask of `|x| ≥ t` (compared as magnitude bits, monotone for non-NaN; NaN excluded) and
+/// Mask of `|x| ≥ t` (NaN excluded) and
 /// the sign bits of the chosen entries, for 64 inputs. Comparisons go to byte lanes first
 /// (vectorised), then eight multiply-gathers build the words.
 #[inline(always)]
-fn mask_word(chunk: &[f32; 64], tk: u32) -> (u64, u64) {
+fn mask_word(chunk: &[f32; 64], t: f32) -> (u64, u64) {
     let mut hit = [0u8; 64];
     let mut neg = [0u8; 64];
     for j in 0..64 {
-        let b = chunk[j].to_bits();
-        let a = b & 0x7fff_ffff;
-        let h = (a >= tk) & (a <= 0x7f80_0000);
+        let x = chunk[j];
+        // NaN compares false; ±inf is chosen.
+        let h = x.abs() >= t;
         hit[j] = u8::from(h);
-        neg[j] = u8::from(h) & (b >> 31) as u8;
+        neg[j] = u8::from(h & (x.to_bits() >> 31 == 1));
     }
     let mut m = 0u64;
     let mut s = 0u64;
@@ -342,12 +378,12 @@ fn sparse_values(dim: usize, indices: &[usize], value: impl Fn(usize) -> f32) ->
 
 /// Exactly `k` largest |x| (ties at the k-th magnitude broken by lower index; NaN and zeros
 /// never chosen, so fewer than k when there are fewer non-zero entries).
-fn top_k(input: &[f32], k: usize, scratch: &mut Scratch) -> Compressed {
+fn top_k(input: &[f32], k: usize, scratch: &mut Scratch, rng: &mut ChaCha8Rng) -> Compressed {
     let dim = input.len();
     if dim == 0 || k == 0 {
         return sparse_values(dim, &[], |_| 0.0);
     }
-    let kth = kth_largest_magnitude(input, k, &mut scratch.keys).to_bits();
+    let kth = kth_largest_magnitude(input, k, &mut scratch.keys, rng).to_bits();
     let mut indices = Vec::with_capacity(k);
     if kth == 0 {
         // Fewer than k non-zero entries: send all of them.

@@ -635,15 +635,37 @@ pub(crate) fn walk_gaps(
     let golomb = Golomb::new(m);
     let mut r = BitReader::new(bits);
     let mut next = 0u64;
+    // Many entries with short codes: decode most codes with one 12-bit table lookup (no
+    // data-dependent branches); the rest, and every error, take the bit-by-bit path.
+    let table = if count >= 2048 && golomb.table_pays() {
+        golomb.table()
+    } else {
+        Vec::new()
+    };
+    let mask = (1u64 << Golomb::TABLE_BITS) - 1;
     for k in 0..count {
-        // The gap may take the index to dim − 1 at most.
-        let max = (dim - 1).saturating_sub(next);
         if next >= dim {
             return Err(DecodeError::IndexOutOfRange { entry: k, dim });
         }
-        let g = golomb
-            .get(&mut r, max)
-            .map_err(|e| bit_err(e, k, count, dim))?;
+        // The gap may take the index to dim − 1 at most.
+        let max = dim - 1 - next;
+        let e = match table.get((r.peek() & mask) as usize) {
+            Some(&e) => e,
+            None => 0,
+        };
+        let g = if e != 0 {
+            r.advance(e & 15)
+                .map_err(|err| bit_err(err, k, count, dim))?;
+            let g = u64::from(e >> 4);
+            if g > max {
+                return Err(DecodeError::IndexOutOfRange { entry: k, dim });
+            }
+            g
+        } else {
+            golomb
+                .get(&mut r, max)
+                .map_err(|err| bit_err(err, k, count, dim))?
+        };
         let idx = next + g;
         f(k as usize, idx as usize);
         next = idx + 1;
