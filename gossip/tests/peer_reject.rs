@@ -5,11 +5,11 @@ mod peer_support;
 
 use murmur_gossip::message::MessageError;
 use murmur_gossip::message::{
-    AlgorithmKind, Hello, Message, PROTOCOL_VERSION, PushShare, Snapshot, SnapshotRequest,
+    AlgorithmKind, Hello, Message, PROTOCOL_VERSION, PushShare, Snapshot, SnapshotRequest, Update,
 };
 use murmur_gossip::peer::testing::LockStep;
 use murmur_gossip::peer::{
-    Algorithm, CodecSpec, Input, Mode, Output, Peer, PeerConfig, RejectReason,
+    Algorithm, CodecSpec, DecodeError, Input, Mode, Output, Peer, PeerConfig, RejectReason,
 };
 use ndarray::Array1;
 use peer_support::*;
@@ -172,6 +172,39 @@ fn hostile_frames_are_rejected_without_state_change() {
         );
     }
 
+    // A well-formed message around a broken codec frame: the codec's own error, named.
+    let Message::Update(inner) = Message::decode(&update, usize::MAX).unwrap() else {
+        panic!("first_update sends an update")
+    };
+    let rewrap = |frame: Vec<u8>| {
+        Message::Update(Update {
+            frame,
+            ..inner.clone()
+        })
+        .encode()
+    };
+    let mut future = inner.frame.clone();
+    future[0] = murmur_compress::FORMAT_VERSION + 1;
+    expect_rejected(
+        &mut net,
+        1,
+        rewrap(future),
+        |r| {
+            matches!(
+                r,
+                RejectReason::Codec(DecodeError::UnsupportedVersion { .. })
+            )
+        },
+        "codec version",
+    );
+    expect_rejected(
+        &mut net,
+        1,
+        rewrap(inner.frame[..inner.frame.len() - 1].to_vec()),
+        |r| matches!(r, RejectReason::Codec(_)),
+        "truncated codec frame",
+    );
+
     // Wrong model family.
     expect_rejected(
         &mut net,
@@ -200,12 +233,7 @@ fn hostile_frames_are_rejected_without_state_change() {
         &mut net,
         1,
         first_update(DIM + 3, vec![0.5; DIM + 3]),
-        |r| {
-            matches!(
-                r,
-                RejectReason::WrongDimension { .. } | RejectReason::Codec(_)
-            )
-        },
+        |r| matches!(r, RejectReason::WrongDimension { expected: DIM, got } if *got == DIM + 3),
         "update dim",
     );
     let marker = 1234.5f32;
@@ -223,7 +251,7 @@ fn hostile_frames_are_rejected_without_state_change() {
             &mut net,
             1,
             forged,
-            |r| matches!(r, RejectReason::NonFinite { .. } | RejectReason::Codec(_)),
+            |r| *r == RejectReason::NonFinite { what: "update" },
             "non-finite update",
         );
     }
@@ -288,7 +316,15 @@ fn hostile_frames_are_rejected_without_state_change() {
 
     let counts = &net.peer(0).stats().rejected;
     println!("{counts:?}");
-    assert!(counts.malformed >= 2 && counts.non_finite >= 4 && counts.fingerprint_mismatch == 1);
+    // Each kind lands in its own counter: the codec's dimension and finiteness failures are
+    // counted with the peer's own (hello, snapshot) ones; only broken codec frames are `codec`.
+    assert_eq!(
+        counts.wrong_dimension, 3,
+        "hello, update and snapshot dimension"
+    );
+    assert_eq!(counts.non_finite, 4, "3 forged updates and 1 snapshot");
+    assert_eq!(counts.codec, 2, "the two broken codec frames");
+    assert!(counts.malformed >= 2 && counts.fingerprint_mismatch == 1);
 
     // The honest swarm is unaffected and keeps training.
     net.rejected.clear();

@@ -52,10 +52,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::hash::Hash;
 
-// Interim: `murmur-compress` has not landed yet; `codec_interim` mirrors its contract and this
-// alias switches to the real crate in one line.
-mod codec_interim;
-use codec_interim as compress;
+use murmur_compress as compress;
 
 pub use compress::{CodecSpec, DecodeError};
 use compress::{Compressed, Compressor, DecodeLimits};
@@ -167,7 +164,8 @@ pub enum RejectReason {
     /// The frame did not decode.
     #[error(transparent)]
     Message(#[from] MessageError),
-    /// A vector or frame has another dimension than this peer's model.
+    /// A vector or frame has another dimension than this peer's model (in a hello, a
+    /// snapshot, or a codec frame's header: `DecodeError::DimensionMismatch` lands here).
     #[error("dimension mismatch: expected {expected}, got {got}")]
     WrongDimension {
         /// This peer's dimension.
@@ -175,7 +173,8 @@ pub enum RejectReason {
         /// The message's.
         got: usize,
     },
-    /// NaN or infinite values.
+    /// NaN or infinite values (a codec frame's `NonFiniteScale` / `NonFiniteValue` land here,
+    /// as do copies that would overflow when an update is applied).
     #[error("non-finite values in {what}")]
     NonFinite {
         /// Where.
@@ -197,7 +196,8 @@ pub enum RejectReason {
         /// Theirs.
         got: AlgorithmKind,
     },
-    /// The compressed frame failed to decode.
+    /// The compressed frame is malformed (any `murmur_compress` decode failure other than
+    /// dimension and finiteness, which have their own reasons above).
     #[error("compressed frame: {0}")]
     Codec(#[from] DecodeError),
     /// The sender is not a current neighbour.
@@ -1421,16 +1421,21 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             expected_dim: self.dim,
             max_bytes: self.max_message_bytes,
         };
-        let c = Compressed::decode(frame, &limits)?;
-        if c.dim() != self.dim {
-            return Err(RejectReason::WrongDimension {
-                expected: self.dim,
-                got: c.dim(),
-            });
-        }
-        if !c.is_finite() {
-            return Err(RejectReason::NonFinite { what: "update" });
-        }
+        // `decode` checks the dimension and finiteness itself; those two failures keep the
+        // peer's own names (and counters) so a wrong-dimension or NaN update is counted the
+        // same whether it arrives in a hello, a snapshot or a compressed frame. Every other
+        // decode failure is a malformed codec payload.
+        let c = Compressed::decode(frame, &limits).map_err(|e| match e {
+            DecodeError::DimensionMismatch { expected, got } => RejectReason::WrongDimension {
+                expected,
+                got: usize::try_from(got).unwrap_or(usize::MAX),
+            },
+            DecodeError::NonFiniteScale(_) | DecodeError::NonFiniteValue(_) => {
+                RejectReason::NonFinite { what: "update" }
+            }
+            other => RejectReason::Codec(other),
+        })?;
+        debug_assert!(c.dim() == self.dim && c.is_finite());
         Ok(c)
     }
 

@@ -99,7 +99,8 @@ pub struct RejectCounts {
     pub fingerprint_mismatch: u64,
     /// The sender runs another algorithm.
     pub algorithm_mismatch: u64,
-    /// The compressed frame failed `murmur-compress` decoding.
+    /// The compressed frame failed `murmur-compress` decoding (other than dimension and
+    /// finiteness, counted above).
     pub codec: u64,
     /// The sender is not a current neighbour.
     pub not_a_neighbour: u64,
