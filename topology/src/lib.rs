@@ -16,10 +16,21 @@
 //! - [`export`]: DOT and JSON, and [`describe`] for the `murmur-sim topology` command.
 
 pub mod closed_form;
+pub mod confirm;
+pub mod export;
 pub mod generators;
 pub mod graph;
 pub mod mixing;
+pub mod neighbour;
+pub mod schedule;
+pub mod spec;
 pub mod spectral;
+
+pub use confirm::{EdgeChange, EdgeConfirmation, EdgeState};
+pub use export::{Format, describe, describe_as};
+pub use neighbour::{NeighbourRule, ViewGraph, ring_position};
+pub use schedule::{Round, Schedule};
+pub use spec::{SpecError, TopologySpec};
 
 pub use graph::{DiGraph, Graph, GraphError};
 pub use mixing::{DirectedMixing, MixingError, MixingMatrix, Stochasticity, metropolis_weight};
