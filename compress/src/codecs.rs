@@ -3,6 +3,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use wide::{CmpGe, f32x4};
 
 use crate::bits::{BitWriter, Golomb, put_gamma};
 use crate::spec::{CodecSpec, MAX_QSGD_LEVELS};
@@ -31,8 +32,7 @@ pub fn build(spec: &CodecSpec, seed: u64) -> Box<dyn Compressor> {
 
 #[derive(Debug, Default)]
 struct Scratch {
-    masks: Vec<u64>,
-    signs: Vec<u64>,
+    selection: Selection,
     keys: Vec<u32>,
 }
 
@@ -191,100 +191,98 @@ enum ScaleRule {
     MeanMagnitude,
 }
 
-/// Builds one mask word (|x| ≥ t) and one sign word per 64 inputs; returns the number set.
-/// `t` must be > 0 so that zeros are never chosen; NaN is never chosen.
-fn threshold_masks(input: &[f32], t: f32, masks: &mut Vec<u64>, signs: &mut Vec<u64>) -> usize {
-    masks.clear();
-    signs.clear();
-    let words = input.len().div_ceil(64);
-    masks.reserve(words);
-    signs.reserve(words);
-    let mut count = 0usize;
-    let mut chunks = input.chunks_exact(64);
-    for chunk in &mut chunks {
-        let chunk: &[f32; 64] = chunk.try_into().expect("chunks_exact(64)");
-        let (m, s) = mask_word(chunk, t);
-        count += m.count_ones() as usize;
-        masks.push(m);
-        signs.push(s);
-    }
-    let rem = chunks.remainder();
-    if !rem.is_empty() {
-        let mut padded = [0f32; 64];
-        padded[..rem.len()].copy_from_slice(rem);
-        let (m, s) = mask_word(&padded, t);
-        count += m.count_ones() as usize;
-        masks.push(m);
-        signs.push(s);
-    }
-    count
-}
-
-/// Gathers the low bit of each of 8 bytes into one byte (byte j → bit j): the products land
-/// on distinct bits, so there are no carries into the top byte.
+/// Bits set where |x| ≥ t (NaN never: the comparison is ordered), for 64 inputs: sixteen
+/// four-lane compares, each reduced to 4 bits by a movemask (`wide` picks SSE/NEON or a
+/// scalar fallback). This one word per 64 inputs is all the dense part of the encoder does.
 #[inline(always)]
-fn pack8(bytes: &[u8]) -> u64 {
-    let x = u64::from_le_bytes([
-        bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
-    ]);
-    x.wrapping_mul(0x0102_0408_1020_4080) >> 56
-}
-
-/// Mask of `|x| ≥ t` (NaN excluded) and
-/// the sign bits of the chosen entries, for 64 inputs. Comparisons go to byte lanes first
-/// (vectorised), then eight multiply-gathers build the words.
-#[inline(always)]
-fn mask_word(chunk: &[f32; 64], t: f32) -> (u64, u64) {
-    let mut hit = [0u8; 64];
-    let mut neg = [0u8; 64];
-    for j in 0..64 {
-        let x = chunk[j];
-        // NaN compares false; ±inf is chosen.
-        let h = x.abs() >= t;
-        hit[j] = u8::from(h);
-        neg[j] = u8::from(h & (x.to_bits() >> 31 == 1));
-    }
+fn hit_word(chunk: &[f32; 64], t: f32x4) -> u64 {
     let mut m = 0u64;
-    let mut s = 0u64;
-    for g in 0..8 {
-        m |= pack8(&hit[8 * g..8 * g + 8]) << (8 * g);
-        s |= pack8(&neg[8 * g..8 * g + 8]) << (8 * g);
+    for (k, quad) in chunk.chunks_exact(4).enumerate() {
+        let q: [f32; 4] = quad.try_into().expect("chunks_exact(4)");
+        let hit = f32x4::from(q).abs().cmp_ge(t);
+        m |= u64::from(hit.move_mask() as u32) << (4 * k);
     }
-    (m, s)
+    m
+}
+
+/// The entries a threshold codec sends, gathered in one pass over the input.
+#[derive(Debug, Default)]
+struct Selection {
+    /// Indices with |x| ≥ t, increasing.
+    picked: Vec<usize>,
+    /// Sign bits of the picked entries (bit set = negative), packed in entry order, LSB first.
+    signs: Vec<u64>,
+    /// Σ |x| over the picked entries (f64, index order), when asked for.
+    sum_abs: f64,
+}
+
+impl Selection {
+    /// One pass over `chunks_exact(64)`: the hit word of each chunk, then, only for its set
+    /// bits, the index and the sign taken from the chunk while it is in L1. No mask vector is
+    /// stored and nothing is read twice. `t` must be > 0 so that zeros are never chosen.
+    fn gather<const SUM: bool>(&mut self, input: &[f32], t: f32) {
+        self.picked.clear();
+        self.signs.clear();
+        self.sum_abs = 0.0;
+        let tv = f32x4::splat(t);
+        let mut acc = 0u64;
+        let mut n = 0u32;
+        let mut take = |base: usize, chunk: &[f32; 64], mut m: u64| {
+            while m != 0 {
+                let j = m.trailing_zeros() as usize;
+                let x = chunk[j];
+                self.picked.push(base + j);
+                acc |= u64::from(x.to_bits() >> 31) << n;
+                n += 1;
+                if n == 64 {
+                    self.signs.push(acc);
+                    acc = 0;
+                    n = 0;
+                }
+                if SUM {
+                    self.sum_abs += f64::from(x.abs());
+                }
+                m &= m - 1;
+            }
+        };
+        let mut chunks = input.chunks_exact(64);
+        for (w, chunk) in (&mut chunks).enumerate() {
+            let chunk: &[f32; 64] = chunk.try_into().expect("chunks_exact(64)");
+            let m = hit_word(chunk, tv);
+            if m != 0 {
+                take(64 * w, chunk, m);
+            }
+        }
+        let rem = chunks.remainder();
+        if !rem.is_empty() {
+            // Zero padding is never chosen (t > 0).
+            let mut padded = [0f32; 64];
+            padded[..rem.len()].copy_from_slice(rem);
+            take(input.len() - rem.len(), &padded, hit_word(&padded, tv));
+        }
+        if n > 0 {
+            self.signs.push(acc);
+        }
+    }
 }
 
 fn threshold_sign(input: &[f32], tau: f32, rule: ScaleRule, scratch: &mut Scratch) -> Compressed {
     // Smallest positive threshold: zeros (and NaN) are never sent.
     let t = if tau > 0.0 { tau } else { f32::from_bits(1) };
     let t = if t.is_nan() { f32::INFINITY } else { t };
-    let count = threshold_masks(input, t, &mut scratch.masks, &mut scratch.signs);
+    let sel = &mut scratch.selection;
     let scale = match rule {
-        ScaleRule::Tau => t,
+        ScaleRule::Tau => {
+            sel.gather::<false>(input, t);
+            t
+        }
         ScaleRule::MeanMagnitude => {
-            if count == 0 {
-                t
-            } else {
-                let mut sum = 0f64;
-                for_each_set(&scratch.masks, |i| sum += f64::from(input[i].abs()));
-                (sum / count as f64) as f32
-            }
+            sel.gather::<true>(input, t);
+            (sel.sum_abs / sel.picked.len().max(1) as f64) as f32
         }
     };
-    let scale = if count == 0 { 0.0 } else { scale };
-    sparse_sign_from_masks(input.len(), count, scale, &scratch.masks, &scratch.signs)
-}
-
-/// Calls `f(index)` for every set bit, in increasing index order.
-#[inline(always)]
-fn for_each_set(masks: &[u64], mut f: impl FnMut(usize)) {
-    for (w, &m) in masks.iter().enumerate() {
-        let mut m = m;
-        while m != 0 {
-            let j = m.trailing_zeros() as usize;
-            f(w * 64 + j);
-            m &= m - 1;
-        }
-    }
+    let scale = if sel.picked.is_empty() { 0.0 } else { scale };
+    sparse_sign(input.len(), scale, sel)
 }
 
 /// Golomb parameter for `count` entries among `dim`.
@@ -296,48 +294,26 @@ fn golomb_for(count: usize, dim: usize) -> u32 {
     }
 }
 
-/// Codes the gaps between set mask bits and packs the matching sign bits.
-fn sparse_sign_from_masks(
-    dim: usize,
-    count: usize,
-    scale: f32,
-    masks: &[u64],
-    signs: &[u64],
-) -> Compressed {
+/// The sparse-sign payload: the packed sign bits, then the Golomb-coded gaps of the picked
+/// indices (the parameter needs the count, so coding waits for the gather pass).
+fn sparse_sign(dim: usize, scale: f32, sel: &Selection) -> Compressed {
+    let count = sel.picked.len();
     let m = golomb_for(count, dim);
     let golomb = Golomb::new(m);
     let sign_bytes = count.div_ceil(8);
     // Gap bits ≈ count · (log2 m + 2); reserve once.
     let est = sign_bytes + count * (34 - m.leading_zeros() as usize + 2) / 8 + 16;
-    let mut payload = Vec::with_capacity(est);
-    payload.resize(sign_bytes, 0);
+    let mut payload = Vec::with_capacity(est + 8);
+    for w in &sel.signs {
+        payload.extend_from_slice(&w.to_le_bytes());
+    }
+    // Bits past `count` in the last word are zero, so the kept padding is zero.
+    payload.truncate(sign_bytes);
     let mut gaps = BitWriter::with_capacity(est - sign_bytes);
     let mut next = 0usize;
-    let mut k = 0usize;
-    let mut sign_acc = 0u64;
-    let mut sign_n = 0u32;
-    for (w, (&mw, &sw)) in masks.iter().zip(signs).enumerate() {
-        let mut mw = mw;
-        while mw != 0 {
-            let j = mw.trailing_zeros();
-            let idx = w * 64 + j as usize;
-            golomb.put(&mut gaps, (idx - next) as u64);
-            next = idx + 1;
-            sign_acc |= (sw >> j & 1) << sign_n;
-            sign_n += 1;
-            if sign_n == 64 {
-                payload[k * 8..k * 8 + 8].copy_from_slice(&sign_acc.to_le_bytes());
-                k += 1;
-                sign_acc = 0;
-                sign_n = 0;
-            }
-            mw &= mw - 1;
-        }
-    }
-    if sign_n > 0 {
-        let bytes = sign_acc.to_le_bytes();
-        let n = sign_bytes - k * 8;
-        payload[k * 8..].copy_from_slice(&bytes[..n]);
+    for &idx in &sel.picked {
+        golomb.put(&mut gaps, (idx - next) as u64);
+        next = idx + 1;
     }
     payload.extend_from_slice(&gaps.finish());
     Compressed {

@@ -53,6 +53,72 @@ proptest! {
     }
 }
 
+/// Awkward values for the SIMD selection: NaN, ±inf, ±0, subnormals, exactly ±tau, its
+/// neighbours, and plain values; lengths that are not multiples of 64.
+fn awkward_vec(d: usize, seed: u64, tau: f32) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let specials = [
+        f32::NAN,
+        -f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        -0.0,
+        f32::from_bits(1),
+        -f32::from_bits(1),
+        tau,
+        -tau,
+        f32::from_bits(tau.to_bits() - 1),
+        -f32::from_bits(tau.to_bits() + 1),
+        f32::MAX,
+        f32::MIN,
+    ];
+    (0..d)
+        .map(|_| {
+            if rng.random_bool(0.3) {
+                specials[rng.random_range(0..specials.len())]
+            } else {
+                rng.random_range(-2.0f32..2.0)
+            }
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// The fused SIMD gather picks exactly what a scalar loop picks: |x| >= tau, NaN never,
+    /// ±inf always, with the sign of x; the scaled variant's mean is the f64 sum in index order.
+    #[test]
+    fn threshold_selection_matches_scalar_reference(d in 0usize..700, seed in any::<u64>()) {
+        let tau = 0.75f32;
+        let v = awkward_vec(d, seed, tau);
+        let c = build(&CodecSpec::ThresholdSign { tau }, 0).compress(&v);
+        let picked: Vec<usize> = (0..d).filter(|&i| v[i].abs() >= tau).collect();
+        prop_assert_eq!(c.nnz(), picked.len());
+        let dense = c.to_dense();
+        for i in 0..d {
+            let want = if v[i].abs() >= tau {
+                if v[i].is_sign_negative() { -tau } else { tau }
+            } else {
+                0.0
+            };
+            prop_assert_eq!(dense[i].to_bits(), want.to_bits(), "entry {} of {}: {}", i, d, v[i]);
+        }
+        // Scaled variant over finite inputs (its mean of an infinite entry is infinite).
+        let finite: Vec<f32> = v.iter().map(|&x| if x.is_finite() { x } else { 0.5 }).collect();
+        let c = build(&CodecSpec::ScaledThreshold { density: 0.1 }, seed).compress(&finite);
+        if c.nnz() > 0 {
+            let tau = build(&CodecSpec::AdaptiveThreshold { density: 0.1 }, seed)
+                .compress(&finite)
+                .scale();
+            let chosen: Vec<f32> = finite.iter().copied().filter(|x| x.abs() >= tau).collect();
+            prop_assert_eq!(c.nnz(), chosen.len());
+            let mean = chosen.iter().map(|&x| f64::from(x.abs())).sum::<f64>() / chosen.len() as f64;
+            prop_assert_eq!(c.scale(), mean as f32);
+        }
+    }
+}
+
 #[test]
 fn threshold_codecs_send_what_they_promise() {
     let v = random_vec(10_000, 3);
