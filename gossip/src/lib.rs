@@ -18,4 +18,5 @@ pub mod message;
 pub mod model;
 pub mod optim;
 pub mod peer;
+pub mod task;
 pub mod train;
