@@ -1,0 +1,154 @@
+//! Generator invariants, edge confirmation, and the DOT/JSON/describe output.
+
+use std::collections::BTreeSet;
+
+use murmur_topology::export::{graph_to_dot, graph_to_json};
+use murmur_topology::{
+    EdgeChange, EdgeConfirmation, EdgeState, Format, Graph, MixingMatrix, NeighbourRule,
+    TopologySpec, describe, describe_as, metropolis_weight,
+};
+
+#[test]
+fn generators_have_their_degrees_and_sizes() {
+    assert_eq!(Graph::ring(10).edge_count(), 10);
+    assert_eq!(Graph::ring(2).edge_count(), 1);
+    let t = Graph::torus(4, 5);
+    assert_eq!((t.n(), t.min_degree(), t.max_degree()), (20, 4, 4));
+    let e = Graph::exponential(64);
+    // ±1, ±2, ..., ±16 and +32 = -32: 2 * 6 - 1 neighbours.
+    assert_eq!((e.min_degree(), e.max_degree()), (11, 11));
+    let h = Graph::hypercube(5);
+    assert_eq!((h.n(), h.min_degree(), h.max_degree()), (32, 5, 5));
+    assert_eq!(Graph::complete(9).edge_count(), 36);
+    assert_eq!(Graph::star(9).max_degree(), 8);
+    for seed in 0..5 {
+        let r = Graph::random_regular(100, 3, seed).unwrap();
+        assert_eq!((r.min_degree(), r.max_degree()), (3, 3));
+        assert!(r.is_connected());
+        let s = Graph::small_world(100, 4, 0.2, seed).unwrap();
+        assert!(s.is_connected());
+        assert_eq!(s.edge_count(), 200, "rewiring keeps the edge count");
+        let er = Graph::erdos_renyi_connected(60, 0.1, seed).unwrap();
+        assert!(er.is_connected());
+    }
+    assert!(Graph::random_regular(9, 3, 0).is_err());
+    assert!(Graph::small_world(10, 3, 0.1, 0).is_err());
+    assert!(Graph::erdos_renyi_connected(10, 0.0, 0).is_err());
+}
+
+#[test]
+fn metropolis_weight_matches_the_matrix() {
+    let g = Graph::star(5);
+    let w = MixingMatrix::metropolis_hastings(&g);
+    assert_eq!(w.weight(0, 3), metropolis_weight(4, 1));
+    assert!((w.self_weight(0) - 0.2).abs() < 1e-15);
+}
+
+#[test]
+fn an_edge_carries_gossip_only_once_both_ends_confirm() {
+    let mut me: EdgeConfirmation<u32> = EdgeConfirmation::new();
+    assert!(
+        me.set_chosen(BTreeSet::from([1, 2])).is_empty(),
+        "no one confirmed yet"
+    );
+    assert_eq!(me.state(&1), Some(EdgeState::Proposed));
+    assert_eq!(me.peer_announced(1, true), Some(EdgeChange::Up(1)));
+    assert_eq!(me.state(&1), Some(EdgeState::Confirmed));
+    // Peer 3 chose me, but my view does not pick it: offered, not active.
+    assert_eq!(me.peer_announced(3, true), None);
+    assert_eq!(me.state(&3), Some(EdgeState::Offered));
+    assert_eq!(me.active(), BTreeSet::from([1]));
+    // My view catches up and picks 3 too; 1 drops out of my choice.
+    let previous = me.chosen().clone();
+    let changes = me.set_chosen(BTreeSet::from([2, 3]));
+    assert_eq!(changes, vec![EdgeChange::Down(1), EdgeChange::Up(3)]);
+    assert_eq!(me.announcements(&previous), vec![(3, true), (1, false)]);
+    // 3 changes its mind; then 2 leaves before ever confirming.
+    assert_eq!(me.peer_announced(3, false), Some(EdgeChange::Down(3)));
+    assert_eq!(me.peer_gone(&2), None);
+    assert!(me.active().is_empty());
+}
+
+#[test]
+fn confirmation_settles_on_the_rule_graph_once_views_agree() {
+    // Two peers whose views differ disagree on some edges; after they agree, every chosen edge
+    // is confirmed by its other end.
+    let rule = NeighbourRule::RandomK { k: 3 };
+    let view: BTreeSet<u64> = (0..40).map(|i| i * 7919).collect();
+    let mut stale = view.clone();
+    stale.remove(&(5 * 7919));
+    let peers: Vec<u64> = view.iter().copied().collect();
+    let mut state: Vec<EdgeConfirmation<u64>> = vec![EdgeConfirmation::new(); peers.len()];
+    // Half the peers start from the stale view.
+    let run = |views: &dyn Fn(usize) -> BTreeSet<u64>, state: &mut Vec<EdgeConfirmation<u64>>| {
+        let mut messages = Vec::new();
+        for (i, &p) in peers.iter().enumerate() {
+            if !views(i).contains(&p) {
+                continue;
+            }
+            let previous = state[i].chosen().clone();
+            state[i].set_chosen(rule.neighbours(&p, &views(i)));
+            for (to, chooses) in state[i].announcements(&previous) {
+                messages.push((p, to, chooses));
+            }
+        }
+        for (from, to, chooses) in messages {
+            let j = peers.iter().position(|&q| q == to).unwrap();
+            state[j].peer_announced(from, chooses);
+        }
+    };
+    run(
+        &|i| {
+            if i % 2 == 0 {
+                stale.clone()
+            } else {
+                view.clone()
+            }
+        },
+        &mut state,
+    );
+    run(&|_| view.clone(), &mut state);
+    let graph = rule.graph(&view);
+    for (i, p) in peers.iter().enumerate() {
+        assert_eq!(state[i].active(), graph.neighbours_of(p), "peer {p}");
+    }
+}
+
+#[test]
+fn dot_and_json_describe_the_graph() {
+    let g = Graph::ring(4);
+    let w = MixingMatrix::metropolis_hastings(&g);
+    let dot = graph_to_dot(&g, Some(&w));
+    assert!(dot.starts_with("graph G {"));
+    assert_eq!(dot.matches(" -- ").count(), 4);
+    assert!(dot.contains("0 -- 1 [label=\"0.3333\"]"));
+    let json = graph_to_json(&g, Some(&w));
+    assert_eq!(json["n"], 4);
+    assert_eq!(json["edges"].as_array().unwrap().len(), 4);
+    assert_eq!(json["weights"]["self"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn describe_prints_graph_weights_and_gap() {
+    let text = describe(&"ring".parse().unwrap(), 12, 0).unwrap();
+    assert!(text.contains("topology ring  n=12"));
+    assert!(text.contains("self 0.3333"));
+    let expected = murmur_topology::closed_form::ring(12).gap();
+    assert!(text.contains(&format!("{expected:.6e}")), "{text}");
+
+    let json = describe_as(&TopologySpec::Torus, 300, 0, Format::Json).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["spectrum"]["method"], "Lanczos");
+    let gap = v["spectrum"]["gap"].as_f64().unwrap();
+    let closed = murmur_topology::closed_form::torus(15, 20).gap();
+    assert!((gap - closed).abs() / closed < 1e-8);
+
+    let varying = describe(&TopologySpec::OnePeerExponential, 16, 0).unwrap();
+    assert!(varying.contains("period 4"));
+    let json = describe_as(&"epidemic:2".parse().unwrap(), 10, 3, Format::Json).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["rounds"].as_array().unwrap().len(), 4);
+    let dot = describe_as(&TopologySpec::DirectedExponential, 8, 0, Format::Dot).unwrap();
+    assert!(dot.starts_with("digraph G {"));
+    assert!(describe(&TopologySpec::Hypercube, 6, 0).is_err());
+}
