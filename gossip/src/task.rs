@@ -22,7 +22,9 @@ use std::sync::Arc;
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{self, CsvOptions, DataError, Dataset, Partition, Standardizer};
+use crate::data::{
+    self, CsvOptions, DataError, Dataset, LibsvmOptions, Partition, Standardizer, Synthetic,
+};
 use crate::learner::SgdLearner;
 use crate::model::{Model, ModelError, ModelSpec};
 use crate::optim::OptimizerConfig;
@@ -48,6 +50,33 @@ pub enum DataSource {
         #[serde(default)]
         test_path: Option<PathBuf>,
     },
+    /// A LIBSVM/SVMlight file, plain or gzip.
+    Libsvm {
+        /// The file.
+        path: PathBuf,
+        /// Parsing options.
+        #[serde(default)]
+        options: LibsvmOptions,
+        /// A separate test file (same options, same feature count).
+        #[serde(default)]
+        test_path: Option<PathBuf>,
+    },
+    /// MNIST-style IDX image and label files (optionally gzip).
+    Idx {
+        /// Training images.
+        images: PathBuf,
+        /// Training labels.
+        labels: PathBuf,
+        /// Test images (with `test_labels`); otherwise `test_fraction` is split off.
+        #[serde(default)]
+        test_images: Option<PathBuf>,
+        /// Test labels.
+        #[serde(default)]
+        test_labels: Option<PathBuf>,
+    },
+    /// A seeded synthetic problem (groups laid out contiguously: use `partition =
+    /// "contiguous"` with peers = groups to give each peer its own distribution).
+    Synthetic(Synthetic),
 }
 
 /// A task could not be prepared.
@@ -173,6 +202,70 @@ impl TaskConfig {
                         (all, test)
                     }
                 }
+            }
+            DataSource::Libsvm {
+                path,
+                options,
+                test_path,
+            } => {
+                let all = data::load_libsvm(path, options)?;
+                match test_path {
+                    None => split(all),
+                    Some(t) => {
+                        let options = LibsvmOptions {
+                            features: Some(all.dim()),
+                            classes: all.classes.or(options.classes),
+                            ..options.clone()
+                        };
+                        let test = data::load_libsvm(t, &options)?;
+                        check_same_shape(&all, &test)?;
+                        (all, test)
+                    }
+                }
+            }
+            DataSource::Idx {
+                images,
+                labels,
+                test_images,
+                test_labels,
+            } => {
+                let all = data::load_idx(images, labels)?;
+                match (test_images, test_labels) {
+                    (None, None) => split(all),
+                    (Some(ti), Some(tl)) => {
+                        let mut test = data::load_idx(ti, tl)?;
+                        // Both files declare their class count by their largest label.
+                        let k = all.classes.max(test.classes);
+                        let mut all = all;
+                        all.classes = k;
+                        test.classes = k;
+                        check_same_shape(&all, &test)?;
+                        (all, test)
+                    }
+                    _ => {
+                        return Err(TaskError::Config(
+                            "idx: give both test_images and test_labels, or neither".into(),
+                        ));
+                    }
+                }
+            }
+            DataSource::Synthetic(synthetic) => {
+                if synthetic.features == 0 || synthetic.samples < synthetic.groups.max(1) {
+                    return Err(TaskError::Config(
+                        "synthetic: need features >= 1 and samples >= groups".into(),
+                    ));
+                }
+                // Split each group on its own, so the training split stays grouped in equal
+                // blocks and a contiguous partition hands peer g exactly group g.
+                let all = synthetic.generate();
+                let (mut train, mut test) = (Vec::new(), Vec::new());
+                for (g, range) in synthetic.group_ranges().into_iter().enumerate() {
+                    let group = all.subset(&range.collect::<Vec<_>>());
+                    let (a, b) = group.train_test_split(self.test_fraction, self.seed ^ g as u64);
+                    train.push(a);
+                    test.push(b);
+                }
+                (Dataset::concat(&train)?, Dataset::concat(&test)?)
             }
         })
     }

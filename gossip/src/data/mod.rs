@@ -27,16 +27,22 @@ pub(crate) use serde_via_str;
 
 mod bundled;
 mod error;
+mod idx;
+mod libsvm;
 mod partition;
 mod sampler;
 mod standardize;
+mod synthetic;
 mod text;
 
 pub use bundled::{breast_cancer, digits};
 pub use error::DataError;
+pub use idx::load_idx;
+pub use libsvm::{LibsvmOptions, load_libsvm};
 pub use partition::{Partition, label_histograms, partition};
 pub use sampler::{MinibatchSampler, SamplerState};
 pub use standardize::Standardizer;
+pub use synthetic::{Synthetic, SyntheticKind};
 pub use text::{CsvOptions, Labels, load_csv};
 
 use ndarray::{Array1, Array2, Axis};

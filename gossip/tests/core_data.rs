@@ -1,0 +1,309 @@
+//! Loaders (good files and malformed ones, with line/column in the error), bundled data,
+//! split and standardisation.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use murmur_gossip::data::{
+    self, CsvOptions, DataError, Dataset, Labels, LibsvmOptions, Standardizer,
+};
+
+/// A file under the system temp dir, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, bytes: &[u8]) -> Self {
+        let path = std::env::temp_dir().join(format!("murmur-core-{}-{name}", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+fn parse_error(err: DataError) -> (usize, usize, String) {
+    match err {
+        DataError::Parse {
+            line, column, text, ..
+        } => (line, column, text),
+        other => panic!("expected a parse error, got {other}"),
+    }
+}
+
+#[test]
+fn csv_plain_and_gzip_read_the_same() {
+    let text = b"a,b,label\n1,2,0\n3.5,-4,2\n\n# comment\n5,6e-1,1\n";
+    let options = CsvOptions {
+        header: true,
+        ..CsvOptions::default()
+    };
+    let plain = TempFile::new("plain.csv", text);
+    let gz = TempFile::new("gz.csv.gz", &gzip(text));
+    let a = data::load_csv(&plain.0, &options).unwrap();
+    let b = data::load_csv(&gz.0, &options).unwrap();
+    assert_eq!(a, b);
+    assert_eq!((a.len(), a.dim(), a.classes), (3, 2, Some(3)));
+    assert_eq!(a.features.row(1).to_vec(), vec![3.5, -4.0]);
+    assert_eq!(a.features[[2, 1]], 0.6);
+    assert_eq!(a.targets.to_vec(), vec![0.0, 2.0, 1.0]);
+
+    // Label in the first column, semicolons, sorted labels, scaling.
+    let other = TempFile::new("first.csv", b"-1;10;20\n1;30;40\n");
+    let d = data::load_csv(
+        &other.0,
+        &CsvOptions {
+            label_column: 0,
+            delimiter: ';',
+            labels: Labels::Sorted,
+            scale: 0.1,
+            ..CsvOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(d.targets.to_vec(), vec![0.0, 1.0]);
+    assert_eq!(d.features.row(1).to_vec(), vec![3.0, 4.0]);
+    let r = data::load_csv(
+        &other.0,
+        &CsvOptions {
+            label_column: 0,
+            delimiter: ';',
+            labels: Labels::Regression,
+            ..CsvOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!((r.classes, r.targets.to_vec()), (None, vec![-1.0, 1.0]));
+}
+
+#[test]
+fn csv_errors_name_line_and_column() {
+    let cases: [(&[u8], CsvOptions, (usize, usize)); 4] = [
+        (b"1,2,0\n3,x,1\n", CsvOptions::default(), (2, 2)),
+        (b"1,2,0\n3,4,1.5\n", CsvOptions::default(), (2, 3)),
+        (b"1,2,0\n\n3,4,-1\n", CsvOptions::default(), (3, 3)),
+        (
+            b"1,2,0\n3,4,7\n",
+            CsvOptions {
+                classes: Some(5),
+                ..CsvOptions::default()
+            },
+            (2, 3),
+        ),
+    ];
+    for (i, (text, options, want)) in cases.into_iter().enumerate() {
+        let f = TempFile::new(&format!("bad{i}.csv"), text);
+        let err = data::load_csv(&f.0, &options).unwrap_err();
+        let msg = err.to_string();
+        let (line, column, _) = parse_error(err);
+        assert_eq!((line, column), want, "case {i}: {msg}");
+        assert!(msg.contains(&format!(":{}:{}:", want.0, want.1)), "{msg}");
+    }
+    let ragged = TempFile::new("ragged.csv", b"1,2,0\n1,2,3,0\n");
+    match data::load_csv(&ragged.0, &CsvOptions::default()).unwrap_err() {
+        DataError::Ragged {
+            line: 2,
+            expected: 3,
+            found: 4,
+            ..
+        } => {}
+        other => panic!("{other}"),
+    }
+    let empty = TempFile::new("empty.csv", b"\n# nothing\n");
+    assert!(matches!(
+        data::load_csv(&empty.0, &CsvOptions::default()),
+        Err(DataError::Empty { .. })
+    ));
+    let corrupt = TempFile::new("corrupt.csv.gz", &gzip(b"1,2,0\n")[..12]);
+    assert!(matches!(
+        data::load_csv(&corrupt.0, &CsvOptions::default()),
+        Err(DataError::Io { .. })
+    ));
+    let missing = std::env::temp_dir().join("murmur-core-does-not-exist.csv");
+    assert!(matches!(
+        data::load_csv(&missing, &CsvOptions::default()),
+        Err(DataError::Io { .. })
+    ));
+}
+
+#[test]
+fn libsvm_good_file() {
+    let text = b"+1 1:0.5 3:-2 # first\n-1 qid:3 2:1.25\n\n+1 4:3e0\n";
+    let f = TempFile::new("good.svm", text);
+    let d = data::load_libsvm(&f.0, &LibsvmOptions::default()).unwrap();
+    assert_eq!((d.len(), d.dim(), d.classes), (3, 4, Some(2)));
+    assert_eq!(d.targets.to_vec(), vec![1.0, 0.0, 1.0]);
+    assert_eq!(d.features.row(0).to_vec(), vec![0.5, 0.0, -2.0, 0.0]);
+    assert_eq!(d.features.row(1).to_vec(), vec![0.0, 1.25, 0.0, 0.0]);
+    let gz = TempFile::new("good.svm.gz", &gzip(text));
+    let wide = data::load_libsvm(
+        &gz.0,
+        &LibsvmOptions {
+            features: Some(6),
+            ..LibsvmOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(wide.dim(), 6);
+    let zero = data::load_libsvm(
+        &f.0,
+        &LibsvmOptions {
+            zero_based: true,
+            ..LibsvmOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(zero.features[[0, 1]], 0.5);
+}
+
+#[test]
+fn libsvm_errors_name_line_and_field() {
+    let cases: [(&[u8], LibsvmOptions, (usize, usize)); 6] = [
+        (b"1 1:2\nabc 1:2\n", LibsvmOptions::default(), (2, 1)),
+        (b"1 1:2 3\n", LibsvmOptions::default(), (1, 3)),
+        (b"1 1:2\n1 2:1 0:3\n", LibsvmOptions::default(), (2, 3)),
+        (b"1 2:1 2:3\n", LibsvmOptions::default(), (1, 3)),
+        (b"1 1:2\n0 1:2 2:nan?\n", LibsvmOptions::default(), (2, 3)),
+        (
+            b"1 1:2 9:1\n",
+            LibsvmOptions {
+                features: Some(4),
+                ..LibsvmOptions::default()
+            },
+            (1, 3),
+        ),
+    ];
+    for (i, (text, options, want)) in cases.into_iter().enumerate() {
+        let f = TempFile::new(&format!("bad{i}.svm"), text);
+        let err = data::load_libsvm(&f.0, &options).unwrap_err();
+        let msg = err.to_string();
+        let (line, column, _) = parse_error(err);
+        assert_eq!((line, column), want, "case {i}: {msg}");
+    }
+}
+
+/// An IDX file of unsigned bytes with the given dimensions.
+fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, 0x08, dims.len() as u8];
+    for d in dims {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    out.extend_from_slice(data);
+    out
+}
+
+#[test]
+fn idx_good_files_plain_and_gzip() {
+    let pixels: Vec<u8> = (0..3 * 2 * 2).map(|v| (v * 20) as u8).collect();
+    let images = TempFile::new("img.idx", &idx(&[3, 2, 2], &pixels));
+    let labels = TempFile::new("lbl.idx.gz", &gzip(&idx(&[3], &[7, 0, 3])));
+    let d = data::load_idx(&images.0, &labels.0).unwrap();
+    assert_eq!((d.len(), d.dim(), d.classes), (3, 4, Some(10)));
+    assert_eq!(d.targets.to_vec(), vec![7.0, 0.0, 3.0]);
+    assert_eq!(d.features[[1, 0]], 80.0 / 255.0);
+}
+
+#[test]
+fn idx_malformed_files_are_named_errors() {
+    let good_labels = TempFile::new("lbl2.idx", &idx(&[2], &[1, 2]));
+    let cases: [(Vec<u8>, usize); 5] = [
+        (vec![1, 2, 8, 3], 0),                       // bad magic
+        (idx(&[2, 2, 2], &[0; 8])[..6].to_vec(), 6), // header cut short
+        (idx(&[2, 2, 2], &[0; 7]), 23),              // one pixel missing
+        (
+            {
+                let mut v = idx(&[2, 2, 2], &[0; 8]);
+                v[2] = 0x0d;
+                v
+            },
+            2,
+        ), // float type
+        (idx(&[2, 4], &[0; 8]), 3),                  // 2 dimensions
+    ];
+    for (i, (bytes, want)) in cases.into_iter().enumerate() {
+        let f = TempFile::new(&format!("badimg{i}.idx"), &bytes);
+        match data::load_idx(&f.0, &good_labels.0).unwrap_err() {
+            DataError::Binary { offset, .. } => assert_eq!(offset, want, "case {i}"),
+            other => panic!("case {i}: {other}"),
+        }
+    }
+    let images = TempFile::new("img3.idx", &idx(&[3, 2, 2], &[0; 12]));
+    assert!(matches!(
+        data::load_idx(&images.0, &good_labels.0),
+        Err(DataError::Shape(_))
+    ));
+}
+
+#[test]
+fn bundled_sets_are_intact() {
+    let d = data::digits();
+    assert_eq!((d.len(), d.dim(), d.classes), (1797, 64, Some(10)));
+    assert!(d.features.iter().all(|&v| (0.0..=1.0).contains(&v)));
+    assert!(d.class_counts().iter().all(|&c| (170..=190).contains(&c)));
+    let b = data::breast_cancer();
+    assert_eq!((b.len(), b.dim(), b.classes), (569, 30, Some(2)));
+    assert_eq!(b.class_counts(), vec![212, 357]);
+}
+
+#[test]
+fn split_is_seeded_disjoint_and_order_keeping() {
+    let d = data::digits();
+    let (train, test) = d.train_test_split(0.25, 7);
+    assert_eq!((train.len(), test.len()), (1348, 449));
+    assert_eq!(d.train_test_split(0.25, 7).1, test);
+    assert_ne!(d.train_test_split(0.25, 8).1, test);
+    // Tag each sample by its position to check disjointness and order.
+    let n = 50;
+    let tagged = Dataset::new(
+        ndarray::Array2::from_shape_fn((n, 1), |(i, _)| i as f32),
+        ndarray::Array1::zeros(n),
+        None,
+    )
+    .unwrap();
+    let (a, b) = tagged.train_test_split(0.3, 1);
+    let (ia, ib): (Vec<f32>, Vec<f32>) =
+        (a.features.column(0).to_vec(), b.features.column(0).to_vec());
+    assert!(ia.windows(2).all(|w| w[0] < w[1]) && ib.windows(2).all(|w| w[0] < w[1]));
+    let mut all: Vec<f32> = ia.iter().chain(&ib).copied().collect();
+    all.sort_by(f32::total_cmp);
+    assert_eq!(all, (0..n).map(|i| i as f32).collect::<Vec<_>>());
+}
+
+#[test]
+fn standardizer_fits_train_and_maps_test_alike() {
+    let (mut train, mut test) = data::breast_cancer().train_test_split(0.2, 0);
+    let s = Standardizer::fit(&train);
+    let raw_test = test.clone();
+    s.apply(&mut train);
+    s.apply(&mut test);
+    for col in train.features.columns() {
+        let n = col.len() as f64;
+        let mean = col.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let var = col
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        assert!(
+            mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3,
+            "mean {mean} var {var}"
+        );
+    }
+    let (i, j) = (3, 5);
+    let expected = (raw_test.features[[i, j]] - s.mean[j]) / s.std[j];
+    assert!((test.features[[i, j]] - expected).abs() < 1e-5);
+    // A constant column maps to 0, not NaN.
+    let mut digits = data::digits();
+    Standardizer::fit(&digits).apply(&mut digits);
+    assert!(digits.features.iter().all(|v| v.is_finite()));
+    assert!(digits.features.column(0).iter().all(|&v| v == 0.0));
+}
