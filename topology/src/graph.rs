@@ -38,8 +38,11 @@ pub enum GraphError {
     },
 }
 
-/// An undirected simple graph on nodes `0..n`.
+/// An undirected simple graph on nodes `0..n`. Serialized as `{"n": .., "edges": [[a, b], ..]}`
+/// and rebuilt through [`Graph::from_edges`] when deserialized, so untrusted input cannot break
+/// the sorted-adjacency invariant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "EdgeList", try_from = "EdgeList")]
 pub struct Graph {
     adjacency: Vec<Vec<usize>>,
 }
@@ -164,8 +167,10 @@ impl Graph {
     }
 }
 
-/// A directed graph on nodes `0..n`: `out(i)` lists the nodes `i` sends to.
+/// A directed graph on nodes `0..n`: `out(i)` lists the nodes `i` sends to. Serialized as
+/// `{"n": .., "edges": [[from, to], ..]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "EdgeList", try_from = "EdgeList")]
 pub struct DiGraph {
     out: Vec<Vec<usize>>,
 }
@@ -286,4 +291,43 @@ pub(crate) fn powers_below(n: usize) -> impl Iterator<Item = usize> {
     (0..usize::BITS)
         .map(|k| 1usize << k)
         .take_while(move |&p| p < n)
+}
+
+/// Wire form of [`Graph`] and [`DiGraph`].
+#[derive(Debug, Serialize, Deserialize)]
+struct EdgeList {
+    n: usize,
+    edges: Vec<(usize, usize)>,
+}
+
+impl From<Graph> for EdgeList {
+    fn from(g: Graph) -> Self {
+        EdgeList {
+            n: g.n(),
+            edges: g.edges().collect(),
+        }
+    }
+}
+
+impl TryFrom<EdgeList> for Graph {
+    type Error = GraphError;
+    fn try_from(list: EdgeList) -> Result<Self, GraphError> {
+        Graph::from_edges(list.n, list.edges)
+    }
+}
+
+impl From<DiGraph> for EdgeList {
+    fn from(g: DiGraph) -> Self {
+        EdgeList {
+            n: g.n(),
+            edges: g.arcs().collect(),
+        }
+    }
+}
+
+impl TryFrom<EdgeList> for DiGraph {
+    type Error = GraphError;
+    fn try_from(list: EdgeList) -> Result<Self, GraphError> {
+        DiGraph::from_arcs(list.n, list.edges)
+    }
 }

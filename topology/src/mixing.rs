@@ -64,9 +64,12 @@ pub enum MixingError {
     /// The support graph falls apart, so gossip cannot reach consensus.
     #[error("disconnected: the weights' support has {components} components")]
     Disconnected {
-        /// Number of (strongly) connected pieces found.
+        /// Number of connected components.
         components: usize,
     },
+    /// A directed support where some node cannot reach some other along arcs.
+    #[error("disconnected: the directed support is not strongly connected")]
+    NotStronglyConnected,
     /// Dimension mismatch.
     #[error("dimension mismatch: matrix is {n}×{n}, vector has {len} entries")]
     Dimension {
@@ -202,6 +205,12 @@ impl MixingMatrix {
     /// [`MixingMatrix::validate`] with an explicit tolerance.
     pub fn validate_with(&self, tolerance: f64) -> Result<(), MixingError> {
         let n = self.n();
+        if self.edges.len() != n {
+            return Err(MixingError::Dimension {
+                n,
+                len: self.edges.len(),
+            });
+        }
         for i in 0..n {
             let w = self.self_weight[i];
             if !(w.is_finite() && w >= -tolerance) {
@@ -431,9 +440,7 @@ impl DirectedMixing {
             .flat_map(|(i, row)| row.iter().filter(|e| e.1 > 0.0).map(move |&(j, _)| (j, i)));
         let support = DiGraph::from_arcs(self.n(), arcs).expect("weights index valid nodes");
         if !support.is_strongly_connected() {
-            return Err(MixingError::Disconnected {
-                components: support.to_undirected().components().0.max(2),
-            });
+            return Err(MixingError::NotStronglyConnected);
         }
         Ok(())
     }

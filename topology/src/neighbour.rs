@@ -263,7 +263,10 @@ impl<K: Ord + Clone> ViewGraph<K> {
 
 /// Position of a peer id on the 64-bit ring: FNV-1a over the id's `Hash` bytes (integers fed
 /// little-endian, `usize` as 64 bits) with a SplitMix64 finalizer. Unlike `DefaultHasher` it
-/// is fixed across Rust releases, platforms and processes, so peers built differently agree.
+/// is fixed across platforms and processes, so peers built differently agree. The bytes are
+/// whatever the id's `Hash` impl feeds; for ids from the network, use their canonical byte
+/// form (e.g. `Vec<u8>` of a libp2p `PeerId::to_bytes()`, or its base58 `String`), whose
+/// `Hash` is a length prefix plus the bytes.
 pub fn ring_position<K: Hash + ?Sized>(peer: &K) -> u64 {
     let mut hasher = StableHasher::default();
     peer.hash(&mut hasher);

@@ -37,6 +37,23 @@ fn generators_have_their_degrees_and_sizes() {
 }
 
 #[test]
+fn graphs_serialize_as_edge_lists_and_reject_bad_input() {
+    let g = Graph::torus(3, 4);
+    let json = serde_json::to_string(&g).unwrap();
+    assert_eq!(serde_json::from_str::<Graph>(&json).unwrap(), g);
+    let d = murmur_topology::DiGraph::exponential(10);
+    let json = serde_json::to_string(&d).unwrap();
+    assert_eq!(
+        serde_json::from_str::<murmur_topology::DiGraph>(&json).unwrap(),
+        d
+    );
+    assert!(serde_json::from_str::<Graph>(r#"{"n": 2, "edges": [[0, 5]]}"#).is_err());
+    let w = MixingMatrix::metropolis_hastings(&g);
+    let json = serde_json::to_string(&w).unwrap();
+    assert_eq!(serde_json::from_str::<MixingMatrix>(&json).unwrap(), w);
+}
+
+#[test]
 fn metropolis_weight_matches_the_matrix() {
     let g = Graph::star(5);
     let w = MixingMatrix::metropolis_hastings(&g);

@@ -155,3 +155,36 @@ fn one_peer_more_changes_few_edges() {
         }
     }
 }
+
+#[test]
+fn ring_positions_are_pinned() {
+    // Peers built by different compilers and releases must place ids identically. Values
+    // checked against an independent implementation of splitmix64_finalize(fnv1a(bytes)):
+    // u64 as 8 little-endian bytes; str as its bytes then 0xff; Vec<u8> as a u64 LE length
+    // prefix then the bytes.
+    assert_eq!(
+        murmur_topology::ring_position(&42u64),
+        0xe15f_07fe_f55b_9454
+    );
+    assert_eq!(
+        murmur_topology::ring_position("12D3KooW"),
+        0xa9a5_34ef_0206_dccf
+    );
+    assert_eq!(
+        murmur_topology::ring_position(&vec![1u8, 2, 3]),
+        0x811d_5e9e_16dc_59ab
+    );
+    // The rules on top of the positions are pinned too (a change here splits old and new
+    // peers' graphs).
+    let view: BTreeSet<u64> = (0..12).collect();
+    let expected: [&[u64]; 4] = [
+        &[2, 3],
+        &[1, 2, 3, 4, 5, 10, 11],
+        &[2, 3, 5, 7, 11],
+        &[2, 3, 4, 5, 6, 7, 10, 11],
+    ];
+    for (rule, want) in RULES.into_iter().zip(expected) {
+        let got: Vec<u64> = rule.neighbours(&0, &view).into_iter().collect();
+        assert_eq!(got, want, "{rule}");
+    }
+}
