@@ -1,5 +1,6 @@
 //! A lock-step swarm of murmur peers on the bundled digits: 16 peers on Dirichlet(0.5) label-
-//! skewed shards, exponential graph, softmax regression. Runs exact D-PSGD and CHOCO-SGD with
+//! skewed shards (the learning core's task, partitioner and `SgdLearner`), exponential graph,
+//! softmax regression. Runs exact D-PSGD and CHOCO-SGD with
 //! several codecs and storages on the same schedule, and prints accuracy, consensus and bytes.
 //!
 //! `cargo run --release -p murmur-gossip --example swarm -- [rounds] [local_steps]`
@@ -8,13 +9,11 @@
 #[allow(dead_code, unreachable_pub)]
 mod digits;
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use digits::{DIM, Softmax};
+use digits::Digits;
 use murmur_gossip::peer::testing::LockStep;
 use murmur_gossip::peer::{Algorithm, CodecSpec, CopyStorage, Mode, Peer, PeerConfig};
-use ndarray::Array1;
 
 const PEERS: u32 = 16;
 
@@ -45,24 +44,17 @@ struct Row {
 }
 
 fn run(name: &str, config: PeerConfig, rounds: u64, h: u32) -> Row {
-    let (train, test) = digits::load(1);
-    let shards = digits::dirichlet_shards(&train, PEERS as usize, 0.5, 2);
-    let (train, test) = (Arc::new(train), Arc::new(test));
+    let task = Digits::new(PEERS as usize, rounds, h);
     let peers = (0..PEERS)
         .map(|i| {
-            let mut learner = Softmax::new(
-                train.clone(),
-                shards[i as usize].clone(),
-                test.clone(),
-                i.into(),
-            );
-            learner.total_steps = rounds * u64::from(h);
             let config = PeerConfig {
                 local_steps: h,
                 seed: i.into(),
+                fingerprint: task.task.fingerprint(),
                 ..config.clone()
             };
-            Peer::new(i, config, Box::new(learner), Array1::zeros(DIM)).expect("valid config")
+            let learner = task.learner(i as usize);
+            Peer::new(i, config, Box::new(learner), task.task.init_params(0)).expect("valid config")
         })
         .collect();
     let start = Instant::now();
@@ -103,8 +95,7 @@ fn main() {
         mode: tagged.clone(),
         ..PeerConfig::default()
     };
-    let (train, test) = digits::load(1);
-    let central = digits::centralized_accuracy(&Arc::new(train), &Arc::new(test), 2_000);
+    let central = Digits::new(PEERS as usize, rounds, h).centralized_accuracy();
 
     let runs = vec![
         (
