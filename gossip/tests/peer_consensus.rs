@@ -5,6 +5,7 @@
 mod peer_support;
 
 use murmur_gossip::peer::{Algorithm, CodecSpec, CopyStorage, Input, Mode, PeerConfig};
+use murmur_topology::{Graph, MixingMatrix};
 use peer_support::*;
 
 fn config(algorithm: Algorithm) -> PeerConfig {
@@ -16,20 +17,18 @@ fn config(algorithm: Algorithm) -> PeerConfig {
     }
 }
 
-/// W x for Metropolis–Hastings weights on an undirected edge list, in f64.
+/// x ← W x in f64, per coordinate, with the topology crate's Metropolis–Hastings matrix for
+/// the same edge list (validated: symmetric, doubly stochastic, connected).
 fn mh_apply(n: usize, edges: &[(u32, u32)], x: &[Vec<f64>]) -> Vec<Vec<f64>> {
-    let mut deg = vec![0usize; n];
-    for &(a, b) in edges {
-        deg[a as usize] += 1;
-        deg[b as usize] += 1;
-    }
+    let graph = Graph::from_edges(n, edges.iter().map(|&(a, b)| (a as usize, b as usize)))
+        .expect("valid edge list");
+    let w = MixingMatrix::metropolis_hastings(&graph);
+    w.validate().expect("MH weights are a valid mixing matrix");
     let mut out = x.to_vec();
-    for &(a, b) in edges {
-        let (a, b) = (a as usize, b as usize);
-        let w = 1.0 / (1.0 + deg[a].max(deg[b]) as f64);
-        for k in 0..x[0].len() {
-            out[a][k] += w * (x[b][k] - x[a][k]);
-            out[b][k] += w * (x[a][k] - x[b][k]);
+    for k in 0..x[0].len() {
+        let column: Vec<f64> = x.iter().map(|v| v[k]).collect();
+        for (i, y) in w.apply(&column).into_iter().enumerate() {
+            out[i][k] = y;
         }
     }
     out
