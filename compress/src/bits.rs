@@ -233,13 +233,14 @@ impl Golomb {
             return;
         }
         if q + u64::from(self.b) < 32 {
-            // Unary and remainder in one write.
-            let (code, n) = if r < self.u {
-                (r, self.b - 1)
-            } else {
-                let x = r + self.u;
-                ((x >> 1) | ((x & 1) << (self.b - 1)), self.b)
-            };
+            // Unary and remainder in one write. The truncated-binary choice (r < u: b − 1
+            // bits, else b) is close to a coin flip, so it is computed with selects rather
+            // than a branch that would mispredict every other entry.
+            let long = r >= self.u;
+            let x = r + self.u;
+            let wide = (x >> 1) | ((x & 1) << (self.b - 1));
+            let code = if long { wide } else { r };
+            let n = self.b - 1 + u32::from(long);
             w.put((1 << q) | (code << (q + 1)), q as u32 + 1 + n);
             return;
         }
