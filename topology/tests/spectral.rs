@@ -103,6 +103,38 @@ fn lanczos_matches_closed_forms_at_scale() {
 }
 
 #[test]
+fn lanczos_finds_the_negative_side_when_it_decides_the_gap() {
+    // Complete bipartite K_{m,m} with weights 1/(m+1): eigenvalues 1, 1/(m+1) and
+    // (1-m)/(m+1), so 1 + λn = 2/(m+1) decides the gap, not 1 - λ2 = m/(m+1).
+    let m = 300;
+    let edges = (0..m).flat_map(|a| (m..2 * m).map(move |b| (a, b)));
+    let g = Graph::from_edges(2 * m, edges).unwrap();
+    let s = spectral::spectrum_lanczos(&MixingMatrix::max_degree(&g)).unwrap();
+    let expected = 2.0 / (m as f64 + 1.0);
+    assert!(rel(s.gap, expected) < 1e-9, "{} vs {expected}", s.gap);
+    assert!(rel(s.one_minus_lambda2, m as f64 / (m as f64 + 1.0)) < 1e-9);
+}
+
+#[test]
+fn neighbour_rule_graphs_mix_far_faster_than_the_ring() {
+    use murmur_topology::NeighbourRule;
+    let view: std::collections::BTreeSet<u64> = (0..512u64).map(|i| i * 2654435761).collect();
+    let ring_gap = closed_form::ring(512).gap();
+    for rule in [
+        NeighbourRule::Exponential,
+        NeighbourRule::RandomK { k: 2 },
+        NeighbourRule::RandomK { k: 4 },
+    ] {
+        let g = rule.graph(&view);
+        let gap = MixingMatrix::metropolis_hastings(g.graph())
+            .spectral_gap()
+            .unwrap();
+        // Long-range edges make these expander-like: Θ(1) or Θ(1/log n) against Θ(1/n²).
+        assert!(gap > 0.05 && gap > 1000.0 * ring_gap, "{rule}: gap {gap}");
+    }
+}
+
+#[test]
 fn lanczos_agrees_with_dense_on_random_graphs() {
     for seed in 0..3 {
         let g = Graph::random_regular(240, 3, seed).unwrap();
