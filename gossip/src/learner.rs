@@ -46,7 +46,7 @@ pub trait LocalLearner: Debug + Send {
 /// Steps allocate nothing per sample: the minibatch is gathered into buffers kept between
 /// steps. [`LocalLearner::save_state`] carries the momentum buffer, the step counter (so the
 /// schedule resumes) and the sampler's exact position.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct SgdLearner {
     model: Model,
     shard: Dataset,

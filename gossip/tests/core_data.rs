@@ -307,3 +307,65 @@ fn standardizer_fits_train_and_maps_test_alike() {
     assert!(digits.features.iter().all(|v| v.is_finite()));
     assert!(digits.features.column(0).iter().all(|&v| v == 0.0));
 }
+
+#[test]
+fn sampler_visits_every_sample_once_per_epoch_and_is_seeded() {
+    use murmur_gossip::data::MinibatchSampler;
+    let (n, b) = (10, 4);
+    let mut s = MinibatchSampler::new(n, b, 3);
+    let drawn: Vec<usize> = (0..5).flat_map(|_| s.next_batch().to_vec()).collect();
+    // 20 draws = two full permutations of 0..10.
+    for epoch in drawn.chunks(n) {
+        let mut e = epoch.to_vec();
+        e.sort_unstable();
+        assert_eq!(e, (0..n).collect::<Vec<_>>());
+    }
+    assert_ne!(drawn[..n], drawn[n..], "each epoch reshuffles");
+    assert_eq!(s.epochs(), 1);
+    let mut again = MinibatchSampler::new(n, b, 3);
+    let same: Vec<usize> = (0..5).flat_map(|_| again.next_batch().to_vec()).collect();
+    assert_eq!(same, drawn);
+    let mut other = MinibatchSampler::new(n, b, 4);
+    let differ: Vec<usize> = (0..5).flat_map(|_| other.next_batch().to_vec()).collect();
+    assert_ne!(differ, drawn);
+    // Resume mid-epoch.
+    let mut resumed = MinibatchSampler::new(n, b, 99);
+    resumed.restore(s.state()).unwrap();
+    assert_eq!(resumed.next_batch(), s.next_batch());
+    // A batch larger than the data is capped.
+    assert_eq!(MinibatchSampler::new(3, 8, 0).batch_size(), 3);
+}
+
+#[test]
+fn csv_task_with_separate_test_file() {
+    use murmur_gossip::task::TaskConfig;
+    let train = TempFile::new(
+        "task-train.csv",
+        b"0,0,0\n0,1,0\n5,5,1\n6,5,1\n5,6,1\n0,0.5,0\n",
+    );
+    let test = TempFile::new("task-test.csv", b"0,0.2,0\n6,6,1\n");
+    let text = format!(
+        "model = \"logistic\"\nbatch_size = 2\nepochs = 40\nstandardize = true\n[data]\nkind = \"csv\"\npath = {:?}\ntest_path = {:?}\n",
+        train.0, test.0
+    );
+    let task: TaskConfig = toml::from_str(&text).unwrap();
+    let prepared = task.prepare().unwrap();
+    assert_eq!(
+        (
+            prepared.train().len(),
+            prepared.test().len(),
+            prepared.dim()
+        ),
+        (6, 2, 3)
+    );
+    let last = *prepared.centralized().run(|_| {}).last().unwrap();
+    assert_eq!(last.test.accuracy, Some(1.0));
+    // A malformed test file surfaces as the data error with its position.
+    let bad = TempFile::new("task-bad.csv", b"0,0,0\n1,z,1\n");
+    let text = text.replace(&format!("{:?}", test.0), &format!("{:?}", bad.0));
+    let err = toml::from_str::<TaskConfig>(&text)
+        .unwrap()
+        .prepare()
+        .unwrap_err();
+    assert!(err.to_string().contains(":2:2:"), "{err}");
+}
