@@ -23,7 +23,7 @@ use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{
-    self, CsvOptions, DataError, Dataset, LibsvmOptions, Partition, Standardizer, Synthetic,
+    self, CsvOptions, DataError, Dataset, Labels, LibsvmOptions, Partition, Standardizer, Synthetic,
 };
 use crate::learner::SgdLearner;
 use crate::model::{Model, ModelError, ModelSpec};
@@ -189,15 +189,31 @@ impl TaskConfig {
                 options,
                 test_path,
             } => {
-                let all = data::load_csv(path, options)?;
                 match test_path {
-                    None => split(all),
+                    None => split(data::load_csv(path, options)?),
                     Some(t) => {
-                        let options = CsvOptions {
-                            classes: all.classes.or(options.classes),
+                        // Sorted labels must map the test file through the training file's
+                        // values: read both raw, then map together.
+                        let sorted = options.labels == Labels::Sorted;
+                        let raw = CsvOptions {
+                            labels: if sorted {
+                                Labels::Regression
+                            } else {
+                                options.labels
+                            },
                             ..options.clone()
                         };
-                        let test = data::load_csv(t, &options)?;
+                        let mut all = data::load_csv(path, &raw)?;
+                        let mut test = data::load_csv(
+                            t,
+                            &CsvOptions {
+                                classes: all.classes.or(options.classes),
+                                ..raw
+                            },
+                        )?;
+                        if sorted {
+                            map_sorted_labels(&mut all, &mut test, options.classes)?;
+                        }
                         check_same_shape(&all, &test)?;
                         (all, test)
                     }
@@ -207,22 +223,34 @@ impl TaskConfig {
                 path,
                 options,
                 test_path,
-            } => {
-                let all = data::load_libsvm(path, options)?;
-                match test_path {
-                    None => split(all),
-                    Some(t) => {
-                        let options = LibsvmOptions {
+            } => match test_path {
+                None => split(data::load_libsvm(path, options)?),
+                Some(t) => {
+                    let sorted = options.labels == Labels::Sorted;
+                    let raw = LibsvmOptions {
+                        labels: if sorted {
+                            Labels::Regression
+                        } else {
+                            options.labels
+                        },
+                        ..options.clone()
+                    };
+                    let mut all = data::load_libsvm(path, &raw)?;
+                    let mut test = data::load_libsvm(
+                        t,
+                        &LibsvmOptions {
                             features: Some(all.dim()),
                             classes: all.classes.or(options.classes),
-                            ..options.clone()
-                        };
-                        let test = data::load_libsvm(t, &options)?;
-                        check_same_shape(&all, &test)?;
-                        (all, test)
+                            ..raw
+                        },
+                    )?;
+                    if sorted {
+                        map_sorted_labels(&mut all, &mut test, options.classes)?;
                     }
+                    check_same_shape(&all, &test)?;
+                    (all, test)
                 }
-            }
+            },
             DataSource::Idx {
                 images,
                 labels,
@@ -269,6 +297,31 @@ impl TaskConfig {
             }
         })
     }
+}
+
+/// Maps raw label values of a training and a test file to classes `0..k` by the training
+/// file's sorted distinct values; a test value the training file never has is an error.
+fn map_sorted_labels(
+    train: &mut Dataset,
+    test: &mut Dataset,
+    min_classes: Option<usize>,
+) -> Result<(), TaskError> {
+    let mut values = train.targets.to_vec();
+    values.sort_by(f32::total_cmp);
+    values.dedup();
+    let class_of = |v: f32| values.binary_search_by(|x| x.total_cmp(&v));
+    if let Some(v) = test.targets.iter().find(|&&v| class_of(v).is_err()) {
+        return Err(TaskError::Config(format!(
+            "test label {v} never appears in the training file"
+        )));
+    }
+    let k = values.len().max(min_classes.unwrap_or(0)).max(2);
+    for d in [&mut *train, &mut *test] {
+        d.targets
+            .mapv_inplace(|v| class_of(v).expect("checked above") as f32);
+        d.classes = Some(k);
+    }
+    Ok(())
 }
 
 fn check_same_shape(train: &Dataset, test: &Dataset) -> Result<(), TaskError> {

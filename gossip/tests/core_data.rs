@@ -369,3 +369,30 @@ fn csv_task_with_separate_test_file() {
         .unwrap_err();
     assert!(err.to_string().contains(":2:2:"), "{err}");
 }
+
+#[test]
+fn libsvm_task_maps_test_labels_through_the_training_values() {
+    use murmur_gossip::task::TaskConfig;
+    // Training labels {-1, 3, 7}; the test file only has 7 and -1: it must get classes 2 and 0
+    // (mapping the test file on its own would give 1 and 0).
+    let train = TempFile::new("svm-train.txt", b"-1 1:0\n3 1:1\n7 1:2\n-1 1:0.1\n");
+    let test = TempFile::new("svm-test.txt", b"7 1:2\n-1 1:0\n");
+    let text = format!(
+        "model = \"softmax\"\n[data]\nkind = \"libsvm\"\npath = {:?}\ntest_path = {:?}\n",
+        train.0, test.0
+    );
+    let prepared = toml::from_str::<TaskConfig>(&text)
+        .unwrap()
+        .prepare()
+        .unwrap();
+    assert_eq!(prepared.train().targets.to_vec(), vec![0.0, 1.0, 2.0, 0.0]);
+    assert_eq!(prepared.test().targets.to_vec(), vec![2.0, 0.0]);
+    assert_eq!(prepared.test().classes, Some(3));
+    let unseen = TempFile::new("svm-unseen.txt", b"5 1:2\n");
+    let text = text.replace(&format!("{:?}", test.0), &format!("{:?}", unseen.0));
+    let err = toml::from_str::<TaskConfig>(&text)
+        .unwrap()
+        .prepare()
+        .unwrap_err();
+    assert!(err.to_string().contains("test label 5"), "{err}");
+}
