@@ -34,6 +34,8 @@ pub fn build(spec: &CodecSpec, seed: u64) -> Box<dyn Compressor> {
 struct Scratch {
     selection: Selection,
     keys: Vec<u32>,
+    /// `(key << 32) | index` of the entries above the adaptive threshold's bracket.
+    candidates: Vec<u64>,
 }
 
 #[derive(Debug)]
@@ -70,13 +72,12 @@ impl Compressor for Codec {
             }
             CodecSpec::AdaptiveThreshold { density } => {
                 let k = entries_for_density(density, input.len());
-                let tau = kth_largest_magnitude(input, k, &mut self.scratch.keys, &mut self.rng);
-                threshold_sign(input, tau, ScaleRule::Tau, &mut self.scratch)
+                adaptive_threshold(input, k, ScaleRule::Tau, &mut self.scratch, &mut self.rng)
             }
             CodecSpec::ScaledThreshold { density } => {
                 let k = entries_for_density(density, input.len());
-                let tau = kth_largest_magnitude(input, k, &mut self.scratch.keys, &mut self.rng);
-                threshold_sign(input, tau, ScaleRule::MeanMagnitude, &mut self.scratch)
+                let rule = ScaleRule::MeanMagnitude;
+                adaptive_threshold(input, k, rule, &mut self.scratch, &mut self.rng)
             }
             CodecSpec::TopK { density } => {
                 let k = entries_for_density(density, input.len());
@@ -132,55 +133,165 @@ fn magnitude_key(x: f32) -> u32 {
     if a > 0x7f80_0000 { 0 } else { a }
 }
 
+/// Sample size for the bracket of the k-th largest magnitude; inputs up to 4× this size are
+/// selected in full.
+const SAMPLE: usize = 4_096;
+
+/// A lower bracket `lo` > 0 for the k-th largest magnitude key of a large input: the rank of
+/// the k-th largest is estimated from a seeded sample of [`SAMPLE`] keys and `lo` is taken 4
+/// standard deviations (plus 8) below it, so about k keys are ≥ `lo`. `None` for small inputs
+/// or when the bracket would be 0 (then nothing is gained over a full selection).
+fn sampled_bracket(
+    input: &[f32],
+    k: usize,
+    keys: &mut Vec<u32>,
+    rng: &mut ChaCha8Rng,
+) -> Option<u32> {
+    let d = input.len();
+    if d <= 4 * SAMPLE || k == 0 {
+        return None;
+    }
+    keys.clear();
+    keys.extend((0..SAMPLE).map(|_| magnitude_key(input[rng.random_range(0..d)])));
+    let rank = k.min(d) as f64 * SAMPLE as f64 / d as f64;
+    let rank_lo = (rank + 4.0 * rank.sqrt() + 8.0).ceil() as usize;
+    if rank_lo >= SAMPLE {
+        return None;
+    }
+    let (_, lo, _) = keys.select_nth_unstable(SAMPLE - rank_lo);
+    (*lo > 0).then_some(*lo)
+}
+
+/// The k-th largest key among `keys` (k ≤ keys.len(), k ≥ 1); reorders `keys`.
+fn kth_of(keys: &mut [u32], k: usize) -> u32 {
+    let nth = keys.len() - k;
+    *keys.select_nth_unstable(nth).1
+}
+
 /// The k-th largest |x| (k ≥ 1), NaN counted as 0. Exact.
 ///
-/// Small inputs: `select_nth_unstable` on all magnitude keys. Large inputs: the rank of the
-/// k-th largest is estimated from a seeded sample of 16384 keys, a lower bracket `t_lo` is
-/// taken 4 standard deviations (plus 8) below it, one pass gathers only the keys ≥ `t_lo`
-/// (≈ k of them), and the exact k-th largest is selected among those. If the bracket misses
-/// (fewer than k candidates) it falls back to the full selection, so the result never depends
-/// on the sample — only the time does.
+/// Small inputs: `select_nth_unstable` on all magnitude keys. Large inputs: a seeded sample
+/// brackets the k-th largest ([`sampled_bracket`]), one SIMD pass gathers only the keys above
+/// the bracket (≈ k of them), and the exact k-th largest is selected among those. If the
+/// bracket misses (fewer than k candidates) it falls back to the full selection, so the result
+/// never depends on the sample — only the time does.
 pub(crate) fn kth_largest_magnitude(
     input: &[f32],
     k: usize,
     keys: &mut Vec<u32>,
     rng: &mut ChaCha8Rng,
 ) -> f32 {
-    const SAMPLE: usize = 16_384;
     if input.is_empty() || k == 0 {
         return f32::INFINITY;
     }
-    let d = input.len();
-    let k = k.min(d);
-    keys.clear();
-    if d > 4 * SAMPLE {
-        keys.extend((0..SAMPLE).map(|_| magnitude_key(input[rng.random_range(0..d)])));
-        let rank = k as f64 * SAMPLE as f64 / d as f64;
-        let rank_lo = (rank + 4.0 * rank.sqrt() + 8.0).ceil() as usize;
-        if rank_lo < SAMPLE {
-            let (_, lo, _) = keys.select_nth_unstable(SAMPLE - rank_lo);
-            let lo = *lo;
-            keys.clear();
-            for &x in input {
-                let key = magnitude_key(x);
-                if key >= lo {
-                    keys.push(key);
-                }
-            }
-            if keys.len() >= k {
-                let nth = keys.len() - k;
-                let (_, kth, _) = keys.select_nth_unstable(nth);
-                return f32::from_bits(*kth);
-            }
-            keys.clear();
-        } else {
-            keys.clear();
+    let k = k.min(input.len());
+    if let Some(lo) = sampled_bracket(input, k, keys, rng) {
+        keys.clear();
+        gather_keys_at_least(input, lo, keys);
+        if keys.len() >= k {
+            return f32::from_bits(kth_of(keys, k));
         }
     }
+    keys.clear();
     keys.extend(input.iter().map(|&x| magnitude_key(x)));
-    let nth = d - k;
-    let (_, kth, _) = keys.select_nth_unstable(nth);
-    f32::from_bits(*kth)
+    f32::from_bits(kth_of(keys, k))
+}
+
+/// Pushes `(key << 32) | index` for every entry whose magnitude key is ≥ `lo` > 0, in index
+/// order (inputs of at most 2^32 entries).
+fn gather_candidates(input: &[f32], lo: u32, out: &mut Vec<u64>) {
+    debug_assert!(lo > 0 && u32::try_from(input.len()).is_ok());
+    out.clear();
+    let tv = f32x4::splat(f32::from_bits(lo));
+    let mut chunks = input.chunks_exact(64);
+    for (w, chunk) in (&mut chunks).enumerate() {
+        let chunk: &[f32; 64] = chunk.try_into().expect("chunks_exact(64)");
+        let mut m = hit_word(chunk, tv);
+        while m != 0 {
+            let j = m.trailing_zeros() as usize;
+            let key = u64::from(magnitude_key(chunk[j]));
+            out.push(key << 32 | (64 * w + j) as u64);
+            m &= m - 1;
+        }
+    }
+    let base = input.len() - chunks.remainder().len();
+    for (j, &x) in chunks.remainder().iter().enumerate() {
+        let key = magnitude_key(x);
+        if key >= lo {
+            out.push(u64::from(key) << 32 | (base + j) as u64);
+        }
+    }
+}
+
+/// `AdaptiveThreshold` / `ScaledThreshold`: tau = the exact k-th largest |x|, then every entry
+/// with |x| ≥ tau. On large inputs the entries above the sampled bracket are gathered once
+/// with their indices; tau is selected among them and the sent entries are exactly the
+/// candidates at or above it, so the input is read once instead of twice (the result is
+/// the same as selecting tau and running [`threshold_sign`]).
+fn adaptive_threshold(
+    input: &[f32],
+    k: usize,
+    rule: ScaleRule,
+    scratch: &mut Scratch,
+    rng: &mut ChaCha8Rng,
+) -> Compressed {
+    if k > 0 && u32::try_from(input.len()).is_ok() {
+        let k = k.min(input.len());
+        if let Some(lo) = sampled_bracket(input, k, &mut scratch.keys, rng) {
+            gather_candidates(input, lo, &mut scratch.candidates);
+            if scratch.candidates.len() >= k {
+                let keys = &mut scratch.keys;
+                keys.clear();
+                keys.extend(scratch.candidates.iter().map(|&c| (c >> 32) as u32));
+                let tau_key = kth_of(keys, k);
+                let sel = &mut scratch.selection;
+                match rule {
+                    ScaleRule::Tau => {
+                        sel.pick_candidates::<false>(input, &scratch.candidates, tau_key)
+                    }
+                    ScaleRule::MeanMagnitude => {
+                        sel.pick_candidates::<true>(input, &scratch.candidates, tau_key)
+                    }
+                }
+                return finish_threshold(input.len(), f32::from_bits(tau_key), rule, sel);
+            }
+        }
+        let keys = &mut scratch.keys;
+        keys.clear();
+        keys.extend(input.iter().map(|&x| magnitude_key(x)));
+        let tau = f32::from_bits(kth_of(keys, k));
+        return threshold_sign(input, tau, rule, scratch);
+    }
+    let tau = kth_largest_magnitude(input, k, &mut scratch.keys, rng);
+    threshold_sign(input, tau, rule, scratch)
+}
+
+/// Pushes the magnitude key of every entry whose key is ≥ `lo`, in index order. For lo > 0 the
+/// test is |x| ≥ f32::from_bits(lo) (positive floats order like their bits; NaN has key 0 and
+/// fails the ordered compare), so it runs on the same SIMD hit words as the threshold encoder
+/// and touches only the ≈ k entries above the bracket.
+fn gather_keys_at_least(input: &[f32], lo: u32, keys: &mut Vec<u32>) {
+    if lo == 0 {
+        keys.extend(input.iter().map(|&x| magnitude_key(x)));
+        return;
+    }
+    let tv = f32x4::splat(f32::from_bits(lo));
+    let mut chunks = input.chunks_exact(64);
+    for chunk in &mut chunks {
+        let chunk: &[f32; 64] = chunk.try_into().expect("chunks_exact(64)");
+        let mut m = hit_word(chunk, tv);
+        while m != 0 {
+            keys.push(magnitude_key(chunk[m.trailing_zeros() as usize]));
+            m &= m - 1;
+        }
+    }
+    keys.extend(
+        chunks
+            .remainder()
+            .iter()
+            .map(|&x| magnitude_key(x))
+            .filter(|&key| key >= lo),
+    );
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -266,23 +377,58 @@ impl Selection {
     }
 }
 
+impl Selection {
+    /// The picked set from gathered `(key << 32) | index` candidates in index order: those
+    /// with key ≥ `tau_key` > 0, i.e. |x| ≥ tau, with the same signs and sum as [`Selection::gather`].
+    fn pick_candidates<const SUM: bool>(&mut self, input: &[f32], cand: &[u64], tau_key: u32) {
+        self.picked.clear();
+        self.signs.clear();
+        self.sum_abs = 0.0;
+        let mut acc = 0u64;
+        let mut n = 0u32;
+        for &c in cand {
+            if (c >> 32) as u32 >= tau_key {
+                let idx = (c & 0xffff_ffff) as usize;
+                let x = input[idx];
+                self.picked.push(idx);
+                acc |= u64::from(x.to_bits() >> 31) << n;
+                n += 1;
+                if n == 64 {
+                    self.signs.push(acc);
+                    acc = 0;
+                    n = 0;
+                }
+                if SUM {
+                    self.sum_abs += f64::from(x.abs());
+                }
+            }
+        }
+        if n > 0 {
+            self.signs.push(acc);
+        }
+    }
+}
+
 fn threshold_sign(input: &[f32], tau: f32, rule: ScaleRule, scratch: &mut Scratch) -> Compressed {
     // Smallest positive threshold: zeros (and NaN) are never sent.
     let t = if tau > 0.0 { tau } else { f32::from_bits(1) };
     let t = if t.is_nan() { f32::INFINITY } else { t };
     let sel = &mut scratch.selection;
+    match rule {
+        ScaleRule::Tau => sel.gather::<false>(input, t),
+        ScaleRule::MeanMagnitude => sel.gather::<true>(input, t),
+    }
+    finish_threshold(input.len(), t, rule, sel)
+}
+
+/// The sparse-sign message of a selection made at threshold `t` > 0.
+fn finish_threshold(dim: usize, t: f32, rule: ScaleRule, sel: &Selection) -> Compressed {
     let scale = match rule {
-        ScaleRule::Tau => {
-            sel.gather::<false>(input, t);
-            t
-        }
-        ScaleRule::MeanMagnitude => {
-            sel.gather::<true>(input, t);
-            (sel.sum_abs / sel.picked.len().max(1) as f64) as f32
-        }
+        ScaleRule::Tau => t,
+        ScaleRule::MeanMagnitude => (sel.sum_abs / sel.picked.len().max(1) as f64) as f32,
     };
     let scale = if sel.picked.is_empty() { 0.0 } else { scale };
-    sparse_sign(input.len(), scale, sel)
+    sparse_sign(dim, scale, sel)
 }
 
 /// Golomb parameter for `count` entries among `dim`.

@@ -119,6 +119,76 @@ proptest! {
     }
 }
 
+/// The large-input path of the adaptive threshold (sampled bracket, SIMD gather above it,
+/// exact selection) returns exactly the k-th largest magnitude key, NaN counted as 0, on
+/// inputs with NaN, infinities, zeros and many ties.
+#[test]
+fn adaptive_threshold_is_exact_on_large_awkward_inputs() {
+    for (d, density, seed) in [
+        (200_000usize, 0.01f32, 1u64),
+        (300_001, 0.001, 2),
+        (250_000, 0.1, 3),
+    ] {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // Uniform(-1, 1) with 2% NaN, a few infinities, 5% zeros, and every 97th entry tied
+        // at ±(1 − density), right at the expected threshold.
+        let tie = 1.0 - density;
+        let v: Vec<f32> = (0..d)
+            .map(|i| match rng.random_range(0..10_000) {
+                _ if i % 97 == 0 => {
+                    if i % 2 == 0 {
+                        tie
+                    } else {
+                        -tie
+                    }
+                }
+                0..200 => f32::NAN,
+                200..202 => f32::NEG_INFINITY,
+                202..700 => 0.0,
+                _ => rng.random_range(-1.0f32..1.0),
+            })
+            .collect();
+        let k = ((f64::from(density) * d as f64).ceil() as usize).min(d);
+        let mut keys: Vec<u32> = v
+            .iter()
+            .map(|x| {
+                let a = x.to_bits() & 0x7fff_ffff;
+                if a > 0x7f80_0000 { 0 } else { a }
+            })
+            .collect();
+        keys.sort_unstable_by(|a, b| b.cmp(a));
+        let want = f32::from_bits(keys[k - 1]);
+        assert!(want.is_finite() && want > 0.0);
+        for seed in 0..3 {
+            let c = build(&CodecSpec::AdaptiveThreshold { density }, seed).compress(&v);
+            assert_eq!(
+                c.scale().to_bits(),
+                want.to_bits(),
+                "d={d} density={density}"
+            );
+            let sent = v.iter().filter(|x| x.abs() >= want).count();
+            assert_eq!(c.nnz(), sent);
+            assert!(sent >= k);
+            // The same message as the fixed threshold at that tau: same entries and signs.
+            let reference = build(&CodecSpec::ThresholdSign { tau: want }, 0).compress(&v);
+            assert_eq!(c, reference);
+            // Scaled: the same entries and signs, ± their mean magnitude (f64, index order).
+            let s = build(&CodecSpec::ScaledThreshold { density }, seed).compress(&v);
+            let mean = v
+                .iter()
+                .filter(|x| x.abs() >= want)
+                .map(|x| f64::from(x.abs()))
+                .sum::<f64>()
+                / sent as f64;
+            assert_eq!(s.scale(), mean as f32);
+            for (a, b) in s.to_dense().iter().zip(reference.to_dense()) {
+                assert_eq!(*a == 0.0, b == 0.0);
+                assert_eq!(a.is_sign_negative(), b.is_sign_negative());
+            }
+        }
+    }
+}
+
 #[test]
 fn threshold_codecs_send_what_they_promise() {
     let v = random_vec(10_000, 3);
