@@ -143,6 +143,7 @@ pub fn describe_as(
                 "period": schedule.period(),
                 "rounds": rounds,
                 "measured_contraction_per_round": measured_contraction(&schedule, seed),
+                "rounds_to_consensus_1e-12": rounds_to_consensus(&schedule, seed, 1e-12, 10_000),
             });
             serde_json::to_string_pretty(&json).expect("JSON values serialize")
         }
@@ -278,7 +279,7 @@ fn describe_varying_text(spec: &TopologySpec, seed: u64, schedule: &Schedule) ->
         for i in 0..n.min(SHOWN_ROWS) {
             let _ = write!(
                 out,
-                "  {i:>5} sends to {:?} | keeps",
+                "  {i:>5} sends to {:?} | mixes",
                 round.targets.out_neighbours(i)
             );
             for &(j, p) in round.weights.row(i) {
@@ -296,7 +297,51 @@ fn describe_varying_text(spec: &TopologySpec, seed: u64, schedule: &Schedule) ->
          push-sum consensus contraction per round: {:.6}",
         measured_contraction(schedule, seed)
     );
+    match rounds_to_consensus(schedule, seed, 1e-12, 10_000) {
+        Some(r) => {
+            let _ = writeln!(
+                out,
+                "consensus error below 1e-12 of its start after {r} rounds"
+            );
+        }
+        None => {
+            let _ = writeln!(out, "consensus error still above 1e-12 after 10000 rounds");
+        }
+    }
     out
+}
+
+/// Rounds of push-sum until the consensus error falls below `tolerance` times its start, from
+/// the same seeded random start as [`measured_contraction`].
+pub fn rounds_to_consensus(
+    schedule: &Schedule,
+    seed: u64,
+    tolerance: f64,
+    max_rounds: u64,
+) -> Option<u64> {
+    let n = schedule.n();
+    if n <= 1 {
+        return Some(0);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x00c0_ffee);
+    let mut x: Vec<f64> = (0..n).map(|_| rng.random::<f64>()).collect();
+    let mut w = vec![1.0; n];
+    let start = push_sum_error(&x, &w);
+    for t in 0..max_rounds {
+        let p = schedule.round(t).weights;
+        x = p.apply(&x);
+        w = p.apply(&w);
+        if push_sum_error(&x, &w) <= tolerance * start {
+            return Some(t + 1);
+        }
+    }
+    None
+}
+
+fn push_sum_error(x: &[f64], w: &[f64]) -> f64 {
+    let z: Vec<f64> = x.iter().zip(w).map(|(a, b)| a / b).collect();
+    let mean = z.iter().sum::<f64>() / z.len() as f64;
+    z.iter().map(|v| (v - mean).powi(2)).sum::<f64>().sqrt()
 }
 
 /// Geometric-mean per-round contraction of the push-sum consensus error over a few periods,
@@ -309,11 +354,7 @@ pub fn measured_contraction(schedule: &Schedule, seed: u64) -> f64 {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x00c0_ffee);
     let mut x: Vec<f64> = (0..n).map(|_| rng.random::<f64>()).collect();
     let mut w = vec![1.0; n];
-    let error = |x: &[f64], w: &[f64]| {
-        let z: Vec<f64> = x.iter().zip(w).map(|(a, b)| a / b).collect();
-        let mean = z.iter().sum::<f64>() / n as f64;
-        z.iter().map(|v| (v - mean).powi(2)).sum::<f64>().sqrt()
-    };
+    let error = push_sum_error;
     let start = error(&x, &w);
     let rounds = (4 * schedule.period().unwrap_or(8)).clamp(8, 64);
     let mut last = start;

@@ -162,6 +162,11 @@ fn describe_prints_graph_weights_and_gap() {
 
     let varying = describe(&TopologySpec::OnePeerExponential, 16, 0).unwrap();
     assert!(varying.contains("period 4"));
+    // Exact averaging in log2 16 = 4 rounds shows up in the report.
+    assert!(
+        varying.contains("below 1e-12 of its start after 4 rounds"),
+        "{varying}"
+    );
     let json = describe_as(&"epidemic:2".parse().unwrap(), 10, 3, Format::Json).unwrap();
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["rounds"].as_array().unwrap().len(), 4);
