@@ -1,4 +1,330 @@
+//! `murmur-sim`: run simulation scenarios and sweeps, benchmark the engine, inspect topologies.
+//!
+//! ```text
+//! murmur-sim run sim/examples/quick.toml --out /tmp/quick [--set peer.local_steps=2]
+//! murmur-sim sweep scripts/compression.toml --out docs/results/compression
+//! murmur-sim bench [--peers 1024]
+//! murmur-sim topology exponential --n 16
+//! ```
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use murmur_sim::metrics::{EvalRow, MetricsWriter};
+use murmur_sim::scenario::{self, Scenario, parse_assignment, set_dotted};
+use murmur_sim::{bench, experiment, topo};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "murmur-sim",
+    version,
+    about = "Simulate a murmur swarm on a virtual network"
+)]
+struct Cli {
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long, global = true, env = "MURMUR_SIM_THREADS")]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one scenario (and its baselines) and write metrics under --out.
+    Run(RunArgs),
+    /// Run every variant of one or more experiment files, write CSV tables and PNG plots.
+    Sweep(SweepArgs),
+    /// Throughput benchmark: peers × parameters × rounds per second, memory per peer.
+    Bench(bench::BenchArgs),
+    /// Print a topology: edges, Metropolis–Hastings weights, spectral gap.
+    Topology(TopologyArgs),
+}
+
+#[derive(Args, Debug)]
+struct Overrides {
+    /// Override any scenario key: --set peer.local_steps=2 --set topology=ring
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Number of peers.
+    #[arg(long)]
+    peers: Option<usize>,
+    /// Rounds.
+    #[arg(long)]
+    rounds: Option<u64>,
+    /// Seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Topology spec.
+    #[arg(long)]
+    topology: Option<String>,
+    /// Codec spec (CHOCO).
+    #[arg(long)]
+    codec: Option<String>,
+}
+
+impl Overrides {
+    fn apply(&self, table: &mut toml::Table) -> anyhow::Result<()> {
+        for s in &self.set {
+            let (k, v) = parse_assignment(s)?;
+            set_dotted(table, &k, v);
+        }
+        if let Some(p) = self.peers {
+            set_dotted(table, "peers", toml::Value::Integer(p as i64));
+        }
+        if let Some(r) = self.rounds {
+            set_dotted(table, "rounds", toml::Value::Integer(r as i64));
+        }
+        if let Some(s) = self.seed {
+            set_dotted(table, "seed", toml::Value::Integer(s as i64));
+        }
+        if let Some(t) = &self.topology {
+            set_dotted(table, "topology", toml::Value::String(t.clone()));
+        }
+        if let Some(c) = &self.codec {
+            set_dotted(table, "gossip.codec", toml::Value::String(c.clone()));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Scenario file (TOML).
+    file: PathBuf,
+    /// Output directory (metrics.csv, summary.json, scenario.toml).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+#[derive(Args, Debug)]
+struct SweepArgs {
+    /// Experiment files (TOML with [base], [[variant]] / [grid] and [[plot]]).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Overrides applied to every variant's base.
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+#[derive(Args, Debug)]
+struct TopologyArgs {
+    /// Topology spec ("ring", "torus", "exponential", "random-regular:4", ...).
+    spec: String,
+    /// Number of nodes.
+    #[arg(long, short)]
+    n: usize,
+    /// Seed of random families.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
 fn main() {
-    eprintln!("murmur-sim: not built yet (issue 6)");
-    std::process::exit(2);
+    let cli = Cli::parse();
+    if let Some(t) = cli.threads
+        && let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global()
+    {
+        eprintln!("murmur-sim: threads: {e}");
+    }
+    let result = match cli.command {
+        Command::Run(a) => run(a),
+        Command::Sweep(a) => sweep(a),
+        Command::Bench(a) => bench::run(&a),
+        Command::Topology(a) => topology(&a),
+    };
+    if let Err(e) = result {
+        eprintln!("murmur-sim: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn read_table(path: &Path) -> anyhow::Result<toml::Table> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    let target = if std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(Some(total), target);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}")
+            .expect("valid template"),
+    );
+    bar
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut table = read_table(&args.file)?;
+    args.overrides.apply(&mut table)?;
+    let scenario = Scenario::from_table(table)?;
+    std::fs::create_dir_all(&args.out)?;
+    std::fs::write(
+        args.out.join("scenario.toml"),
+        toml::to_string(&scenario).context("serialising the scenario")?,
+    )?;
+    let bar = progress_bar(scenario.rounds.max(1));
+    let b = bar.clone();
+    let outcome = scenario::run(&scenario, move |variant, row: &EvalRow| {
+        b.set_position(row.round);
+        b.set_message(format!("{variant} acc={:.3}", row.accuracy_avg));
+    })?;
+    bar.finish_and_clear();
+    let mut w = MetricsWriter::create(
+        &args.out.join(match scenario.metrics_format {
+            murmur_sim::metrics::MetricsFormat::Csv => "metrics.csv",
+            murmur_sim::metrics::MetricsFormat::Jsonl => "metrics.jsonl",
+        }),
+        scenario.metrics_format,
+    )?;
+    for v in &outcome.variants {
+        for r in &v.rows {
+            w.write(&v.name, r)?;
+        }
+    }
+    w.finish()?;
+    print_table(&outcome);
+    let summary = outcome.summary();
+    let json: serde_json::Map<String, serde_json::Value> = summary
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    std::fs::write(
+        args.out.join("summary.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    let line: Vec<String> = summary.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("summary: {}", line.join(" "));
+    Ok(())
+}
+
+fn print_table(outcome: &scenario::Outcome) {
+    println!(
+        "{:<28} {:>9} {:>9} {:>9} {:>8} {:>14} {:>10} {:>10}",
+        "variant", "acc(avg)", "acc(mean)", "acc(worst)", "rounds", "bytes", "saved(x)", "sim_s"
+    );
+    let dense = outcome
+        .find("dpsgd")
+        .and_then(|d| d.rows.last().map(|r| r.bytes));
+    for v in &outcome.variants {
+        let Some(l) = v.rows.last() else { continue };
+        let saved = match (dense, &v.report) {
+            (Some(d), _) => d as f64 / l.bytes.max(1) as f64,
+            (None, Some(r)) => r.dense_equivalent_bytes as f64 / l.bytes.max(1) as f64,
+            (None, None) => f64::NAN,
+        };
+        println!(
+            "{:<28} {:>9.4} {:>9.4} {:>9.4} {:>8} {:>14} {:>10.1} {:>10.2}",
+            v.name,
+            l.accuracy_avg,
+            l.accuracy_mean,
+            l.accuracy_worst,
+            l.round,
+            l.bytes,
+            saved,
+            l.time_s
+        );
+    }
+}
+
+fn sweep(args: SweepArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.out)?;
+    let mut lines = Vec::new();
+    for file in &args.files {
+        let mut table = read_table(file)?;
+        let mut overlay = toml::Table::new();
+        args.overrides.apply(&mut overlay)?;
+        let exp = experiment::Experiment::from_table(table.clone(), &overlay)
+            .with_context(|| format!("experiment {}", file.display()))?;
+        table.clear();
+        let total = exp.variants.len() as u64;
+        let bar = progress_bar(total);
+        let done = Arc::new(Mutex::new(0u64));
+        let b = bar.clone();
+        let result = exp.run(move |name| {
+            let mut d = done.lock().expect("progress lock");
+            *d += 1;
+            b.set_position(*d);
+            b.set_message(name.to_string());
+        })?;
+        bar.finish_and_clear();
+        let written = result.write(&args.out)?;
+        for w in &written {
+            eprintln!("wrote {}", w.display());
+        }
+        lines.push(result.summary_line());
+    }
+    for l in lines {
+        println!("summary: {l}");
+    }
+    Ok(())
+}
+
+fn topology(args: &TopologyArgs) -> anyhow::Result<()> {
+    let comm = topo::build(&args.spec, args.n, args.seed)?;
+    println!(
+        "topology {} n={} edges={}",
+        args.spec,
+        args.n,
+        comm.edges.len()
+    );
+    match comm.schedule.static_graph() {
+        Some(g) => {
+            let w = murmur_topology::MixingMatrix::metropolis_hastings(g);
+            for i in 0..g.n() {
+                let row: Vec<String> = w
+                    .row(i)
+                    .iter()
+                    .map(|(j, x)| format!("{j}:{x:.4}"))
+                    .collect();
+                println!("  {i:>5} self={:.4} -> {}", w.self_weight(i), row.join(" "));
+            }
+            let degrees: Vec<usize> = (0..g.n()).map(|i| g.degree(i)).collect();
+            let gap = w.spectral_gap().map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "summary: n={} edges={} min_degree={} max_degree={} spectral_gap={gap:.6} one_minus_gap={:.6} connected={}",
+                g.n(),
+                g.edge_count(),
+                degrees.iter().min().copied().unwrap_or(0),
+                degrees.iter().max().copied().unwrap_or(0),
+                1.0 - gap,
+                g.is_connected()
+            );
+        }
+        None => {
+            let period = comm.schedule.period();
+            for t in 0..period.unwrap_or(1).min(8) {
+                let r = comm.schedule.round(t);
+                let arcs: Vec<String> = r
+                    .targets
+                    .arcs()
+                    .take(32)
+                    .map(|(a, b)| format!("{a}->{b}"))
+                    .collect();
+                println!("  round {t}: {}", arcs.join(" "));
+            }
+            println!(
+                "summary: n={} time_varying=true period={} union_edges={}",
+                args.n,
+                period.map_or("none".into(), |p| p.to_string()),
+                comm.edges.len()
+            );
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,503 @@
+//! Sweeps: one base scenario, many variants, tidy CSV tables and PNG plots.
+//!
+//! ```toml
+//! name = "compression"
+//! consensus_rate = false        # also measure the per-round consensus contraction
+//! [base]                        # a scenario (see crate::scenario)
+//! peers = 16
+//! [grid]                        # cartesian product of dotted keys
+//! "gossip.codec" = ["dense", "threshold:0.01"]
+//! [[variant]]                   # or explicit variants (combined with the grid)
+//! name = "h5"
+//! set = { "peer.local_steps" = 5 }
+//! [[plot]]
+//! file = "accuracy_vs_bytes.png"
+//! x = "bytes"                   # a metric column (rows) or a summary column
+//! y = "accuracy_avg"
+//! source = "rows"               # or "summary": one point per variant
+//! series = "gossip.codec"       # a grid/variant parameter, default: the variant name
+//! where = { peers = "64" }      # keep variants whose parameters match
+//! log_x = true
+//! ```
+//! Outputs in the output directory: `<name>_metrics.csv` (every tick of every variant),
+//! `<name>_summary.csv` (one line per variant) and each plot.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use rayon::prelude::*;
+use serde::Deserialize;
+
+use crate::metrics::{EvalRow, MetricsFormat, MetricsWriter, csv_field};
+use crate::plot::{self, Chart, Series};
+use crate::scenario::{self, Scenario, merge, set_dotted};
+use crate::topo;
+
+/// One plot of an experiment.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlotSpec {
+    /// Output file name (PNG).
+    pub file: String,
+    /// Title (default: the file name).
+    #[serde(default)]
+    pub title: Option<String>,
+    /// X column.
+    pub x: String,
+    /// Y column.
+    pub y: String,
+    /// "rows" (a line per series over ticks) or "summary" (a point per variant).
+    #[serde(default = "rows")]
+    pub source: String,
+    /// Parameter naming the series (default: variant name).
+    #[serde(default)]
+    pub series: Option<String>,
+    /// Keep only variants whose parameters equal these.
+    #[serde(default, rename = "where")]
+    pub filter: BTreeMap<String, toml::Value>,
+    /// Include baseline runs (all-reduce, D-PSGD) of the variants.
+    #[serde(default = "yes")]
+    pub baselines: bool,
+    /// log10 x.
+    #[serde(default)]
+    pub log_x: bool,
+    /// log10 y.
+    #[serde(default)]
+    pub log_y: bool,
+    /// Draw y = x.
+    #[serde(default)]
+    pub diagonal: bool,
+}
+
+fn rows() -> String {
+    "rows".into()
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VariantSpec {
+    name: String,
+    #[serde(default)]
+    set: toml::Table,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExperimentFile {
+    name: String,
+    #[serde(default)]
+    consensus_rate: bool,
+    base: toml::Table,
+    #[serde(default)]
+    grid: toml::Table,
+    #[serde(default, rename = "variant")]
+    variants: Vec<VariantSpec>,
+    #[serde(default, rename = "plot")]
+    plots: Vec<PlotSpec>,
+}
+
+/// A variant ready to run.
+#[derive(Clone, Debug)]
+pub struct Variant {
+    /// Unique name.
+    pub name: String,
+    /// Parameters that distinguish it (grid keys and `variant` name).
+    pub params: BTreeMap<String, String>,
+    /// The scenario.
+    pub scenario: Scenario,
+}
+
+/// A parsed experiment.
+#[derive(Clone, Debug)]
+pub struct Experiment {
+    /// Name (file prefix of its outputs).
+    pub name: String,
+    /// Measure consensus contraction per variant.
+    pub consensus_rate: bool,
+    /// Variants in order.
+    pub variants: Vec<Variant>,
+    /// Plots.
+    pub plots: Vec<PlotSpec>,
+}
+
+fn value_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Experiment {
+    /// Parses an experiment; `overlay` (dotted CLI overrides already nested) applies to the
+    /// base of every variant.
+    pub fn from_table(table: toml::Table, overlay: &toml::Table) -> anyhow::Result<Self> {
+        let file: ExperimentFile = toml::Value::Table(table)
+            .try_into()
+            .context("invalid experiment file")?;
+        let mut base = file.base.clone();
+        merge(&mut base, overlay);
+        // Cartesian product of the grid.
+        let mut combos: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
+        for (key, values) in &file.grid {
+            let values = values
+                .as_array()
+                .with_context(|| format!("grid.{key} must be an array"))?;
+            let mut next = Vec::new();
+            for c in &combos {
+                for v in values {
+                    let mut c = c.clone();
+                    c.push((key.clone(), v.clone()));
+                    next.push(c);
+                }
+            }
+            combos = next;
+        }
+        let specs = if file.variants.is_empty() {
+            vec![None]
+        } else {
+            file.variants.iter().map(Some).collect()
+        };
+        let mut variants = Vec::new();
+        for combo in &combos {
+            for spec in &specs {
+                let mut t = base.clone();
+                let mut params = BTreeMap::new();
+                let mut parts = Vec::new();
+                if let Some(s) = spec {
+                    for (k, v) in &s.set {
+                        set_dotted(&mut t, k, v.clone());
+                    }
+                    params.insert("variant".to_string(), s.name.clone());
+                    parts.push(s.name.clone());
+                }
+                for (k, v) in combo {
+                    set_dotted(&mut t, k, v.clone());
+                    params.insert(k.clone(), value_text(v));
+                    parts.push(format!(
+                        "{}={}",
+                        k.rsplit('.').next().unwrap_or(k),
+                        value_text(v)
+                    ));
+                }
+                let name = if parts.is_empty() {
+                    file.name.clone()
+                } else {
+                    parts.join(",")
+                };
+                set_dotted(&mut t, "name", toml::Value::String(name.clone()));
+                let scenario =
+                    Scenario::from_table(t).with_context(|| format!("variant {name}"))?;
+                variants.push(Variant {
+                    name,
+                    params,
+                    scenario,
+                });
+            }
+        }
+        if variants.is_empty() {
+            bail!("experiment {} has no variants", file.name);
+        }
+        Ok(Experiment {
+            name: file.name,
+            consensus_rate: file.consensus_rate,
+            variants,
+            plots: file.plots,
+        })
+    }
+
+    /// Runs every variant (in parallel; each run is deterministic on its own).
+    pub fn run(&self, on_done: impl Fn(&str) + Send + Sync) -> anyhow::Result<ExperimentResult> {
+        let results: Vec<anyhow::Result<Vec<VariantOutcome>>> = self
+            .variants
+            .par_iter()
+            .map(|v| {
+                let outcome = scenario::run(&v.scenario, |_, _| {})
+                    .with_context(|| format!("variant {}", v.name))?;
+                on_done(&v.name);
+                let gap = if self.consensus_rate {
+                    topo::build(&v.scenario.topology, v.scenario.peers, v.scenario.seed)
+                        .ok()
+                        .and_then(|c| topo::spectral_gap(&c.schedule))
+                } else {
+                    None
+                };
+                Ok(outcome
+                    .variants
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, r)| {
+                        let mut params = v.params.clone();
+                        let baseline = if k == 0 {
+                            "none".to_string()
+                        } else {
+                            r.name.rsplit('-').next().unwrap_or("").to_string()
+                        };
+                        params.insert("baseline".into(), baseline.clone());
+                        let name = if k == 0 {
+                            v.name.clone()
+                        } else {
+                            format!("{} [{baseline}]", v.name)
+                        };
+                        VariantOutcome {
+                            name,
+                            params,
+                            gap: if k == 0 { gap } else { None },
+                            rows: r.rows,
+                            wall_s: r.wall_s,
+                            dense_equivalent_bytes: r
+                                .report
+                                .as_ref()
+                                .map(|x| x.dense_equivalent_bytes),
+                        }
+                    })
+                    .collect())
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for r in results {
+            outcomes.extend(r?);
+        }
+        Ok(ExperimentResult {
+            name: self.name.clone(),
+            consensus_rate: self.consensus_rate,
+            outcomes,
+            plots: self.plots.clone(),
+        })
+    }
+}
+
+/// One finished run (a variant or one of its baselines).
+#[derive(Clone, Debug)]
+pub struct VariantOutcome {
+    /// Name.
+    pub name: String,
+    /// Parameters (grid keys, `variant`, `baseline`).
+    pub params: BTreeMap<String, String>,
+    /// Spectral gap of its graph, when measured.
+    pub gap: Option<f64>,
+    /// Ticks.
+    pub rows: Vec<EvalRow>,
+    /// Wall-clock seconds.
+    pub wall_s: f64,
+    /// Dense-equivalent traffic.
+    pub dense_equivalent_bytes: Option<u64>,
+}
+
+/// Per-round contraction factor of ‖x − x̄‖ measured from the ticks: the geometric mean
+/// over the second half of the ticks still above the f32 noise floor (the early ticks are
+/// dominated by the fast modes, the asymptotic rate is set by the slowest one).
+pub fn consensus_rate(rows: &[EvalRow]) -> Option<f64> {
+    let c0 = rows.first()?.consensus;
+    if c0.is_nan() || c0 <= 0.0 {
+        return None;
+    }
+    let valid: Vec<&EvalRow> = rows
+        .iter()
+        .take_while(|r| r.consensus > c0 * 1e-10)
+        .collect();
+    if valid.len() < 3 {
+        // Converged below the floor within a couple of ticks: use the first two.
+        let a = rows.first()?;
+        let b = rows.get(1)?;
+        let dr = b.round.checked_sub(a.round).filter(|d| *d > 0)? as f64;
+        let ratio = (b.consensus.max(c0 * 1e-14) / a.consensus).sqrt();
+        return Some(ratio.powf(1.0 / dr));
+    }
+    let a = valid[valid.len() / 2];
+    let b = valid[valid.len() - 1];
+    let dr = b.round.checked_sub(a.round).filter(|d| *d > 0)? as f64;
+    Some((b.consensus / a.consensus).sqrt().powf(1.0 / dr))
+}
+
+impl VariantOutcome {
+    /// Summary columns (parameters first, then final metrics).
+    pub fn summary(&self) -> BTreeMap<String, String> {
+        let mut m: BTreeMap<String, String> = self.params.clone();
+        let l = self.rows.last().cloned().unwrap_or_default();
+        let f = |x: f64| format!("{x}");
+        m.insert("name".into(), self.name.clone());
+        m.insert("accuracy_avg".into(), f(l.accuracy_avg));
+        m.insert("accuracy_mean".into(), f(l.accuracy_mean));
+        m.insert("accuracy_worst".into(), f(l.accuracy_worst));
+        m.insert("train_loss".into(), f(l.train_loss));
+        m.insert("consensus".into(), f(l.consensus));
+        m.insert("bytes".into(), l.bytes.to_string());
+        m.insert("bytes_per_peer".into(), f(l.bytes_per_peer));
+        m.insert("messages".into(), l.messages.to_string());
+        m.insert("round".into(), l.round.to_string());
+        m.insert("steps_mean".into(), f(l.steps_mean));
+        m.insert("time_s".into(), f(l.time_s));
+        m.insert("rejected".into(), l.rejected.to_string());
+        m.insert("wall_s".into(), format!("{:.3}", self.wall_s));
+        if let Some(d) = self.dense_equivalent_bytes {
+            m.insert(
+                "bytes_saved_vs_dense".into(),
+                f(d as f64 / l.bytes.max(1) as f64),
+            );
+        }
+        if let Some(g) = self.gap {
+            m.insert("spectral_gap".into(), f(g));
+            m.insert("one_minus_gap".into(), f(1.0 - g));
+        }
+        if let Some(r) = consensus_rate(&self.rows) {
+            m.insert("consensus_rate".into(), f(r));
+        }
+        m
+    }
+}
+
+/// A finished experiment.
+#[derive(Clone, Debug)]
+pub struct ExperimentResult {
+    /// Name.
+    pub name: String,
+    /// Whether consensus rates were measured.
+    pub consensus_rate: bool,
+    /// Every run.
+    pub outcomes: Vec<VariantOutcome>,
+    /// Plots to draw.
+    pub plots: Vec<PlotSpec>,
+}
+
+fn row_value(r: &EvalRow, key: &str) -> Option<f64> {
+    let fields = r.fields();
+    let i = EvalRow::HEADER.iter().position(|h| *h == key)?;
+    fields[i].parse().ok()
+}
+
+impl ExperimentResult {
+    /// Writes the tables and plots; returns the files written.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+        let mut written = Vec::new();
+        let metrics = dir.join(format!("{}_metrics.csv", self.name));
+        let mut w = MetricsWriter::create(&metrics, MetricsFormat::Csv)?;
+        for o in &self.outcomes {
+            for r in &o.rows {
+                w.write(&o.name, r)?;
+            }
+        }
+        w.finish()?;
+        written.push(metrics);
+        let summaries: Vec<BTreeMap<String, String>> =
+            self.outcomes.iter().map(|o| o.summary()).collect();
+        let mut columns: Vec<String> = Vec::new();
+        for s in &summaries {
+            for k in s.keys() {
+                if !columns.contains(k) {
+                    columns.push(k.clone());
+                }
+            }
+        }
+        // Name first.
+        columns.retain(|c| c != "name");
+        columns.insert(0, "name".into());
+        let path = dir.join(format!("{}_summary.csv", self.name));
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        writeln!(f, "{}", columns.join(","))?;
+        for s in &summaries {
+            let line: Vec<String> = columns
+                .iter()
+                .map(|c| csv_field(s.get(c).map_or("", String::as_str)))
+                .collect();
+            writeln!(f, "{}", line.join(","))?;
+        }
+        f.flush()?;
+        written.push(path);
+        for p in &self.plots {
+            let path = dir.join(&p.file);
+            self.draw(p, &summaries, &path)
+                .with_context(|| format!("plot {}", p.file))?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+
+    fn draw(
+        &self,
+        p: &PlotSpec,
+        summaries: &[BTreeMap<String, String>],
+        path: &Path,
+    ) -> anyhow::Result<()> {
+        let keep = |o: &VariantOutcome| {
+            (p.baselines || o.params.get("baseline").is_none_or(|b| b == "none"))
+                && p.filter
+                    .iter()
+                    .all(|(k, v)| o.params.get(k).is_some_and(|x| *x == value_text(v)))
+        };
+        let label = |o: &VariantOutcome| match &p.series {
+            Some(key) => {
+                let mut l = o.params.get(key).cloned().unwrap_or_else(|| o.name.clone());
+                if let Some(b) = o.params.get("baseline").filter(|b| *b != "none") {
+                    l = b.to_string();
+                }
+                l
+            }
+            None => o.name.clone(),
+        };
+        let mut series: Vec<Series> = Vec::new();
+        let mut add =
+            |name: String, pt: Vec<(f64, f64)>| match series.iter_mut().find(|s| s.name == name) {
+                Some(s) => s.points.extend(pt),
+                None => series.push(Series { name, points: pt }),
+            };
+        for (o, s) in self.outcomes.iter().zip(summaries) {
+            if !keep(o) {
+                continue;
+            }
+            if p.source == "summary" {
+                let get = |k: &str| s.get(k).and_then(|v| v.parse::<f64>().ok());
+                if let (Some(x), Some(y)) = (get(&p.x), get(&p.y)) {
+                    add(label(o), vec![(x, y)]);
+                }
+            } else {
+                let pts = o
+                    .rows
+                    .iter()
+                    .filter_map(|r| Some((row_value(r, &p.x)?, row_value(r, &p.y)?)))
+                    .collect();
+                add(label(o), pts);
+            }
+        }
+        for s in &mut series {
+            if p.source == "summary" {
+                s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            }
+        }
+        let chart = Chart {
+            title: p.title.clone().unwrap_or_else(|| p.file.clone()),
+            x_label: p.x.clone(),
+            y_label: p.y.clone(),
+            log_x: p.log_x,
+            log_y: p.log_y,
+            scatter: p.source == "summary",
+            diagonal: p.diagonal,
+        };
+        plot::draw(path, &chart, &series)
+    }
+
+    /// key=value headline of the sweep.
+    pub fn summary_line(&self) -> String {
+        let main: Vec<&VariantOutcome> = self
+            .outcomes
+            .iter()
+            .filter(|o| o.params.get("baseline").is_none_or(|b| b == "none"))
+            .collect();
+        let best = main
+            .iter()
+            .filter_map(|o| o.rows.last().map(|r| (o, r.accuracy_avg)))
+            .filter(|(_, a)| a.is_finite())
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let wall: f64 = self.outcomes.iter().map(|o| o.wall_s).sum();
+        let mut s = format!("experiment={} variants={}", self.name, main.len());
+        if let Some((o, a)) = best {
+            s.push_str(&format!(" best_accuracy={a:.4} best=\"{}\"", o.name));
+        }
+        s.push_str(&format!(" wall_s={wall:.1}"));
+        s
+    }
+}

@@ -1,0 +1,321 @@
+//! The simulated network: per-link latency drawn from a distribution, uplink bandwidth
+//! (a frame occupies its sender's uplink for `bytes / bandwidth`, so frames from one peer
+//! queue behind each other), random loss and reordering, and partitions that cut links.
+//!
+//! All randomness comes from one seeded generator that is only touched while the engine
+//! applies events in their fixed order, so the same seed gives the same deliveries.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, LogNormal, Normal};
+use serde::{Deserialize, Serialize};
+
+use murmur_gossip::peer::Micros;
+
+/// One-way propagation delay of a frame, in milliseconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum LatencyDist {
+    /// Always `ms`.
+    Constant {
+        /// Delay.
+        ms: f64,
+    },
+    /// Uniform in `[min_ms, max_ms]`.
+    Uniform {
+        /// Lower bound.
+        min_ms: f64,
+        /// Upper bound.
+        max_ms: f64,
+    },
+    /// Gaussian `mean_ms ± std_ms`, cut at `min_ms` (a WAN link with jitter).
+    Normal {
+        /// Mean.
+        mean_ms: f64,
+        /// Standard deviation.
+        std_ms: f64,
+        /// Floor (no negative or unphysically small delays).
+        #[serde(default)]
+        min_ms: f64,
+    },
+    /// Log-normal with the given median and shape σ (heavy tail, as measured on the
+    /// Internet), plus a fixed floor.
+    LogNormal {
+        /// Median of the random part.
+        median_ms: f64,
+        /// Shape σ of the underlying normal.
+        sigma: f64,
+        /// Added constant.
+        #[serde(default)]
+        min_ms: f64,
+    },
+}
+
+impl Default for LatencyDist {
+    fn default() -> Self {
+        LatencyDist::Constant { ms: 1.0 }
+    }
+}
+
+impl LatencyDist {
+    /// Draws one delay in microseconds.
+    pub fn sample(&self, rng: &mut ChaCha8Rng) -> Micros {
+        let ms = match *self {
+            LatencyDist::Constant { ms } => ms,
+            LatencyDist::Uniform { min_ms, max_ms } => {
+                if max_ms > min_ms {
+                    rng.random_range(min_ms..=max_ms)
+                } else {
+                    min_ms
+                }
+            }
+            LatencyDist::Normal {
+                mean_ms,
+                std_ms,
+                min_ms,
+            } => {
+                let d = Normal::new(mean_ms, std_ms.max(0.0)).expect("std >= 0");
+                d.sample(rng).max(min_ms)
+            }
+            LatencyDist::LogNormal {
+                median_ms,
+                sigma,
+                min_ms,
+            } => {
+                let d =
+                    LogNormal::new(median_ms.max(1e-9).ln(), sigma.max(0.0)).expect("sigma >= 0");
+                min_ms + d.sample(rng)
+            }
+        };
+        (ms.max(0.0) * 1000.0).round() as Micros
+    }
+
+    /// Smallest delay this distribution can produce, in microseconds.
+    pub fn min_micros(&self) -> Micros {
+        let ms = match *self {
+            LatencyDist::Constant { ms } => ms,
+            LatencyDist::Uniform { min_ms, .. } => min_ms,
+            LatencyDist::Normal { min_ms, .. } | LatencyDist::LogNormal { min_ms, .. } => min_ms,
+        };
+        (ms.max(0.0) * 1000.0).round() as Micros
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let ok = match *self {
+            LatencyDist::Constant { ms } => ms.is_finite() && ms >= 0.0,
+            LatencyDist::Uniform { min_ms, max_ms } => {
+                min_ms.is_finite() && max_ms.is_finite() && 0.0 <= min_ms && min_ms <= max_ms
+            }
+            LatencyDist::Normal {
+                mean_ms,
+                std_ms,
+                min_ms,
+            } => mean_ms.is_finite() && std_ms.is_finite() && std_ms >= 0.0 && min_ms >= 0.0,
+            LatencyDist::LogNormal {
+                median_ms,
+                sigma,
+                min_ms,
+            } => median_ms > 0.0 && sigma.is_finite() && sigma >= 0.0 && min_ms >= 0.0,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("invalid latency distribution {self:?}"))
+        }
+    }
+}
+
+/// Link model shared by every link of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Propagation delay per frame.
+    pub latency: LatencyDist,
+    /// Uplink bandwidth of every peer in megabits per second; 0: infinite.
+    pub bandwidth_mbps: f64,
+    /// Probability that a frame is lost.
+    pub loss: f64,
+    /// Probability that a frame is held back by an extra delay (so later frames overtake it).
+    pub reorder: f64,
+    /// Largest extra delay of a reordered frame, milliseconds (drawn uniformly).
+    pub reorder_ms: f64,
+    /// How long after a crash or a cut link its ends notice (a TCP/QUIC idle timeout).
+    pub detect_ms: f64,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            latency: LatencyDist::default(),
+            bandwidth_mbps: 0.0,
+            loss: 0.0,
+            reorder: 0.0,
+            reorder_ms: 10.0,
+            detect_ms: 100.0,
+        }
+    }
+}
+
+impl NetworkConfig {
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), String> {
+        self.latency.validate()?;
+        let prob = |p: f64| (0.0..=1.0).contains(&p);
+        if !prob(self.loss) || !prob(self.reorder) {
+            return Err("network.loss and network.reorder must be probabilities".into());
+        }
+        if !(self.bandwidth_mbps.is_finite() && self.bandwidth_mbps >= 0.0) {
+            return Err("network.bandwidth_mbps must be >= 0".into());
+        }
+        if !(self.reorder_ms >= 0.0 && self.detect_ms >= 0.0) {
+            return Err("network.reorder_ms and network.detect_ms must be >= 0".into());
+        }
+        Ok(())
+    }
+
+    /// Detection delay in microseconds.
+    pub fn detect_micros(&self) -> Micros {
+        (self.detect_ms * 1000.0).round() as Micros
+    }
+}
+
+/// What became of a frame handed to the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// Arrives at this time.
+    Deliver(Micros),
+    /// Lost at random.
+    Lost,
+}
+
+/// Counters of what the network did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NetworkStats {
+    /// Frames handed to the network.
+    pub frames: u64,
+    /// Bytes handed to the network.
+    pub bytes: u64,
+    /// Frames lost at random.
+    pub lost: u64,
+    /// Frames dropped by a partition or a down link.
+    pub cut: u64,
+    /// Frames given an extra reordering delay.
+    pub reordered: u64,
+    /// Frames whose receiver was gone when they arrived.
+    pub undeliverable: u64,
+}
+
+/// Link state of a run: the uplink queue of every peer and the loss/reorder generator.
+#[derive(Debug)]
+pub struct Network {
+    config: NetworkConfig,
+    uplink_free_at: Vec<Micros>,
+    rng: ChaCha8Rng,
+    /// What happened so far.
+    pub stats: NetworkStats,
+}
+
+impl Network {
+    /// A network over `peers` peers.
+    pub fn new(config: NetworkConfig, peers: usize, rng: ChaCha8Rng) -> Self {
+        Network {
+            config,
+            uplink_free_at: vec![0; peers],
+            rng,
+            stats: NetworkStats::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &NetworkConfig {
+        &self.config
+    }
+
+    /// Sends `len` bytes from `from` at `now`: the frame waits for the sender's uplink, is
+    /// serialised at the uplink bandwidth, then propagates.
+    pub fn transmit(&mut self, from: usize, len: usize, now: Micros) -> Fate {
+        self.stats.frames += 1;
+        self.stats.bytes += len as u64;
+        let start = now.max(self.uplink_free_at[from]);
+        let serialise = if self.config.bandwidth_mbps > 0.0 {
+            // bits / (Mbit/s) = microseconds.
+            ((len as f64 * 8.0) / self.config.bandwidth_mbps).ceil() as Micros
+        } else {
+            0
+        };
+        let sent = start + serialise;
+        self.uplink_free_at[from] = sent;
+        if self.config.loss > 0.0 && self.rng.random_bool(self.config.loss) {
+            self.stats.lost += 1;
+            return Fate::Lost;
+        }
+        let mut at = sent + self.config.latency.sample(&mut self.rng);
+        if self.config.reorder > 0.0 && self.rng.random_bool(self.config.reorder) {
+            self.stats.reordered += 1;
+            at += (self.rng.random_range(0.0..=self.config.reorder_ms.max(0.0)) * 1000.0) as Micros;
+        }
+        Fate::Deliver(at)
+    }
+
+    /// Forgets a peer's uplink queue (it crashed: its unsent frames are gone with it).
+    pub fn reset_uplink(&mut self, peer: usize, now: Micros) {
+        self.uplink_free_at[peer] = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn bandwidth_serialises_frames_from_one_sender() {
+        let config = NetworkConfig {
+            latency: LatencyDist::Constant { ms: 1.0 },
+            bandwidth_mbps: 8.0, // 1 byte per microsecond
+            ..NetworkConfig::default()
+        };
+        let mut net = Network::new(config, 2, ChaCha8Rng::seed_from_u64(1));
+        assert_eq!(net.transmit(0, 1000, 0), Fate::Deliver(2000));
+        // Queued behind the first frame on the same uplink.
+        assert_eq!(net.transmit(0, 1000, 0), Fate::Deliver(3000));
+        // Another sender's uplink is free.
+        assert_eq!(net.transmit(1, 500, 0), Fate::Deliver(1500));
+    }
+
+    #[test]
+    fn loss_rate_is_close_to_configured() {
+        let config = NetworkConfig {
+            loss: 0.2,
+            ..NetworkConfig::default()
+        };
+        let mut net = Network::new(config, 1, ChaCha8Rng::seed_from_u64(7));
+        let lost = (0..20_000)
+            .filter(|_| net.transmit(0, 10, 0) == Fate::Lost)
+            .count();
+        let rate = lost as f64 / 20_000.0;
+        assert!((rate - 0.2).abs() < 0.015, "loss rate {rate}");
+    }
+
+    #[test]
+    fn latency_samples_respect_their_floor() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let d = LatencyDist::Normal {
+            mean_ms: 5.0,
+            std_ms: 10.0,
+            min_ms: 2.0,
+        };
+        for _ in 0..1000 {
+            assert!(d.sample(&mut rng) >= 2000);
+        }
+        assert_eq!(d.min_micros(), 2000);
+        assert!(
+            LatencyDist::Uniform {
+                min_ms: 3.0,
+                max_ms: 1.0
+            }
+            .validate()
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! PNG line and scatter plots with plotters' bitmap backend. The font (DejaVu Sans Mono) is
+//! bundled and drawn with ab_glyph, so no system font library is needed.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+static FONT: Once = Once::new();
+
+fn register_font() {
+    FONT.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
+        // A bundled, known-good font; failure would be a build problem, reported on draw.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, bytes);
+    });
+}
+
+/// One named series of (x, y) points.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    /// Legend label.
+    pub name: String,
+    /// Points (non-finite ones are skipped).
+    pub points: Vec<(f64, f64)>,
+}
+
+/// What to draw.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chart {
+    /// Title.
+    pub title: String,
+    /// X axis label.
+    pub x_label: String,
+    /// Y axis label.
+    pub y_label: String,
+    /// Plot log10(x).
+    pub log_x: bool,
+    /// Plot log10(y).
+    pub log_y: bool,
+    /// Markers only (no lines).
+    pub scatter: bool,
+    /// Draw the y = x line.
+    pub diagonal: bool,
+}
+
+fn tr(v: f64, log: bool) -> Option<f64> {
+    let v = if log {
+        if v > 0.0 { v.log10() } else { return None }
+    } else {
+        v
+    };
+    v.is_finite().then_some(v)
+}
+
+/// Draws `series` into a 960×640 PNG at `path`.
+pub fn draw(path: &Path, chart: &Chart, series: &[Series]) -> anyhow::Result<()> {
+    register_font();
+    let data: Vec<(String, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|s| {
+            let pts = s
+                .points
+                .iter()
+                .filter_map(|&(x, y)| Some((tr(x, chart.log_x)?, tr(y, chart.log_y)?)))
+                .collect();
+            (s.name.clone(), pts)
+        })
+        .collect();
+    let all: Vec<(f64, f64)> = data.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    if all.is_empty() {
+        anyhow::bail!("nothing to plot for {}", path.display());
+    }
+    let (mut x0, mut x1, mut y0, mut y1) = all.iter().fold(
+        (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ),
+        |(a, b, c, d), &(x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)),
+    );
+    if chart.diagonal {
+        let lo = x0.min(y0);
+        let hi = x1.max(y1);
+        (x0, x1, y0, y1) = (lo, hi, lo, hi);
+    }
+    let pad = |lo: f64, hi: f64| {
+        let span = (hi - lo).abs().max(1e-9);
+        (lo - 0.05 * span, hi + 0.05 * span)
+    };
+    let (x0, x1) = pad(x0, x1);
+    let (y0, y1) = pad(y0, y1);
+    let root = BitMapBackend::new(path, (960, 640)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let axis = |label: &str, log: bool| {
+        if log {
+            format!("log10 {label}")
+        } else {
+            label.to_string()
+        }
+    };
+    let mut ctx = ChartBuilder::on(&root)
+        .caption(&chart.title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
+    ctx.configure_mesh()
+        .x_desc(axis(&chart.x_label, chart.log_x))
+        .y_desc(axis(&chart.y_label, chart.log_y))
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    if chart.diagonal {
+        ctx.draw_series(LineSeries::new(
+            vec![(x0, x0), (x1, x1)],
+            BLACK.mix(0.4).stroke_width(1),
+        ))?
+        .label("y = x")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.4)));
+    }
+    for (i, (name, pts)) in data.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        if chart.scatter {
+            ctx.draw_series(
+                pts.iter()
+                    .map(|&(x, y)| Circle::new((x, y), 5, color.filled())),
+            )?
+            .label(name.clone())
+            .legend(move |(x, y)| Circle::new((x + 9, y), 5, color.filled()));
+        } else {
+            ctx.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+        }
+    }
+    ctx.configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_a_png_with_the_bundled_font() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.png");
+        let chart = Chart {
+            title: "test".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            log_x: true,
+            log_y: false,
+            scatter: false,
+            diagonal: false,
+        };
+        let s = Series {
+            name: "a".into(),
+            points: vec![(1.0, 0.5), (10.0, 0.7), (100.0, 0.9), (0.0, 1.0)],
+        };
+        draw(&path, &chart, &[s]).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG");
+        assert!(bytes.len() > 1000);
+    }
+}

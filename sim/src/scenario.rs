@@ -1,0 +1,498 @@
+//! A simulation scenario as a TOML file, and running it (with its baselines).
+//!
+//! ```toml
+//! name = "quick"
+//! seed = 1
+//! peers = 16
+//! rounds = 200
+//! topology = "exponential"
+//! eval_every = 20
+//! baselines = ["allreduce", "dpsgd"]
+//!
+//! [task]            # murmur_gossip::task::TaskConfig (data, model, optimizer, partition)
+//! partition = "dirichlet:0.5"
+//!
+//! [gossip]          # the averaging algorithm in short form
+//! algorithm = "choco"
+//! codec = "threshold:0.01"
+//! gamma = 0.1
+//!
+//! [peer]            # any other murmur_gossip::peer::PeerConfig field
+//! local_steps = 1
+//!
+//! [network]         # crate::network::NetworkConfig
+//! latency = { kind = "uniform", min_ms = 5, max_ms = 15 }
+//!
+//! [compute]         # crate::compute::ComputeConfig
+//! step_ms = 10
+//! ```
+//! plus optional `[faults]` (churn, partitions) and `[adversary]` sections.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use murmur_compress::CodecSpec;
+use murmur_gossip::learner::LocalLearner;
+use murmur_gossip::peer::{Algorithm, PeerConfig};
+use murmur_gossip::task::{PreparedTask, TaskConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::adversary::AdversaryConfig;
+use crate::compute::ComputeConfig;
+use crate::engine::{Engine, EngineConfig, RunReport};
+use crate::faults::FaultsConfig;
+use crate::metrics::{EvalRow, MetricsFormat};
+use crate::network::NetworkConfig;
+use crate::topo;
+
+/// A reference run on the same data and step budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Baseline {
+    /// Centralized minibatch SGD with the swarm's total batch (n × batch), one step per
+    /// local step of the swarm: what an all-reduce cluster computes.
+    Allreduce,
+    /// The same swarm running exact D-PSGD (dense models every round).
+    Dpsgd,
+}
+
+/// The averaging algorithm in short form.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GossipConfig {
+    /// "choco", "dpsgd" or "push-sum".
+    pub algorithm: String,
+    /// Codec spec for CHOCO (see murmur-compress: "dense", "threshold:0.01", "topk:0.01", ...).
+    pub codec: String,
+    /// CHOCO consensus step γ.
+    pub gamma: f32,
+}
+
+impl Default for GossipConfig {
+    fn default() -> Self {
+        GossipConfig {
+            algorithm: "choco".into(),
+            codec: "threshold:0.01".into(),
+            gamma: 0.4,
+        }
+    }
+}
+
+impl GossipConfig {
+    /// The peer-level algorithm.
+    pub fn algorithm(&self) -> anyhow::Result<Algorithm> {
+        Ok(match self.algorithm.as_str() {
+            "choco" => Algorithm::Choco {
+                codec: CodecSpec::from_str(&self.codec)
+                    .map_err(|e| anyhow::anyhow!("codec {:?}: {e}", self.codec))?,
+                gamma: self.gamma,
+            },
+            "dpsgd" | "d-psgd" => Algorithm::Dpsgd,
+            "push-sum" | "pushsum" | "sgp" => Algorithm::PushSum,
+            other => bail!("unknown algorithm {other:?} (choco, dpsgd, push-sum)"),
+        })
+    }
+}
+
+/// One simulation scenario (see the module docs for the TOML form).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Scenario {
+    /// Name (the variant column of the metric files).
+    pub name: String,
+    /// Seed of the whole run (network, speeds, churn, peer seeds, task seed offset).
+    pub seed: u64,
+    /// Number of peers (joiners included).
+    pub peers: usize,
+    /// Rounds every peer runs (0: run for `duration_s`).
+    pub rounds: u64,
+    /// Stop at this simulated time.
+    pub duration_s: Option<f64>,
+    /// Evaluate every this many rounds.
+    pub eval_every: u64,
+    /// Evaluate every this many simulated seconds instead (or as well).
+    pub eval_every_s: Option<f64>,
+    /// Peers whose own model is evaluated per tick (0: all).
+    pub eval_peers: usize,
+    /// Topology spec ("exponential", "ring", "torus", "random-regular:4", ...).
+    pub topology: String,
+    /// Per-peer noise on the initial model (for consensus experiments).
+    pub init_noise: f32,
+    /// Reference runs.
+    pub baselines: Vec<Baseline>,
+    /// Metric file format.
+    pub metrics_format: MetricsFormat,
+    /// What is learned.
+    pub task: TaskConfig,
+    /// Averaging algorithm.
+    pub gossip: GossipConfig,
+    /// Everything else about a peer (`algorithm` is taken from `[gossip]`).
+    pub peer: PeerConfig,
+    /// Links.
+    pub network: NetworkConfig,
+    /// Compute speeds.
+    pub compute: ComputeConfig,
+    /// Churn and partitions.
+    pub faults: FaultsConfig,
+    /// Hostile peers.
+    pub adversary: Option<AdversaryConfig>,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            name: "run".into(),
+            seed: 1,
+            peers: 16,
+            rounds: 100,
+            duration_s: None,
+            eval_every: 10,
+            eval_every_s: None,
+            eval_peers: 0,
+            topology: "exponential".into(),
+            init_noise: 0.0,
+            baselines: Vec::new(),
+            metrics_format: MetricsFormat::Csv,
+            task: TaskConfig::default(),
+            gossip: GossipConfig::default(),
+            peer: PeerConfig::default(),
+            network: NetworkConfig::default(),
+            compute: ComputeConfig::default(),
+            faults: FaultsConfig::default(),
+            adversary: None,
+        }
+    }
+}
+
+/// Deep-merges `overlay` into `base` (tables merge key by key, anything else replaces).
+pub fn merge(base: &mut toml::Table, overlay: &toml::Table) {
+    for (k, v) in overlay {
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// Sets a dotted key (`peer.local_steps`) in a table, creating tables on the way.
+pub fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().expect("split yields at least one part");
+    let mut t = table;
+    for p in parts {
+        let entry = t
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        t = entry.as_table_mut().expect("just made a table");
+    }
+    t.insert(last.to_string(), value);
+}
+
+/// Parses `key=value` where value is TOML (`3`, `0.5`, `"ring"`, `[1, 2]`) or a bare string.
+pub fn parse_assignment(text: &str) -> anyhow::Result<(String, toml::Value)> {
+    let (k, v) = text
+        .split_once('=')
+        .with_context(|| format!("expected key=value, got {text:?}"))?;
+    let v = v.trim();
+    let value = toml::from_str::<toml::Table>(&format!("x = {v}"))
+        .ok()
+        .and_then(|mut t| t.remove("x"))
+        .unwrap_or_else(|| toml::Value::String(v.to_string()));
+    Ok((k.trim().to_string(), value))
+}
+
+impl Scenario {
+    /// Parses a scenario table.
+    pub fn from_table(table: toml::Table) -> anyhow::Result<Self> {
+        let s: Scenario = toml::Value::Table(table)
+            .try_into()
+            .context("invalid scenario")?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.peers == 0 {
+            bail!("peers must be >= 1");
+        }
+        if self.rounds == 0 && self.duration_s.is_none() {
+            bail!("set rounds or duration_s");
+        }
+        self.gossip.algorithm()?;
+        Ok(())
+    }
+
+    /// The full peer configuration.
+    pub fn peer_config(&self, fingerprint: u64) -> anyhow::Result<PeerConfig> {
+        Ok(PeerConfig {
+            algorithm: self.gossip.algorithm()?,
+            fingerprint,
+            ..self.peer.clone()
+        })
+    }
+
+    /// The task with the learning-rate schedule fitted to the run length.
+    pub fn task_config(&self) -> TaskConfig {
+        let mut task = self.task.clone();
+        let steps = self.rounds * u64::from(self.peer.local_steps);
+        if steps > 0 {
+            task.optimizer = task.optimizer.with_horizon(steps);
+        }
+        task
+    }
+
+    /// Loads the data once.
+    pub fn prepare(&self) -> anyhow::Result<PreparedTask> {
+        self.task_config()
+            .prepare()
+            .map_err(|e| anyhow::anyhow!("task: {e}"))
+    }
+
+    /// Builds the engine for this scenario on a prepared task.
+    pub fn engine(&self, task: &PreparedTask) -> anyhow::Result<Engine> {
+        let comm = topo::build(&self.topology, self.peers, self.seed)?;
+        let shards = task.shards(self.peers);
+        if let Some(i) = shards.iter().position(|s| s.is_empty()) {
+            bail!(
+                "peer {i} gets no training samples ({} samples for {} peers)",
+                task.train().len(),
+                self.peers
+            );
+        }
+        let shards = Arc::new(shards);
+        let learner_task = task.clone();
+        let factory = Box::new(move |i: usize| -> Box<dyn LocalLearner> {
+            Box::new(learner_task.learner_on(&shards[i], i as u64))
+        });
+        let config = EngineConfig {
+            peers: self.peers,
+            rounds: self.rounds,
+            duration: self.duration_s.map(|s| (s * 1e6).round() as u64),
+            eval_every_rounds: self.eval_every,
+            eval_every: self.eval_every_s.map(|s| (s * 1e6).round().max(1.0) as u64),
+            eval_peers: self.eval_peers,
+            peer: self.peer_config(task.fingerprint())?,
+            network: self.network.clone(),
+            compute: self.compute.clone(),
+            faults: self.faults.clone(),
+            adversary: self.adversary.clone(),
+            edges: comm.edges,
+            push_schedule: comm.push_schedule,
+            init_noise: self.init_noise,
+            seed: self.seed,
+        };
+        Engine::new(config, factory, task.init_params(self.task.seed))
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// The same scenario running exact D-PSGD.
+    pub fn as_dpsgd(&self) -> Scenario {
+        Scenario {
+            name: format!("{}-dpsgd", self.name),
+            gossip: GossipConfig {
+                algorithm: "dpsgd".into(),
+                ..self.gossip.clone()
+            },
+            baselines: Vec::new(),
+            ..self.clone()
+        }
+    }
+}
+
+/// All-reduce minibatch SGD on the same data: one model, batches of n × batch, one step per
+/// swarm local step, evaluated at the same rounds as the swarm. Traffic is what a ring
+/// all-reduce of the dense gradient costs: 2 (n − 1)/n × 4d bytes per peer per step.
+pub fn allreduce(scenario: &Scenario, task: &PreparedTask) -> Vec<EvalRow> {
+    let n = scenario.peers;
+    let h = u64::from(scenario.peer.local_steps.max(1));
+    let total_batch = task.config().batch_size * n;
+    let all: Vec<usize> = (0..task.train().len()).collect();
+    let mut config = scenario.task_config();
+    config.batch_size = total_batch;
+    // Same data, model and optimizer; only the batch differs.
+    let big = match config.prepare() {
+        Ok(t) => t,
+        Err(_) => return Vec::new(),
+    };
+    let mut learner = big.learner_on(&all, u64::MAX);
+    let mut params = task.init_params(scenario.task.seed).to_vec();
+    let dim = params.len() as f64;
+    let bytes_per_step = (2.0 * (n as f64 - 1.0) / n as f64 * 4.0 * dim * n as f64) as u64;
+    let rounds = scenario.rounds.max(1);
+    let every = scenario.eval_every.max(1);
+    let mut rows = Vec::new();
+    let mut loss = f64::NAN;
+    for r in 0..=rounds {
+        if r % every == 0 || r == rounds {
+            let e = learner.evaluate(&params);
+            let steps = r * h;
+            rows.push(EvalRow {
+                time_s: f64::NAN,
+                round: r,
+                round_mean: r as f64,
+                steps_mean: steps as f64,
+                train_loss: loss,
+                test_loss_avg: f64::from(e.loss),
+                accuracy_avg: e.accuracy.map_or(f64::NAN, f64::from),
+                accuracy_mean: e.accuracy.map_or(f64::NAN, f64::from),
+                accuracy_worst: e.accuracy.map_or(f64::NAN, f64::from),
+                consensus: 0.0,
+                bytes: steps * bytes_per_step,
+                bytes_per_peer: (steps * bytes_per_step) as f64 / n as f64,
+                bytes_per_peer_max: steps * bytes_per_step / n as u64,
+                messages: steps * 2 * (n as u64 - 1) * n as u64,
+                messages_per_peer: (steps * 2 * (n as u64 - 1)) as f64,
+                rejected: 0,
+                live_peers: n,
+            });
+        }
+        if r == rounds {
+            break;
+        }
+        let mut sum = 0.0;
+        for _ in 0..h {
+            sum += f64::from(learner.step(&mut params));
+        }
+        loss = sum / h as f64;
+    }
+    rows
+}
+
+/// One finished variant.
+#[derive(Debug, Clone)]
+pub struct VariantResult {
+    /// Variant name.
+    pub name: String,
+    /// Per-tick rows.
+    pub rows: Vec<EvalRow>,
+    /// Engine report (None for the all-reduce baseline).
+    pub report: Option<RunReport>,
+    /// Wall-clock seconds.
+    pub wall_s: f64,
+}
+
+/// A scenario and its baselines, run.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The main run first, then the baselines.
+    pub variants: Vec<VariantResult>,
+}
+
+impl Outcome {
+    /// The main run.
+    pub fn main(&self) -> &VariantResult {
+        &self.variants[0]
+    }
+
+    /// A variant by name suffix ("allreduce", "dpsgd").
+    pub fn find(&self, suffix: &str) -> Option<&VariantResult> {
+        self.variants
+            .iter()
+            .skip(1)
+            .find(|v| v.name.ends_with(suffix))
+    }
+
+    /// key=value pairs of the summary line.
+    pub fn summary(&self) -> Vec<(String, String)> {
+        let m = self.main();
+        let last = m.rows.last().cloned().unwrap_or_default();
+        let report = m.report.as_ref();
+        let mut kv: Vec<(String, String)> = vec![
+            ("accuracy".into(), format!("{:.4}", last.accuracy_avg)),
+            ("accuracy_mean".into(), format!("{:.4}", last.accuracy_mean)),
+            (
+                "accuracy_worst".into(),
+                format!("{:.4}", last.accuracy_worst),
+            ),
+        ];
+        if let Some(a) = self.find("allreduce") {
+            let l = a.rows.last().cloned().unwrap_or_default();
+            kv.push((
+                "allreduce_accuracy".into(),
+                format!("{:.4}", l.accuracy_avg),
+            ));
+        }
+        kv.push(("bytes".into(), last.bytes.to_string()));
+        if let Some(d) = self.find("dpsgd") {
+            let l = d.rows.last().cloned().unwrap_or_default();
+            kv.push(("dpsgd_accuracy".into(), format!("{:.4}", l.accuracy_avg)));
+            kv.push(("dpsgd_bytes".into(), l.bytes.to_string()));
+            kv.push((
+                "bytes_saved".into(),
+                format!("{:.1}", l.bytes as f64 / last.bytes.max(1) as f64),
+            ));
+        } else if let Some(r) = report {
+            kv.push((
+                "bytes_saved".into(),
+                format!(
+                    "{:.1}",
+                    r.dense_equivalent_bytes as f64 / last.bytes.max(1) as f64
+                ),
+            ));
+        }
+        kv.push(("rounds".into(), last.round.to_string()));
+        kv.push(("consensus".into(), format!("{:.3e}", last.consensus)));
+        kv.push(("rejected".into(), last.rejected.to_string()));
+        kv.push(("sim_time_s".into(), format!("{:.2}", last.time_s)));
+        kv.push(("wall_s".into(), format!("{:.2}", m.wall_s)));
+        kv
+    }
+}
+
+/// Runs the scenario and its baselines; `on_eval` sees every tick of every engine run.
+pub fn run(
+    scenario: &Scenario,
+    mut on_eval: impl FnMut(&str, &EvalRow) + Send + Clone + 'static,
+) -> anyhow::Result<Outcome> {
+    let task = scenario.prepare()?;
+    let mut variants = vec![run_engine(scenario, &task, on_eval.clone())?];
+    for b in &scenario.baselines {
+        match b {
+            Baseline::Allreduce => {
+                let start = Instant::now();
+                let rows = allreduce(scenario, &task);
+                if let Some(r) = rows.last() {
+                    on_eval("allreduce", r);
+                }
+                variants.push(VariantResult {
+                    name: format!("{}-allreduce", scenario.name),
+                    rows,
+                    report: None,
+                    wall_s: start.elapsed().as_secs_f64(),
+                });
+            }
+            Baseline::Dpsgd => {
+                variants.push(run_engine(&scenario.as_dpsgd(), &task, on_eval.clone())?);
+            }
+        }
+    }
+    Ok(Outcome { variants })
+}
+
+/// Runs one engine pass of a scenario.
+pub fn run_engine(
+    scenario: &Scenario,
+    task: &PreparedTask,
+    mut on_eval: impl FnMut(&str, &EvalRow) + Send + 'static,
+) -> anyhow::Result<VariantResult> {
+    let start = Instant::now();
+    let mut engine = scenario.engine(task)?;
+    let name = scenario.name.clone();
+    let tag = name.clone();
+    engine.on_eval(move |row| on_eval(&tag, row));
+    let report = engine.run();
+    Ok(VariantResult {
+        name,
+        rows: report.rows.clone(),
+        report: Some(report),
+        wall_s: start.elapsed().as_secs_f64(),
+    })
+}

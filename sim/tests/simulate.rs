@@ -1,0 +1,181 @@
+//! End-to-end properties of the simulator on the bundled digits task: reproducibility (also
+//! across thread counts), compressed gossip against all-reduce and D-PSGD, faults, hostile
+//! peers, and measured consensus rates against the spectral gap.
+
+use murmur_sim::experiment::consensus_rate;
+use murmur_sim::metrics::{MetricsFormat, MetricsWriter};
+use murmur_sim::scenario::{self, Outcome, Scenario, parse_assignment, set_dotted};
+use murmur_sim::topo;
+
+fn quick_table() -> toml::Table {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quick.toml");
+    toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn scenario_with(sets: &[&str]) -> Scenario {
+    let mut t = quick_table();
+    for s in sets {
+        let (k, v) = parse_assignment(s).unwrap();
+        set_dotted(&mut t, &k, v);
+    }
+    Scenario::from_table(t).unwrap()
+}
+
+fn run(s: &Scenario) -> Outcome {
+    scenario::run(s, |_, _| {}).unwrap()
+}
+
+fn metrics_file(outcome: &Outcome) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.csv");
+    let mut w = MetricsWriter::create(&path, MetricsFormat::Csv).unwrap();
+    for v in &outcome.variants {
+        for r in &v.rows {
+            w.write(&v.name, r).unwrap();
+        }
+    }
+    w.finish().unwrap();
+    std::fs::read(path).unwrap()
+}
+
+fn last_acc(o: &Outcome) -> (f64, f64) {
+    let l = o.main().rows.last().unwrap();
+    (l.accuracy_avg, l.accuracy_mean)
+}
+
+/// A scenario exercising every source of randomness and every fault.
+fn faulty() -> Scenario {
+    scenario_with(&[
+        "rounds=120",
+        "baselines=[]",
+        "peer.checkpoint_every=10",
+        "network.loss=0.02",
+        "network.reorder=0.1",
+        "network.latency={kind=\"normal\", mean_ms=3.0, std_ms=2.0, min_ms=0.5}",
+        "compute.stragglers={fraction=0.15, slowdown=4.0}",
+        "faults.churn=[{at_s=0.3, kind=\"crash\", fraction=0.25, restart_after_s=0.3}, {at_s=0.5, kind=\"join\", peers=[15]}, {at_s=0.9, kind=\"leave\", peers=[3]}]",
+        "faults.partitions=[{at_s=0.6, heal_s=0.8}]",
+    ])
+}
+
+#[test]
+fn same_seed_gives_identical_metric_files_on_one_and_two_threads() {
+    let s = faulty();
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let two = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let a = one.install(|| run(&s));
+    let b = two.install(|| run(&s));
+    let c = two.install(|| run(&s));
+    let (fa, fb, fc) = (metrics_file(&a), metrics_file(&b), metrics_file(&c));
+    assert!(fa.len() > 500, "metric file too short: {}", fa.len());
+    assert_eq!(fa, fb, "1 thread and 2 threads differ");
+    assert_eq!(fb, fc, "two runs on 2 threads differ");
+    // The parallel path was exercised and the faults happened.
+    let report = b.main().report.as_ref().unwrap();
+    assert!(report.parallel_computes > 0, "no parallel compute batch");
+    assert!(report.network.lost > 0 && report.network.reordered > 0);
+    assert!(report.network.cut + report.network.undeliverable > 0);
+    // Another seed gives another run (the comparison above can fail).
+    let mut other = s.clone();
+    other.seed = 2;
+    assert_ne!(metrics_file(&two.install(|| run(&other))), fb);
+}
+
+#[test]
+fn faults_cost_little_accuracy() {
+    let clean = run(&scenario_with(&["rounds=120", "baselines=[]"]));
+    let faulty = run(&faulty());
+    let (clean_acc, _) = last_acc(&clean);
+    let (faulty_acc, _) = last_acc(&faulty);
+    let last = faulty.main().rows.last().unwrap();
+    // Peer 3 left; the crashed quarter restarted and the joiner started.
+    assert_eq!(last.live_peers, 15, "{last:?}");
+    assert!(
+        faulty_acc > clean_acc - 0.03,
+        "faulty {faulty_acc} vs clean {clean_acc}"
+    );
+}
+
+#[test]
+fn compressed_gossip_matches_allreduce_with_100x_fewer_bytes_than_dpsgd() {
+    let s = Scenario::from_table(quick_table()).unwrap();
+    assert_eq!(s.peers, 16);
+    assert_eq!(s.topology, "exponential");
+    let o = run(&s);
+    let choco = o.main().rows.last().unwrap();
+    let allreduce = o.find("allreduce").unwrap().rows.last().unwrap();
+    let dpsgd = o.find("dpsgd").unwrap().rows.last().unwrap();
+    assert!(
+        choco.accuracy_avg >= allreduce.accuracy_avg - 0.01,
+        "CHOCO {} vs all-reduce {}",
+        choco.accuracy_avg,
+        allreduce.accuracy_avg
+    );
+    let saving = dpsgd.bytes as f64 / choco.bytes as f64;
+    assert!(saving >= 100.0, "only {saving:.1}x fewer bytes than D-PSGD");
+    // Same step budget: every peer ran every round.
+    assert_eq!(choco.round, s.rounds);
+    assert_eq!(dpsgd.round, s.rounds);
+}
+
+#[test]
+fn clipping_contains_hostile_peers() {
+    let base = run(&scenario_with(&["baselines=[]"]));
+    let (base_avg, base_mean) = last_acc(&base);
+    // Without clipping one peer sending huge values ruins everyone.
+    let open = run(&scenario_with(&["baselines=[]", "adversary.kind=\"huge\""]));
+    let (open_avg, _) = last_acc(&open);
+    assert!(
+        open_avg < base_avg - 0.2,
+        "huge values without clipping: {open_avg} vs {base_avg}"
+    );
+    for kind in ["huge", "non-finite", "wrong-dim", "replay", "flood"] {
+        let s = scenario_with(&[
+            "baselines=[]",
+            &format!("adversary.kind=\"{kind}\""),
+            "peer.clip_radius=10.0",
+            "peer.mode={round-tagged={timeout=20000}}",
+        ]);
+        let o = run(&s);
+        let (avg, mean) = last_acc(&o);
+        let last = o.main().rows.last().unwrap();
+        assert_eq!(last.live_peers, 15, "{kind}: the attacker is not counted");
+        assert!(
+            avg >= base_avg - 0.02 && mean >= base_mean - 0.02,
+            "{kind}: honest accuracy {avg}/{mean} vs {base_avg}/{base_mean} without attacker"
+        );
+        if matches!(kind, "non-finite" | "wrong-dim" | "flood") {
+            assert!(last.rejected > 0, "{kind}: nothing rejected");
+        }
+    }
+}
+
+#[test]
+fn measured_consensus_rate_matches_one_minus_spectral_gap() {
+    for topology in ["ring", "exponential", "torus"] {
+        let s = scenario_with(&[
+            "baselines=[]",
+            "rounds=60",
+            "eval_every=2",
+            &format!("topology=\"{topology}\""),
+            "gossip.algorithm=\"dpsgd\"",
+            "peer.local_steps=0",
+            "init_noise=1.0",
+        ]);
+        let o = run(&s);
+        let rate = consensus_rate(&o.main().rows).unwrap();
+        let comm = topo::build(topology, s.peers, s.seed).unwrap();
+        let gap = topo::spectral_gap(&comm.schedule).unwrap();
+        assert!(
+            (rate - (1.0 - gap)).abs() < 0.03,
+            "{topology}: measured {rate:.4}, 1 - gap = {:.4}",
+            1.0 - gap
+        );
+    }
+}
