@@ -6,3 +6,4 @@ cd "$(dirname "$0")"
 ./compression_sweep.sh
 ./averaging_period.sh
 ./stragglers.sh
+./adversary.sh
