@@ -1,1 +1,24 @@
-//! The murmur daemon (being built: see issue 7).
+//! The murmur daemon: a long-running libp2p node that trains a model on its own data shard and
+//! averages it with its neighbours by compressed gossip (the sans-IO `murmur_gossip::peer`).
+//!
+//! - [`node`]: `murmur run`, wiring everything together;
+//! - [`net`]: the swarm event loop (transports, discovery, live topology, access control);
+//! - [`wire`]: the `/murmur/gossip/1` frame codec;
+//! - [`trainer`]: the training thread that owns the peer and its compute;
+//! - [`checkpoint`]: atomic safetensors + metadata checkpoints;
+//! - [`identity`]: the persistent key (0600) and the private-network key;
+//! - [`status`] and [`http`]: JSON status, Prometheus metrics and their endpoint;
+//! - [`config`]: the TOML configuration; [`task`]: configuration → learner;
+//! - [`demo`]: the one-command local swarm (and the process harness of the tests).
+
+pub mod checkpoint;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod identity;
+pub mod net;
+pub mod node;
+pub mod status;
+pub mod task;
+pub mod trainer;
+pub mod wire;

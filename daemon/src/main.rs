@@ -1,4 +1,437 @@
-fn main() {
-    eprintln!("murmur: not built yet (issue 7)");
-    std::process::exit(2);
+//! `murmur`: the daemon (`run`), its status client (`status`), a one-command local swarm
+//! (`demo`), a network-vs-compute measurement (`bench`) and helpers (`config`, `psk`, `id`).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use murmur_daemon::config::Config;
+use murmur_daemon::demo::{self, DemoOptions};
+use murmur_daemon::{http, identity, node};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "murmur",
+    version,
+    about = "Decentralized learning by compressed gossip over libp2p"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a node until SIGINT/SIGTERM.
+    Run(Box<RunArgs>),
+    /// Print a running node's status.
+    Status {
+        /// The node's HTTP endpoint (host:port).
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        addr: String,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start N daemons on 127.0.0.1, train the digits shards, report and stop them.
+    Demo(DemoArgs),
+    /// Measure the share of round time spent waiting on the network vs computing, with and
+    /// without overlapping compute and communication.
+    Bench(DemoArgs),
+    /// Print the default configuration as TOML.
+    Config,
+    /// Write a fresh private-network key (swarm.key format, mode 0600).
+    Psk {
+        /// Output file.
+        out: PathBuf,
+    },
+    /// Print the peer id of a data directory (creating its key if needed).
+    Id {
+        /// Data directory.
+        #[arg(long, default_value = "murmur-data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// TOML configuration file (flags below override it).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Data directory (identity key, checkpoints, node.json).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Listen multiaddr (repeatable; replaces the configured list).
+    #[arg(long)]
+    listen: Vec<String>,
+    /// Bootstrap multiaddr ending in /p2p/<peer id> (repeatable).
+    #[arg(long)]
+    bootstrap: Vec<String>,
+    /// HTTP endpoint address (port 0: any free port).
+    #[arg(long)]
+    http: Option<String>,
+    /// No HTTP endpoint.
+    #[arg(long)]
+    no_http: bool,
+    /// Enable mDNS discovery on the LAN.
+    #[arg(long)]
+    mdns: bool,
+    /// Private-network key file.
+    #[arg(long)]
+    psk: Option<PathBuf>,
+    /// Allowed peer id (repeatable; none: everyone).
+    #[arg(long = "allow")]
+    allow: Vec<String>,
+    /// This node's shard index.
+    #[arg(long)]
+    shard: Option<usize>,
+    /// Number of shards.
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Wait for this many peers (this one included) before training.
+    #[arg(long)]
+    min_peers: Option<usize>,
+    /// Stop training after this many rounds (keep serving).
+    #[arg(long)]
+    max_rounds: Option<u64>,
+    /// Averaging algorithm: choco, dpsgd, push-sum.
+    #[arg(long)]
+    algorithm: Option<String>,
+    /// CHOCO codec (dense, threshold:0.01, topk:0.01, sign, qsgd:16, ...).
+    #[arg(long)]
+    codec: Option<String>,
+    /// CHOCO consensus step size.
+    #[arg(long)]
+    gamma: Option<f32>,
+    /// Local SGD steps per round.
+    #[arg(long)]
+    local_steps: Option<u32>,
+    /// Model: softmax, logistic, linear, mlp:32, mlp:64,32.
+    #[arg(long)]
+    model: Option<String>,
+    /// Partition of the training set: iid, dirichlet:<alpha>, shards:<per peer>.
+    #[arg(long)]
+    partition: Option<String>,
+    /// Local learning rate.
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Overlap the next round's compute with this round's communication (true/false).
+    #[arg(long)]
+    overlap: Option<bool>,
+    /// Neighbour rule: ring, exponential, random-k:<k>.
+    #[arg(long)]
+    topology: Option<String>,
+    /// Checkpoint every N rounds (0: only on shutdown).
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    /// Evaluate every N rounds.
+    #[arg(long)]
+    eval_every: Option<u64>,
+    /// Gossip base seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Largest frame accepted (bytes).
+    #[arg(long)]
+    max_frame_bytes: Option<usize>,
+    /// Frames per second accepted from each peer.
+    #[arg(long)]
+    max_frames_per_sec: Option<f64>,
+    /// JSON log lines.
+    #[arg(long)]
+    json_logs: bool,
+}
+
+impl RunArgs {
+    fn config(self) -> Result<Config> {
+        let mut c = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(d) = self.data_dir {
+            c.node.data_dir = d;
+        }
+        if !self.listen.is_empty() {
+            c.node.listen = self.listen;
+        }
+        c.node.bootstrap.extend(self.bootstrap);
+        if let Some(h) = self.http {
+            c.http.listen = Some(h);
+        }
+        if self.no_http {
+            c.http.listen = None;
+        }
+        c.node.mdns |= self.mdns;
+        if let Some(p) = self.psk {
+            c.access.psk_file = Some(p);
+        }
+        c.access.allow_peers.extend(self.allow);
+        let set = |dst: &mut _, src: Option<_>| {
+            if let Some(v) = src {
+                *dst = v;
+            }
+        };
+        set(&mut c.shard.index, self.shard);
+        set(&mut c.shard.count, self.shards);
+        set(&mut c.node.min_peers, self.min_peers);
+        if self.max_rounds.is_some() {
+            c.run.max_rounds = self.max_rounds;
+        }
+        if let Some(v) = self.algorithm {
+            c.gossip.algorithm = v;
+        }
+        if let Some(v) = self.codec {
+            c.gossip.codec = v;
+        }
+        if let Some(v) = self.gamma {
+            c.gossip.gamma = v;
+        }
+        if let Some(v) = self.local_steps {
+            c.gossip.local_steps = v;
+        }
+        if let Some(v) = self.model {
+            c.task.model = v
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--model {v:?}: {e}"))?;
+        }
+        if let Some(v) = self.partition {
+            c.task.partition = v
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--partition {v:?}: {e}"))?;
+        }
+        if let Some(v) = self.lr {
+            c.task.optimizer.lr = v;
+        }
+        if let Some(v) = self.overlap {
+            c.gossip.overlap_compute = v;
+        }
+        if let Some(v) = self.topology {
+            c.topology.rule = v;
+        }
+        if let Some(v) = self.checkpoint_every {
+            c.checkpoint.every = v;
+        }
+        if let Some(v) = self.eval_every {
+            c.run.eval_every = v;
+        }
+        if let Some(v) = self.seed {
+            c.gossip.seed = v;
+        }
+        if let Some(v) = self.max_frame_bytes {
+            c.access.max_frame_bytes = v;
+        }
+        if let Some(v) = self.max_frames_per_sec {
+            c.access.max_frames_per_sec = v;
+        }
+        c.log.json |= self.json_logs;
+        Ok(c)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+struct DemoArgs {
+    /// Daemons to start.
+    #[arg(long, default_value_t = 8)]
+    peers: usize,
+    /// Rounds each daemon trains.
+    #[arg(long, default_value_t = 600)]
+    rounds: u64,
+    /// Working directory (default: a temporary one, removed afterwards).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Keep the working directory.
+    #[arg(long)]
+    keep: bool,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    /// Extra `murmur run` flags for every daemon (after `--`).
+    #[arg(last = true)]
+    extra: Vec<String>,
+}
+
+impl DemoArgs {
+    fn options(&self) -> DemoOptions {
+        DemoOptions {
+            peers: self.peers,
+            rounds: self.rounds,
+            extra: self.extra.clone(),
+            dir: self.dir.clone(),
+            keep: self.keep,
+            timeout: Duration::from_secs(self.timeout),
+        }
+    }
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => {
+            let config = (*args).config()?;
+            init_logs(config.log.json);
+            node::run(config)
+        }
+        Command::Status { addr, json } => {
+            let body = http::get(&addr, "/status", Duration::from_secs(5))?;
+            if json {
+                println!("{body}");
+            } else {
+                let s: murmur_daemon::status::Status = serde_json::from_str(&body)?;
+                print_status(&s);
+            }
+            Ok(())
+        }
+        Command::Demo(args) => {
+            let start = Instant::now();
+            let exe = std::env::current_exe()?;
+            println!(
+                "murmur demo: {} daemons on 127.0.0.1, bundled digits, {} rounds each",
+                args.peers, args.rounds
+            );
+            let report = demo::run_swarm(&exe, &args.options(), |line| println!("  {line}"))?;
+            demo::print_report(&report, start.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Command::Bench(args) => bench(&args),
+        Command::Config => {
+            print!("{}", toml::to_string(&Config::default())?);
+            Ok(())
+        }
+        Command::Psk { out } => {
+            identity::write_secret(&out, &identity::generate_psk())?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Id { data_dir } => {
+            let mut c = Config::default();
+            c.node.data_dir = data_dir;
+            println!("{}", node::peer_id_of(&c)?);
+            Ok(())
+        }
+    }
+}
+
+fn print_status(s: &murmur_daemon::status::Status) {
+    println!("peer       {}", s.peer_id);
+    println!("shard      {} of {}", s.shard.0, s.shard.1);
+    println!(
+        "phase      {}{}",
+        s.phase,
+        if s.done { " (done)" } else { "" }
+    );
+    println!("round      {}", s.round);
+    if let Some(a) = s.accuracy {
+        println!(
+            "accuracy   {a:.4} (round {})",
+            s.evaluated_round.unwrap_or_default()
+        );
+    }
+    if let Some(l) = s.loss {
+        println!("loss       {l:.4}");
+    }
+    println!(
+        "neighbours {} (known {}, connected {})",
+        s.neighbours.len(),
+        s.known_peers,
+        s.connected_peers
+    );
+    for n in &s.neighbours {
+        println!("           {n}");
+    }
+    println!(
+        "bytes      sent {} received {} (updates {} B vs {} B dense)",
+        s.bytes_sent, s.bytes_received, s.update_bytes_sent, s.dense_update_bytes
+    );
+    println!(
+        "rejected   {} by the protocol, {} by access control",
+        s.rejected_protocol, s.rejected_access
+    );
+    println!(
+        "time       {:.1}% compute, {:.1}% waiting on the network over {} rounds",
+        100.0 * s.timing.compute_share(),
+        100.0 * s.timing.wait_share(),
+        s.timing.rounds
+    );
+    if let Some(r) = s.resumed_from {
+        println!("resumed    from round {r}");
+    }
+    if let Some((from, round)) = &s.adopted {
+        println!("adopted    model of {from} at round {round}");
+    }
+    println!(
+        "checkpoints {} (last round {:?}); up {:.0}s",
+        s.checkpoints, s.last_checkpoint, s.uptime_secs
+    );
+    for l in &s.listen {
+        println!("listen     {l}");
+    }
+}
+
+/// Runs the same swarm with compute/communication overlap off and on and reports the share
+/// of round time each spends waiting on the network.
+fn bench(args: &DemoArgs) -> Result<()> {
+    let start = Instant::now();
+    let exe = std::env::current_exe()?;
+    println!(
+        "murmur bench: {} daemons on loopback, {} rounds, overlap off vs on",
+        args.peers, args.rounds
+    );
+    println!(
+        "{:<8} {:>9} {:>9} {:>9} {:>10} {:>9}",
+        "overlap", "compute", "wait", "gossip", "rounds/s", "accuracy"
+    );
+    let mut shares = Vec::new();
+    for overlap in [false, true] {
+        let mut opts = args.options();
+        opts.extra
+            .extend(["--overlap".to_string(), overlap.to_string()]);
+        let report = demo::run_swarm(&exe, &opts, |_| {})?;
+        let n = report.statuses.len() as f64;
+        let gossip: f64 = report
+            .statuses
+            .iter()
+            .map(|s| {
+                let t = &s.timing;
+                t.gossip_secs / (t.compute_secs + t.gossip_secs + t.wait_secs).max(1e-12)
+            })
+            .sum::<f64>()
+            / n;
+        let rate = args.rounds as f64 / report.train_secs;
+        println!(
+            "{:<8} {:>8.1}% {:>8.1}% {:>8.1}% {:>10.1} {:>9.4}",
+            overlap,
+            100.0 * report.compute_share(),
+            100.0 * report.wait_share(),
+            100.0 * gossip,
+            rate,
+            report.worst_accuracy()
+        );
+        shares.push((report.wait_share(), report.compute_share(), rate));
+    }
+    println!(
+        "summary: peers={} rounds={} wait_share={:.3} compute_share={:.3} wait_share_overlap={:.3} compute_share_overlap={:.3} rounds_per_sec={:.1} rounds_per_sec_overlap={:.1} seconds={:.1}",
+        args.peers,
+        args.rounds,
+        shares[0].0,
+        shares[0].1,
+        shares[1].0,
+        shares[1].1,
+        shares[0].2,
+        shares[1].2,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

@@ -1,0 +1,419 @@
+//! Daemon configuration: one TOML file with every option (`murmur config` prints the defaults);
+//! command-line flags override single values.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use murmur_gossip::peer::{Algorithm, CodecSpec, CopyStorage, Mode, PeerConfig};
+use murmur_gossip::task::TaskConfig;
+use serde::{Deserialize, Serialize};
+
+/// Everything a `murmur run` needs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Identity, addresses, discovery, connection limits.
+    pub node: NodeConfig,
+    /// Private network key, allow-list, per-peer limits.
+    pub access: AccessConfig,
+    /// Which shard of the data set this node trains on.
+    pub shard: ShardConfig,
+    /// Data source, model, optimizer, partition (shared with the simulator).
+    pub task: TaskConfig,
+    /// Averaging algorithm, codec and its knobs.
+    pub gossip: GossipConfig,
+    /// How neighbours are chosen among the discovered peers.
+    pub topology: TopologyConfig,
+    /// Stopping and evaluation.
+    pub run: RunConfig,
+    /// Checkpoint cadence and retention.
+    pub checkpoint: CheckpointConfig,
+    /// Metrics and status endpoint.
+    pub http: HttpConfig,
+    /// Log format.
+    pub log: LogConfig,
+}
+
+/// Identity, addresses, discovery and connection limits.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Directory for the identity key, checkpoints and `node.json`.
+    pub data_dir: PathBuf,
+    /// Identity key file (default `<data_dir>/identity.key`), created with mode 0600.
+    pub identity_file: Option<PathBuf>,
+    /// Listen multiaddrs (TCP and QUIC; QUIC is skipped under a pre-shared key).
+    pub listen: Vec<String>,
+    /// Multiaddrs of known peers, each ending in `/p2p/<peer id>`.
+    pub bootstrap: Vec<String>,
+    /// Find peers on the LAN by multicast DNS. Off by default: it multicasts to the LAN.
+    pub mdns: bool,
+    /// Also listen on QUIC addresses given in `listen` (ignored when a pre-shared key is set).
+    pub quic: bool,
+    /// Established connections in total.
+    pub max_connections: u32,
+    /// Established connections per peer.
+    pub max_connections_per_peer: u32,
+    /// Pending (handshaking) connections, each direction.
+    pub max_pending: u32,
+    /// Seconds an idle connection is kept.
+    pub idle_timeout_secs: u64,
+    /// Seconds between Kademlia random walks (peer discovery).
+    pub discovery_interval_secs: u64,
+    /// Wait for this many peers in total (this node included) before the first round, or
+    /// `start_timeout_secs`, whichever comes first. 0: start at once.
+    pub min_peers: usize,
+    /// Upper bound of that wait.
+    pub start_timeout_secs: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            data_dir: PathBuf::from("murmur-data"),
+            identity_file: None,
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/0".to_string(),
+                "/ip4/0.0.0.0/udp/0/quic-v1".to_string(),
+            ],
+            bootstrap: Vec::new(),
+            mdns: false,
+            quic: true,
+            max_connections: 128,
+            max_connections_per_peer: 2,
+            max_pending: 32,
+            idle_timeout_secs: 300,
+            discovery_interval_secs: 5,
+            min_peers: 0,
+            start_timeout_secs: 20,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The identity key path.
+    pub fn identity_path(&self) -> PathBuf {
+        self.identity_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("identity.key"))
+    }
+}
+
+/// Who may connect and how much they may send.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Pre-shared key file (`swarm.key` format, `murmur psk` writes one): only holders connect.
+    pub psk_file: Option<PathBuf>,
+    /// Peer ids allowed to connect; empty: everyone (who holds the key, if any).
+    pub allow_peers: Vec<String>,
+    /// Largest frame accepted on `/murmur/gossip/1` (bytes).
+    pub max_frame_bytes: usize,
+    /// Frames per second each peer may send (token bucket, `burst_secs` deep).
+    pub max_frames_per_sec: f64,
+    /// Bytes per second each peer may send.
+    pub max_bytes_per_sec: f64,
+    /// Depth of the rate buckets, in seconds of traffic.
+    pub burst_secs: f64,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            psk_file: None,
+            allow_peers: Vec::new(),
+            max_frame_bytes: 4 << 20,
+            max_frames_per_sec: 5_000.0,
+            max_bytes_per_sec: 64.0 * 1024.0 * 1024.0,
+            burst_secs: 2.0,
+        }
+    }
+}
+
+/// This node's shard: `index` of `count` (partition scheme in `task.partition`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShardConfig {
+    /// This node's shard.
+    pub index: usize,
+    /// Number of shards the data set is cut into.
+    pub count: usize,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        ShardConfig { index: 0, count: 1 }
+    }
+}
+
+/// The averaging algorithm in flat, TOML-friendly form (turned into a [`PeerConfig`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GossipConfig {
+    /// `choco`, `dpsgd` or `push-sum`.
+    pub algorithm: String,
+    /// CHOCO codec (`dense`, `threshold:0.01`, `topk:0.01`, `sign`, `qsgd:16`, ...).
+    pub codec: String,
+    /// CHOCO consensus step size in (0, 1].
+    pub gamma: f32,
+    /// Local SGD steps per round.
+    pub local_steps: u32,
+    /// `round-tagged` (wait for the neighbours' round, bounded by the timeout) or `async`.
+    pub mode: String,
+    /// Round-tagged: longest wait for a round's updates (ms).
+    pub round_timeout_ms: u64,
+    /// Async: largest staleness still mixed (rounds).
+    pub max_staleness: u64,
+    /// Async: damping per round of staleness.
+    pub damping: f32,
+    /// Run round r+1's local steps while round r's gossip is in flight.
+    pub overlap_compute: bool,
+    /// `per-neighbour` or `aggregate`.
+    pub copies: String,
+    /// Clip each neighbour's contribution to this L2 radius (robustness to hostile peers).
+    pub clip_radius: Option<f32>,
+    /// Gaussian noise added to what is sent.
+    pub noise_std: f32,
+    /// Base seed; each node mixes in its shard index.
+    pub seed: u64,
+    /// Largest gossip message accepted (default 8 × dim + 4096).
+    pub max_message_bytes: Option<usize>,
+    /// Wait for the neighbours' hellos before the first round (ms).
+    pub startup_timeout_ms: u64,
+    /// Resend an unanswered snapshot request after (ms).
+    pub snapshot_timeout_ms: u64,
+    /// Grace before a sequence gap triggers a snapshot (ms).
+    pub gap_grace_ms: u64,
+    /// Out-of-order updates buffered per neighbour.
+    pub max_buffered_updates: usize,
+    /// A fresh node adopts its neighbours' model before training.
+    pub adopt_on_join: bool,
+    /// Serve the model to joiners.
+    pub serve_model: bool,
+    /// Snapshot requests served per neighbour per round.
+    pub max_snapshots_per_round: u32,
+}
+
+impl Default for GossipConfig {
+    fn default() -> Self {
+        let p = PeerConfig::default();
+        GossipConfig {
+            algorithm: "choco".to_string(),
+            codec: "threshold:0.01".to_string(),
+            gamma: 0.1,
+            local_steps: p.local_steps,
+            mode: "round-tagged".to_string(),
+            round_timeout_ms: 1_000,
+            max_staleness: 4,
+            damping: 1.0,
+            overlap_compute: true,
+            copies: "per-neighbour".to_string(),
+            clip_radius: p.clip_radius,
+            noise_std: p.noise_std,
+            seed: 0,
+            max_message_bytes: p.max_message_bytes,
+            startup_timeout_ms: p.startup_timeout / 1_000,
+            snapshot_timeout_ms: p.snapshot_timeout / 1_000,
+            gap_grace_ms: p.gap_grace / 1_000,
+            max_buffered_updates: p.max_buffered_updates,
+            adopt_on_join: p.adopt_on_join,
+            serve_model: p.serve_model,
+            max_snapshots_per_round: p.max_snapshots_per_round,
+        }
+    }
+}
+
+impl GossipConfig {
+    /// The peer configuration (seed, fingerprint and checkpoint cadence filled in by the
+    /// caller).
+    pub fn peer_config(&self) -> Result<PeerConfig> {
+        let algorithm = match self.algorithm.as_str() {
+            "choco" => Algorithm::Choco {
+                codec: self
+                    .codec
+                    .parse::<CodecSpec>()
+                    .map_err(|e| anyhow::anyhow!("gossip.codec {:?}: {e}", self.codec))?,
+                gamma: self.gamma,
+            },
+            "dpsgd" => Algorithm::Dpsgd,
+            "push-sum" => Algorithm::PushSum,
+            other => bail!("gossip.algorithm {other:?}: expected choco, dpsgd or push-sum"),
+        };
+        let mode = match self.mode.as_str() {
+            "round-tagged" => Mode::RoundTagged {
+                timeout: self.round_timeout_ms * 1_000,
+            },
+            "async" => Mode::Async {
+                max_staleness: self.max_staleness,
+                damping: self.damping,
+            },
+            other => bail!("gossip.mode {other:?}: expected round-tagged or async"),
+        };
+        let copies = match self.copies.as_str() {
+            "per-neighbour" => CopyStorage::PerNeighbour,
+            "aggregate" => CopyStorage::Aggregate,
+            other => bail!("gossip.copies {other:?}: expected per-neighbour or aggregate"),
+        };
+        let config = PeerConfig {
+            algorithm,
+            copies,
+            local_steps: self.local_steps,
+            mode,
+            overlap_compute: self.overlap_compute,
+            clip_radius: self.clip_radius,
+            noise_std: self.noise_std,
+            checkpoint_every: 0,
+            seed: self.seed,
+            fingerprint: 0,
+            max_message_bytes: self.max_message_bytes,
+            startup_timeout: self.startup_timeout_ms * 1_000,
+            snapshot_timeout: self.snapshot_timeout_ms * 1_000,
+            gap_grace: self.gap_grace_ms * 1_000,
+            max_buffered_updates: self.max_buffered_updates,
+            adopt_on_join: self.adopt_on_join,
+            serve_model: self.serve_model,
+            max_snapshots_per_round: self.max_snapshots_per_round,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// The live neighbour rule.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopologyConfig {
+    /// `ring`, `exponential` or `random-k:<k>` (murmur-topology's `NeighbourRule`, applied to
+    /// the peers this node discovered, hashed onto a ring).
+    pub rule: String,
+}
+
+impl Default for TopologyConfig {
+    fn default() -> Self {
+        TopologyConfig {
+            rule: "exponential".to_string(),
+        }
+    }
+}
+
+/// Stopping and evaluation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Stop training after this many rounds (the node stays up, serving its model, until
+    /// stopped). None: train until stopped.
+    pub max_rounds: Option<u64>,
+    /// Evaluate on the test split every this many rounds (and when training stops).
+    pub eval_every: u64,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            max_rounds: None,
+            eval_every: 50,
+        }
+    }
+}
+
+/// Checkpoint cadence and retention.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Save every this many rounds (0: only on shutdown and when training stops).
+    pub every: u64,
+    /// Checkpoints kept.
+    pub keep: usize,
+    /// Directory (default `<data_dir>/checkpoints`).
+    pub dir: Option<PathBuf>,
+    /// Resume from the newest valid checkpoint on start.
+    pub resume: bool,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            every: 200,
+            keep: 3,
+            dir: None,
+            resume: true,
+        }
+    }
+}
+
+/// Metrics and status endpoint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Socket address for `/metrics` and `/status` (port 0: any free port, see `node.json`);
+    /// None: no endpoint.
+    pub listen: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: Some("127.0.0.1:9464".to_string()),
+        }
+    }
+}
+
+/// Log output.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// JSON lines instead of text (filter with RUST_LOG).
+    pub json: bool,
+}
+
+impl Config {
+    /// Parses a TOML file.
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+    }
+
+    /// The checkpoint directory.
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.checkpoint
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.node.data_dir.join("checkpoints"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_toml_and_build_a_valid_peer_config() {
+        let text = toml::to_string(&Config::default()).unwrap();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(toml::to_string(&back).unwrap(), text);
+        back.gossip.peer_config().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named_errors() {
+        let err = toml::from_str::<Config>("[node]\nlisen = []\n").unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+        let gossip = GossipConfig {
+            algorithm: "flood".into(),
+            ..GossipConfig::default()
+        };
+        assert!(
+            gossip
+                .peer_config()
+                .unwrap_err()
+                .to_string()
+                .contains("flood")
+        );
+        let gossip = GossipConfig {
+            gamma: 1.5,
+            ..GossipConfig::default()
+        };
+        assert!(gossip.peer_config().is_err());
+    }
+}

@@ -1,0 +1,175 @@
+//! A deliberately tiny HTTP/1.1 endpoint (no framework): `GET /metrics` (Prometheus text),
+//! `GET /status` (JSON) and `GET /model` (the current parameters as a JSON array), one
+//! request per connection. Plus the matching client used by `murmur status` and `murmur demo`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::status::SharedStatus;
+
+/// Largest request head read.
+const MAX_REQUEST: usize = 8 * 1024;
+
+/// What the endpoint serves.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// Prometheus registry (murmur + libp2p metrics).
+    pub registry: Arc<Registry>,
+    /// The status document.
+    pub status: SharedStatus,
+    /// The newest model, published by the training thread.
+    pub model: Arc<Mutex<Vec<f32>>>,
+}
+
+/// Serves `endpoint` on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, endpoint: Endpoint) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let endpoint = endpoint.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(stream, &endpoint).await {
+                tracing::debug!(error = %e, "http request failed");
+            }
+        });
+    }
+}
+
+async fn handle(mut stream: TcpStream, endpoint: &Endpoint) -> Result<()> {
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await??;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > MAX_REQUEST {
+            bail!("request head too large");
+        }
+    }
+    let head = String::from_utf8_lossy(&buf);
+    let mut parts = head.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (code, content_type, body) = match (method, path) {
+        ("GET", "/metrics") => {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &endpoint.registry)?;
+            (
+                "200 OK",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                text,
+            )
+        }
+        ("GET", "/status") => {
+            let status = endpoint.status.lock().expect("status lock").clone();
+            (
+                "200 OK",
+                "application/json",
+                serde_json::to_string(&status)?,
+            )
+        }
+        ("GET", "/model") => {
+            let model = endpoint.model.lock().expect("model lock").clone();
+            ("200 OK", "application/json", serde_json::to_string(&model)?)
+        }
+        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_string(),
+        ),
+    };
+    let response = format!(
+        "HTTP/1.1 {code}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await?;
+    Ok(())
+}
+
+/// `GET path` from `addr` (host:port); returns the body of a 200 response.
+pub fn get(addr: &str, path: &str, timeout: Duration) -> Result<String> {
+    use std::io::{Read, Write};
+    let sock = addr
+        .parse::<std::net::SocketAddr>()
+        .with_context(|| format!("{addr:?} is not host:port"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&sock, timeout)
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("malformed HTTP response")?;
+    let status_line = head.lines().next().unwrap_or("");
+    if !status_line.contains(" 200 ") {
+        bail!("{addr}{path}: {status_line}");
+    }
+    Ok(body.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::Status;
+
+    #[test]
+    fn serves_status_metrics_and_model_and_refuses_the_rest() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let status = Arc::new(Mutex::new(Status {
+            round: 42,
+            ..Status::default()
+        }));
+        let mut registry = Registry::default();
+        let metrics = crate::status::Metrics::default();
+        metrics.register(&mut registry);
+        metrics.round.set(42);
+        let endpoint = Endpoint {
+            registry: Arc::new(registry),
+            status,
+            model: Arc::new(Mutex::new(vec![1.5, -2.0])),
+        };
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let _guard = rt.enter();
+        let server = rt.spawn(serve(listener, endpoint));
+        let rt = Arc::new(rt);
+        let drive = {
+            let rt = rt.clone();
+            std::thread::spawn(move || {
+                rt.block_on(async {
+                    let _ = server.await;
+                })
+            })
+        };
+        let t = Duration::from_secs(5);
+        let status: Status = serde_json::from_str(&get(&addr, "/status", t).unwrap()).unwrap();
+        assert_eq!(status.round, 42);
+        assert!(
+            get(&addr, "/metrics", t)
+                .unwrap()
+                .contains("murmur_round 42")
+        );
+        let model: Vec<f32> = serde_json::from_str(&get(&addr, "/model", t).unwrap()).unwrap();
+        assert_eq!(model, vec![1.5, -2.0]);
+        let err = get(&addr, "/nope", t).unwrap_err().to_string();
+        assert!(err.contains("404"), "{err}");
+        drop(drive);
+    }
+}

@@ -1,0 +1,686 @@
+//! The networking side: one event loop owning the libp2p swarm (TCP + QUIC, noise, yamux,
+//! identify, ping, Kademlia, optional mDNS, connection limits, optional allow-list and
+//! pre-shared key) and murmur's `/murmur/gossip/1` protocol.
+//!
+//! # Live topology
+//! Every node applies the topology crate's neighbour rule to the murmur peers it knows (found
+//! through Kademlia walks, identify and, if enabled, mDNS). It tells each chosen peer
+//! `Select(true)` (and `Select(false)` when it stops choosing it); an edge is reported up to
+//! the training thread only when both ends selected each other and a connection exists, so
+//! the peer never mixes with a half-agreed edge. Edges are re-chosen whenever the set of known
+//! peers changes (a peer arrives, leaves or fails to answer).
+//!
+//! # Access control
+//! A pre-shared key (libp2p pnet) wraps every TCP connection before the noise handshake, so a
+//! node without the key cannot complete a connection (QUIC is disabled under a key: pnet only
+//! protects stream transports). An optional allow-list denies every other peer id at
+//! connection time. Each peer's frames go through token buckets (frames/s and bytes/s); frames
+//! over the size cap fail the stream before allocation. Every refusal is counted as a
+//! rejection (`murmur_rejected_total{reason=..}` and `rejected_access` in the status).
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use libp2p::core::upgrade::Version;
+use libp2p::futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, store::MemoryStore};
+use libp2p::metrics::Recorder;
+use libp2p::pnet::{PnetConfig, PreSharedKey};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, Transport, allow_block_list,
+    connection_limits, identify, mdns, noise, ping, tcp, yamux,
+};
+use prometheus_client::registry::Registry;
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::status::{Metrics, SharedStatus};
+use crate::trainer::{Event, Inbox, Outbound};
+use crate::wire::{FrameCodec, PROTOCOL, Wire};
+use murmur_topology::NeighbourRule;
+
+/// Kademlia protocol of murmur's own DHT (kept apart from the public IPFS DHT).
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/murmur/kad/1.0.0");
+
+/// Gossip frames kept per peer while its edge is being agreed.
+const EARLY_FRAMES: usize = 64;
+
+/// Every behaviour of a murmur node.
+#[derive(NetworkBehaviour)]
+#[allow(missing_debug_implementations)]
+pub struct Behaviour {
+    limits: connection_limits::Behaviour,
+    allow: Toggle<allow_block_list::Behaviour<allow_block_list::AllowedPeers>>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kad: kad::Behaviour<MemoryStore>,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+    gossip: request_response::Behaviour<FrameCodec>,
+}
+
+fn behaviour(key: &Keypair, config: &Config) -> Result<Behaviour> {
+    let me = key.public().to_peer_id();
+    let node = &config.node;
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(node.max_connections))
+        .with_max_established_per_peer(Some(node.max_connections_per_peer))
+        .with_max_pending_incoming(Some(node.max_pending))
+        .with_max_pending_outgoing(Some(node.max_pending));
+    let allow = if config.access.allow_peers.is_empty() {
+        None
+    } else {
+        let mut allow = allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
+        for id in &config.access.allow_peers {
+            allow.allow_peer(id.parse().with_context(|| format!("allow_peers: {id:?}"))?);
+        }
+        Some(allow)
+    };
+    let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+    kad_config.set_query_timeout(Duration::from_secs(10));
+    let mut kad = kad::Behaviour::with_config(me, MemoryStore::new(me), kad_config);
+    // Loopback and LAN addresses are never "confirmed external", so pin server mode.
+    kad.set_mode(Some(kad::Mode::Server));
+    let mdns = if node.mdns {
+        Some(mdns::tokio::Behaviour::new(mdns::Config::default(), me)?)
+    } else {
+        None
+    };
+    let gossip = request_response::Behaviour::with_codec(
+        FrameCodec {
+            max_frame_bytes: config.access.max_frame_bytes,
+        },
+        [(PROTOCOL, ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(Duration::from_secs(10))
+            .with_max_concurrent_streams(256),
+    );
+    Ok(Behaviour {
+        limits: connection_limits::Behaviour::new(limits),
+        allow: allow.into(),
+        identify: identify::Behaviour::new(
+            identify::Config::new("/murmur/id/1.0.0".into(), key.public())
+                .with_agent_version(format!("murmur/{}", env!("CARGO_PKG_VERSION"))),
+        ),
+        ping: ping::Behaviour::default(),
+        kad,
+        mdns: mdns.into(),
+        gossip,
+    })
+}
+
+/// Builds the swarm: TCP + QUIC, or TCP under a pre-shared key.
+pub fn build_swarm(
+    key: Keypair,
+    config: &Config,
+    psk: Option<PreSharedKey>,
+    registry: &mut Registry,
+) -> Result<Swarm<Behaviour>> {
+    let tcp_config = tcp::Config::default().nodelay(true);
+    let idle = Duration::from_secs(config.node.idle_timeout_secs);
+    let make = |key: &Keypair| behaviour(key, config).map_err(|e| e.into_boxed_dyn_error());
+    let swarm = match psk {
+        Some(psk) => SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_other_transport(
+                |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                    let noise = noise::Config::new(key)?;
+                    Ok(tcp::tokio::Transport::new(tcp_config)
+                        .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+                        .upgrade(Version::V1Lazy)
+                        .authenticate(noise)
+                        .multiplex(yamux::Config::default()))
+                },
+            )?
+            .with_bandwidth_metrics(registry)
+            .with_behaviour(make)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build(),
+        None => SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(tcp_config, noise::Config::new, yamux::Config::default)?
+            .with_quic()
+            .with_bandwidth_metrics(registry)
+            .with_behaviour(make)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build(),
+    };
+    Ok(swarm)
+}
+
+/// A token bucket: `rate` per second, `cap` deep.
+#[derive(Debug, Clone)]
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    cap: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: f64, burst_secs: f64) -> Self {
+        let cap = (rate * burst_secs).max(1.0);
+        Bucket {
+            tokens: cap,
+            rate,
+            cap,
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, amount: f64, now: Instant) -> bool {
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.cap);
+        self.last = now;
+        if self.tokens >= amount {
+            self.tokens -= amount;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Everything the event loop owns.
+#[allow(missing_debug_implementations)]
+pub struct Net {
+    swarm: Swarm<Behaviour>,
+    me: PeerId,
+    rule: NeighbourRule,
+    known: BTreeSet<PeerId>,
+    connected: BTreeSet<PeerId>,
+    chosen: BTreeSet<PeerId>,
+    selected_me: BTreeSet<PeerId>,
+    up: BTreeSet<PeerId>,
+    early: HashMap<PeerId, Vec<Vec<u8>>>,
+    failed: HashMap<PeerId, Instant>,
+    buckets: HashMap<PeerId, (Bucket, Bucket)>,
+    access: crate::config::AccessConfig,
+    inbox: Inbox,
+    outbox: mpsc::Receiver<Outbound>,
+    started: bool,
+    has_bootstrap: bool,
+    start_by: Instant,
+    min_peers: usize,
+    discovery_every: Duration,
+    libp2p_metrics: libp2p::metrics::Metrics,
+    metrics: Metrics,
+    status: SharedStatus,
+    outstanding: usize,
+    listen: Vec<Multiaddr>,
+    node_file: PathBuf,
+    http: Option<String>,
+}
+
+/// How the event loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// After a shutdown request: goodbyes sent, final checkpoint written.
+    Clean,
+    /// The training thread went away.
+    TrainerGone,
+}
+
+impl Net {
+    /// Wraps a built swarm; call [`Net::listen_and_bootstrap`] then [`Net::run`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        swarm: Swarm<Behaviour>,
+        config: &Config,
+        rule: NeighbourRule,
+        inbox: Inbox,
+        outbox: mpsc::Receiver<Outbound>,
+        libp2p_metrics: libp2p::metrics::Metrics,
+        metrics: Metrics,
+        status: SharedStatus,
+        http: Option<String>,
+    ) -> Self {
+        let me = *swarm.local_peer_id();
+        Net {
+            swarm,
+            me,
+            rule,
+            known: BTreeSet::new(),
+            connected: BTreeSet::new(),
+            chosen: BTreeSet::new(),
+            selected_me: BTreeSet::new(),
+            up: BTreeSet::new(),
+            early: HashMap::new(),
+            failed: HashMap::new(),
+            buckets: HashMap::new(),
+            access: config.access.clone(),
+            inbox,
+            outbox,
+            started: false,
+            has_bootstrap: !config.node.bootstrap.is_empty(),
+            start_by: Instant::now() + Duration::from_secs(config.node.start_timeout_secs),
+            min_peers: config.node.min_peers,
+            discovery_every: Duration::from_secs(config.node.discovery_interval_secs.max(1)),
+            libp2p_metrics,
+            metrics,
+            status,
+            outstanding: 0,
+            listen: Vec::new(),
+            node_file: config.node.data_dir.join("node.json"),
+            http,
+        }
+    }
+
+    /// Starts the listeners and dials the bootstrap peers.
+    pub fn listen_and_bootstrap(&mut self, config: &Config, quic: bool) -> Result<()> {
+        for addr in &config.node.listen {
+            let ma: Multiaddr = addr.parse().with_context(|| format!("listen {addr:?}"))?;
+            let is_quic = ma
+                .iter()
+                .any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1));
+            if is_quic && !quic {
+                tracing::warn!(%ma, "skipping QUIC listen address (disabled or pre-shared key set)");
+                continue;
+            }
+            self.swarm.listen_on(ma)?;
+        }
+        for addr in &config.node.bootstrap {
+            let ma: Multiaddr = addr
+                .parse()
+                .with_context(|| format!("bootstrap {addr:?}"))?;
+            let Some(libp2p::multiaddr::Protocol::P2p(peer)) = ma.iter().last() else {
+                anyhow::bail!("bootstrap address {addr} must end in /p2p/<peer id>");
+            };
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer, ma.clone());
+            if let Err(e) = self.swarm.dial(ma.clone()) {
+                tracing::warn!(%ma, error = %e, "bootstrap dial failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until the training thread stopped (after a shutdown request) and the last frames
+    /// went out, or `shutdown` fires twice.
+    pub async fn run(mut self, mut shutdown: mpsc::Receiver<()>) -> Exit {
+        let mut walk = tokio::time::interval(self.discovery_every);
+        let mut second = tokio::time::interval(Duration::from_millis(200));
+        let mut stopping = false;
+        let mut flush_deadline: Option<Instant> = None;
+        loop {
+            if let Some(deadline) = flush_deadline
+                && (self.outstanding == 0 || Instant::now() >= deadline)
+            {
+                return Exit::Clean;
+            }
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm(event),
+                out = self.outbox.recv() => match out {
+                    Some(Outbound::Send(to, bytes)) => self.send_gossip(to, bytes),
+                    Some(Outbound::Stopped) => {
+                        flush_deadline = Some(Instant::now() + Duration::from_secs(2));
+                    }
+                    None => return if stopping { Exit::Clean } else { Exit::TrainerGone },
+                },
+                _ = walk.tick() => self.walk(),
+                _ = second.tick() => self.maybe_start(),
+                signal = shutdown.recv() => {
+                    if stopping || signal.is_none() {
+                        if signal.is_some() {
+                            tracing::warn!("second shutdown request: exiting now");
+                            return Exit::Clean;
+                        }
+                        // The signal source is gone: wait for the trainer only.
+                        std::future::pending::<()>().await;
+                    }
+                    stopping = true;
+                    tracing::info!("shutting down: final checkpoint, goodbyes");
+                    self.inbox.control(Event::Shutdown);
+                }
+            }
+        }
+    }
+
+    fn maybe_start(&mut self) {
+        if self.started {
+            return;
+        }
+        let peers = self.known.len() + 1;
+        // A node given bootstrap addresses waits for a first edge, so a joiner can adopt the
+        // swarm's model instead of training from scratch.
+        let edge_ready = !self.up.is_empty() || !self.has_bootstrap;
+        if (peers >= self.min_peers && edge_ready) || Instant::now() >= self.start_by {
+            self.started = true;
+            tracing::info!(peers, "starting training");
+            self.inbox.control(Event::Start);
+        }
+    }
+
+    fn walk(&mut self) {
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        let _ = kad.bootstrap();
+        kad.get_closest_peers(PeerId::random());
+        let now = Instant::now();
+        self.failed
+            .retain(|_, at| now.duration_since(*at) < Duration::from_secs(30));
+    }
+
+    fn reject(&mut self, reason: &str) {
+        self.metrics.reject(reason);
+        if let Ok(mut s) = self.status.lock() {
+            s.rejected_access += 1;
+        }
+    }
+
+    fn send_wire(&mut self, to: PeerId, wire: &Wire) {
+        self.swarm
+            .behaviour_mut()
+            .gossip
+            .send_request(&to, wire.encode());
+        self.outstanding += 1;
+    }
+
+    fn send_gossip(&mut self, to: PeerId, bytes: Vec<u8>) {
+        if self.up.contains(&to) {
+            self.send_wire(to, &Wire::Gossip(bytes));
+        }
+    }
+
+    fn add_known(&mut self, peer: PeerId) {
+        if peer != self.me && !self.failed.contains_key(&peer) && self.known.insert(peer) {
+            tracing::debug!(%peer, known = self.known.len(), "peer discovered");
+            self.refresh();
+        }
+    }
+
+    fn remove_known(&mut self, peer: &PeerId) {
+        if self.known.remove(peer) {
+            tracing::debug!(%peer, known = self.known.len(), "peer forgotten");
+            self.refresh();
+        }
+    }
+
+    /// Recomputes the neighbour choice and the edges that are up.
+    fn refresh(&mut self) {
+        let chosen = self.rule.neighbours(&self.me, &self.known);
+        for peer in chosen.difference(&self.chosen).copied().collect::<Vec<_>>() {
+            self.send_wire(peer, &Wire::Select(true));
+        }
+        for peer in self.chosen.difference(&chosen).copied().collect::<Vec<_>>() {
+            if self.connected.contains(&peer) {
+                self.send_wire(peer, &Wire::Select(false));
+            }
+            self.early.remove(&peer);
+        }
+        self.chosen = chosen;
+        let up: BTreeSet<PeerId> = self
+            .chosen
+            .iter()
+            .filter(|p| self.selected_me.contains(p) && self.connected.contains(p))
+            .copied()
+            .collect();
+        for peer in self.up.difference(&up) {
+            tracing::info!(%peer, "neighbour down");
+            self.inbox.control(Event::NeighbourDown(*peer));
+        }
+        for peer in up.difference(&self.up).copied().collect::<Vec<_>>() {
+            tracing::info!(%peer, "neighbour up");
+            self.inbox.control(Event::NeighbourUp(peer));
+            for frame in self.early.remove(&peer).unwrap_or_default() {
+                if !self.inbox.frame(peer, frame) {
+                    self.reject("inbox-full");
+                }
+            }
+        }
+        self.up = up;
+        self.metrics.known_peers.set(self.known.len() as i64);
+        if let Ok(mut s) = self.status.lock() {
+            s.known_peers = self.known.len();
+            s.connected_peers = self.connected.len();
+            s.neighbours = self.up.iter().map(|p| p.to_string()).collect();
+        }
+    }
+
+    fn within_limits(&mut self, peer: PeerId, len: usize) -> bool {
+        let now = Instant::now();
+        let access = &self.access;
+        let (frames, bytes) = self.buckets.entry(peer).or_insert_with(|| {
+            (
+                Bucket::new(access.max_frames_per_sec, access.burst_secs),
+                Bucket::new(access.max_bytes_per_sec, access.burst_secs),
+            )
+        });
+        frames.take(1.0, now) && bytes.take(len as f64, now)
+    }
+
+    fn on_frame(&mut self, peer: PeerId, frame: Vec<u8>) {
+        if !self.within_limits(peer, frame.len()) {
+            self.reject("rate-limit");
+            return;
+        }
+        match Wire::decode(&frame) {
+            Ok(Wire::Select(on)) => {
+                let changed = if on {
+                    self.selected_me.insert(peer)
+                } else {
+                    self.selected_me.remove(&peer)
+                };
+                // A peer that selects us is a murmur peer we may not have found yet.
+                if on && !self.known.contains(&peer) {
+                    self.failed.remove(&peer);
+                    self.add_known(peer);
+                } else if changed {
+                    self.refresh();
+                }
+            }
+            Ok(Wire::Gossip(bytes)) => {
+                if self.up.contains(&peer) {
+                    if !self.inbox.frame(peer, bytes) {
+                        self.reject("inbox-full");
+                    }
+                } else if self.chosen.contains(&peer) {
+                    // The edge is being agreed: the frame may have overtaken the Select.
+                    let early = self.early.entry(peer).or_default();
+                    if early.len() < EARLY_FRAMES {
+                        early.push(bytes);
+                    } else {
+                        self.reject("not-neighbour");
+                    }
+                } else {
+                    self.reject("not-neighbour");
+                }
+            }
+            Err(_) => self.reject("malformed-envelope"),
+        }
+    }
+
+    fn write_node_file(&self) {
+        let doc = serde_json::json!({
+            "peer_id": self.me.to_string(),
+            "listen": self.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "http": self.http,
+        });
+        if let Err(e) = crate::checkpoint::write_atomic(&self.node_file, doc.to_string().as_bytes())
+        {
+            tracing::warn!(error = %e, "could not write node.json");
+        }
+    }
+
+    fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.libp2p_metrics.record(&event);
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = address.with_p2p(self.me).expect("own peer id");
+                println!("listening {full}");
+                tracing::info!(%full, "listening");
+                self.listen.push(full);
+                if let Ok(mut s) = self.status.lock() {
+                    s.listen = self.listen.iter().map(|a| a.to_string()).collect();
+                }
+                self.write_node_file();
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } if num_established.get() == 1 => {
+                self.connected.insert(peer_id);
+                self.failed.remove(&peer_id);
+                if self.chosen.contains(&peer_id) {
+                    // The other end may have restarted and forgotten our choice.
+                    self.send_wire(peer_id, &Wire::Select(true));
+                }
+                self.refresh();
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                cause,
+                ..
+            } => {
+                self.connected.remove(&peer_id);
+                self.selected_me.remove(&peer_id);
+                self.early.remove(&peer_id);
+                self.buckets.remove(&peer_id);
+                // An idle close (no cause) keeps the peer known; an error (crash, reset,
+                // shutdown) forgets it until it is rediscovered.
+                if cause.is_some() {
+                    self.known.remove(&peer_id);
+                }
+                self.refresh();
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, %error, "dial failed");
+                if !self.connected.contains(&peer) {
+                    self.failed.insert(peer, Instant::now());
+                    self.remove_known(&peer);
+                }
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                // Wrong pre-shared key, failed handshake, over the limits, not allowed.
+                tracing::debug!(%error, "incoming connection refused");
+                self.reject("connection-refused");
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(event) => {
+                self.libp2p_metrics.record(&event);
+                if let identify::Event::Received { peer_id, info, .. } = event
+                    && info.protocols.contains(&PROTOCOL)
+                {
+                    for addr in info.listen_addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                    self.failed.remove(&peer_id);
+                    self.add_known(peer_id);
+                }
+            }
+            BehaviourEvent::Kad(event) => {
+                self.libp2p_metrics.record(&event);
+                match event {
+                    kad::Event::RoutingUpdated { peer, .. } => self.add_known(peer),
+                    kad::Event::OutboundQueryProgressed {
+                        result: kad::QueryResult::GetClosestPeers(Ok(ok)),
+                        ..
+                    } => {
+                        for info in ok.peers {
+                            self.add_known(info.peer_id);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            BehaviourEvent::Ping(event) => self.libp2p_metrics.record(&event),
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                    let _ = self.swarm.dial(addr);
+                }
+            }
+            BehaviourEvent::Gossip(event) => self.on_gossip(event),
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, event: request_response::Event<Vec<u8>, ()>) {
+        use request_response::{Event as E, Message as M};
+        match event {
+            E::Message {
+                peer,
+                message: M::Request {
+                    request, channel, ..
+                },
+                ..
+            } => {
+                let _ = self.swarm.behaviour_mut().gossip.send_response(channel, ());
+                self.on_frame(peer, request);
+            }
+            E::Message {
+                message: M::Response { .. },
+                ..
+            } => self.outstanding = self.outstanding.saturating_sub(1),
+            E::OutboundFailure { peer, error, .. } => {
+                self.outstanding = self.outstanding.saturating_sub(1);
+                tracing::debug!(%peer, %error, "gossip send failed");
+                if matches!(error, request_response::OutboundFailure::DialFailure)
+                    && !self.connected.contains(&peer)
+                {
+                    self.failed.insert(peer, Instant::now());
+                    self.remove_known(&peer);
+                }
+            }
+            E::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound gossip frame failed");
+                let reason = match &error {
+                    request_response::InboundFailure::Io(e)
+                        if e.kind() == std::io::ErrorKind::InvalidData =>
+                    {
+                        "frame-too-large"
+                    }
+                    _ => "inbound-failure",
+                };
+                if reason == "frame-too-large"
+                    || !matches!(error, request_response::InboundFailure::ConnectionClosed)
+                {
+                    self.reject(reason);
+                }
+            }
+            E::ResponseSent { .. } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_bucket_allows_the_burst_then_the_rate() {
+        let mut b = Bucket::new(10.0, 1.0);
+        let t0 = b.last;
+        let taken = (0..20).filter(|_| b.take(1.0, t0)).count();
+        assert_eq!(taken, 10, "burst of rate x burst_secs");
+        assert!(!b.take(1.0, t0));
+        assert!(
+            b.take(1.0, t0 + Duration::from_millis(150)),
+            "refills at the rate"
+        );
+        assert!(!b.take(5.0, t0 + Duration::from_millis(160)));
+    }
+}

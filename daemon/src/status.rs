@@ -1,0 +1,240 @@
+//! What a node reports about itself: the JSON status (`GET /status`, `murmur status`) and the
+//! Prometheus metrics (`GET /metrics`, libp2p's own metrics included).
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+
+/// Where the time of the training thread went (seconds since start).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// Local SGD steps (inside `ComputeGranted`).
+    pub compute_secs: f64,
+    /// Decoding and mixing neighbours' messages.
+    pub gossip_secs: f64,
+    /// Blocked while a round waited for its neighbours (the network's share).
+    pub wait_secs: f64,
+    /// Rounds these totals cover.
+    pub rounds: u64,
+}
+
+impl Timing {
+    /// Fraction of the round time spent waiting on the network.
+    pub fn wait_share(&self) -> f64 {
+        let total = self.compute_secs + self.gossip_secs + self.wait_secs;
+        if total > 0.0 {
+            self.wait_secs / total
+        } else {
+            0.0
+        }
+    }
+
+    /// Fraction spent in local SGD steps.
+    pub fn compute_share(&self) -> f64 {
+        let total = self.compute_secs + self.gossip_secs + self.wait_secs;
+        if total > 0.0 {
+            self.compute_secs / total
+        } else {
+            0.0
+        }
+    }
+}
+
+/// A node's status as served on `/status`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// Listen multiaddrs (with `/p2p/<id>`).
+    pub listen: Vec<String>,
+    /// The HTTP endpoint.
+    pub http: Option<String>,
+    /// Shard index and count.
+    pub shard: (usize, usize),
+    /// Coarse peer phase (`starting`, `wants-compute`, `mixing`, ...).
+    pub phase: String,
+    /// Next round to run.
+    pub round: u64,
+    /// Training stopped (`run.max_rounds` reached); the node keeps serving.
+    pub done: bool,
+    /// Mean minibatch loss of the last round.
+    pub loss: Option<f32>,
+    /// Test accuracy at the last evaluation.
+    pub accuracy: Option<f32>,
+    /// Test loss at the last evaluation.
+    pub test_loss: Option<f32>,
+    /// Round of the last evaluation.
+    pub evaluated_round: Option<u64>,
+    /// Current neighbours (edges both ends agreed on).
+    pub neighbours: Vec<String>,
+    /// Peers discovered that speak `/murmur/gossip/1`.
+    pub known_peers: usize,
+    /// Peers with an open connection.
+    pub connected_peers: usize,
+    /// Gossip frame bytes handed to the network.
+    pub bytes_sent: u64,
+    /// Gossip frame bytes received.
+    pub bytes_received: u64,
+    /// Model updates sent.
+    pub updates_sent: u64,
+    /// Bytes of those updates.
+    pub update_bytes_sent: u64,
+    /// What those updates would have cost as dense f32 vectors.
+    pub dense_update_bytes: u64,
+    /// Frames the gossip peer rejected (decode errors, wrong dimension, non-finite, ...).
+    pub rejected_protocol: u64,
+    /// Frames refused by access control (rate, size, allow-list, over-full queue).
+    pub rejected_access: u64,
+    /// Round this node resumed from (a checkpoint), if any.
+    pub resumed_from: Option<u64>,
+    /// Neighbour whose model this node adopted on joining, and the round.
+    pub adopted: Option<(String, u64)>,
+    /// Local steps taken before the adoption (0: the model was synced before training).
+    pub steps_before_adoption: Option<u64>,
+    /// Checkpoints written.
+    pub checkpoints: u64,
+    /// Round of the newest checkpoint written.
+    pub last_checkpoint: Option<u64>,
+    /// Where the training thread's time went.
+    pub timing: Timing,
+    /// Seconds since start.
+    pub uptime_secs: f64,
+}
+
+/// Shared, lock-protected status (short critical sections only).
+pub type SharedStatus = Arc<Mutex<Status>>;
+
+/// murmur's own Prometheus metrics.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    /// Next round to run.
+    pub round: Gauge,
+    /// Last round's mean minibatch loss.
+    pub loss: Gauge<f64, AtomicU64>,
+    /// Last test accuracy.
+    pub accuracy: Gauge<f64, AtomicU64>,
+    /// Current neighbour count.
+    pub neighbours: Gauge,
+    /// Discovered murmur peers.
+    pub known_peers: Gauge,
+    /// Gossip bytes sent.
+    pub bytes_sent: Counter,
+    /// Gossip bytes received.
+    pub bytes_received: Counter,
+    /// Dense-equivalent bytes of the updates sent.
+    pub dense_update_bytes: Counter,
+    /// Rejected frames by reason.
+    pub rejected: Family<Vec<(String, String)>, Counter>,
+    /// Seconds of local compute.
+    pub compute_seconds: Counter<f64, AtomicU64>,
+    /// Seconds waiting on neighbours.
+    pub wait_seconds: Counter<f64, AtomicU64>,
+    /// Checkpoints written.
+    pub checkpoints: Counter,
+}
+
+impl Metrics {
+    /// Registers every metric under the `murmur` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("murmur");
+        r.register("round", "Next training round", self.round.clone());
+        r.register(
+            "loss",
+            "Mean minibatch loss of the last round",
+            self.loss.clone(),
+        );
+        r.register(
+            "accuracy",
+            "Test accuracy at the last evaluation",
+            self.accuracy.clone(),
+        );
+        r.register(
+            "neighbours",
+            "Current gossip neighbours",
+            self.neighbours.clone(),
+        );
+        r.register(
+            "known_peers",
+            "Discovered murmur peers",
+            self.known_peers.clone(),
+        );
+        r.register("bytes_sent", "Gossip bytes sent", self.bytes_sent.clone());
+        r.register(
+            "bytes_received",
+            "Gossip bytes received",
+            self.bytes_received.clone(),
+        );
+        r.register(
+            "dense_update_bytes",
+            "Bytes the updates sent would take as dense f32",
+            self.dense_update_bytes.clone(),
+        );
+        r.register(
+            "rejected",
+            "Rejected frames by reason",
+            self.rejected.clone(),
+        );
+        r.register(
+            "compute_seconds",
+            "Seconds spent in local SGD steps",
+            self.compute_seconds.clone(),
+        );
+        r.register(
+            "wait_seconds",
+            "Seconds rounds waited for neighbours",
+            self.wait_seconds.clone(),
+        );
+        r.register(
+            "checkpoints",
+            "Checkpoints written",
+            self.checkpoints.clone(),
+        );
+    }
+
+    /// Counts one rejection.
+    pub fn reject(&self, reason: &str) {
+        self.rejected
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_encode_with_the_murmur_prefix_and_reasons() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::default();
+        metrics.register(&mut registry);
+        metrics.round.set(12);
+        metrics.reject("rate-limit");
+        metrics.reject("rate-limit");
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("murmur_round 12"), "{text}");
+        assert!(
+            text.contains("murmur_rejected_total{reason=\"rate-limit\"} 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn shares_split_the_round_time() {
+        let t = Timing {
+            compute_secs: 1.0,
+            gossip_secs: 1.0,
+            wait_secs: 2.0,
+            rounds: 3,
+        };
+        assert_eq!(t.wait_share(), 0.5);
+        assert_eq!(t.compute_share(), 0.25);
+        assert_eq!(Timing::default().wait_share(), 0.0);
+    }
+}

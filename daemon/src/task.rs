@@ -1,0 +1,57 @@
+//! From configuration to a ready peer: the learning task (shared with the simulator through
+//! `murmur_gossip::task`), this node's shard learner, the initial model and the peer
+//! configuration with its seed and model fingerprint.
+
+use anyhow::{Context, Result, ensure};
+use murmur_gossip::learner::LocalLearner;
+use murmur_gossip::peer::PeerConfig;
+use ndarray::Array1;
+
+use crate::config::Config;
+
+/// What [`prepare`] builds.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The peer's configuration (seed, fingerprint and checkpoint cadence filled in).
+    pub peer_config: PeerConfig,
+    /// Shard `shard.index` of `shard.count`, with the shared test split.
+    pub learner: Box<dyn LocalLearner>,
+    /// The initial model (the same on every node of a run).
+    pub init: Array1<f32>,
+}
+
+/// Loads the data, cuts this node's shard and builds its learner.
+pub fn prepare(config: &Config) -> Result<Prepared> {
+    let shard = &config.shard;
+    ensure!(shard.count > 0, "shard.count must be > 0");
+    ensure!(
+        shard.index < shard.count,
+        "shard.index {} must be < shard.count {}",
+        shard.index,
+        shard.count
+    );
+    let mut task = config.task.clone();
+    // A run of known length decays its cosine schedule over exactly that length.
+    if let Some(rounds) = config.run.max_rounds {
+        task.optimizer = task
+            .optimizer
+            .with_horizon(rounds * u64::from(config.gossip.local_steps.max(1)));
+    }
+    let prepared = task.prepare().context("preparing the task")?;
+    let learner = prepared.learner(shard.index, shard.count);
+    let init = prepared.init_params(config.task.seed);
+    let mut peer_config = config.gossip.peer_config()?;
+    // Independent codec/noise streams per node, reproducible from the base seed.
+    peer_config.seed = config
+        .gossip
+        .seed
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(shard.index as u64);
+    peer_config.fingerprint = prepared.fingerprint();
+    peer_config.checkpoint_every = config.checkpoint.every;
+    Ok(Prepared {
+        peer_config,
+        learner: Box::new(learner),
+        init,
+    })
+}

@@ -1,0 +1,467 @@
+//! The training thread: owns the sans-IO [`Peer`], its timers and its compute, so local SGD
+//! never runs on the networking thread. The swarm thread feeds it [`Event`]s (edges, frames,
+//! start, shutdown) and it answers with [`Outbound`] frames.
+//!
+//! Local steps run inline here (`ComputeGranted`), so while they run, neighbours' frames queue
+//! up in the inbox and the swarm keeps serving the network. With `overlap_compute` the peer
+//! asks for round r + 1's compute right after sending round r's update, so that compute
+//! overlaps the network round trip.
+//!
+//! The thread also measures where its time goes: local steps, gossip processing, and time
+//! blocked while a round waits for its neighbours (the network's share).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use murmur_gossip::peer::{
+    Input, Output, Peer, PeerCheckpoint, PeerPhase, RejectReason, TimerToken,
+};
+use tokio::sync::mpsc;
+
+use crate::checkpoint;
+use crate::status::{Metrics, SharedStatus};
+
+/// What the swarm tells the training thread.
+#[derive(Debug)]
+pub enum Event {
+    /// Begin training (discovery has settled).
+    Start,
+    /// An edge both ends agreed on is up.
+    NeighbourUp(PeerId),
+    /// The edge is gone.
+    NeighbourDown(PeerId),
+    /// A gossip frame from a neighbour.
+    Message(PeerId, Vec<u8>),
+    /// Save a final checkpoint, say goodbye and stop.
+    Shutdown,
+}
+
+/// What the training thread asks the swarm to do.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Send a gossip frame.
+    Send(PeerId, Vec<u8>),
+    /// The peer stopped (goodbyes, if any, were queued before this).
+    Stopped,
+}
+
+/// Inbox of the training thread. Control events are never dropped; gossip frames are bounded
+/// by `capacity` (past it they are refused and counted, and the protocol repairs the loss).
+#[derive(Clone, Debug)]
+pub struct Inbox {
+    tx: mpsc::UnboundedSender<Event>,
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+impl Inbox {
+    /// Queues a control event (edges, start, shutdown).
+    pub fn control(&self, event: Event) {
+        let _ = self.tx.send(event);
+    }
+
+    /// Queues a frame; `false` when the inbox is full (the frame is dropped).
+    pub fn frame(&self, from: PeerId, bytes: Vec<u8>) -> bool {
+        if self.queued.load(Ordering::Relaxed) >= self.capacity {
+            return false;
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(Event::Message(from, bytes)).is_ok()
+    }
+}
+
+/// Everything the training thread needs besides the peer.
+#[derive(Debug)]
+pub struct TrainerSetup {
+    /// Stop computing at this round (keep serving).
+    pub max_rounds: Option<u64>,
+    /// Evaluate every this many rounds.
+    pub eval_every: u64,
+    /// Checkpoint directory.
+    pub checkpoint_dir: PathBuf,
+    /// Checkpoints kept.
+    pub keep: usize,
+    /// Status to update.
+    pub status: SharedStatus,
+    /// Metrics to update.
+    pub metrics: Metrics,
+    /// Where the current model is published for `/model`.
+    pub model: Arc<Mutex<Vec<f32>>>,
+}
+
+/// Starts the training thread; returns its inbox and join handle.
+pub fn spawn(
+    peer: Peer<PeerId>,
+    setup: TrainerSetup,
+    outbox: mpsc::Sender<Outbound>,
+    inbox_capacity: usize,
+) -> (Inbox, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let inbox = Inbox {
+        tx,
+        queued: queued.clone(),
+        capacity: inbox_capacity,
+    };
+    let handle = std::thread::Builder::new()
+        .name("murmur-train".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("training runtime");
+            let mut trainer = Trainer::new(peer, setup, outbox, queued);
+            rt.block_on(trainer.run(rx));
+        })
+        .expect("spawning the training thread");
+    (inbox, handle)
+}
+
+struct Trainer {
+    peer: Peer<PeerId>,
+    setup: TrainerSetup,
+    outbox: mpsc::Sender<Outbound>,
+    queued: Arc<AtomicUsize>,
+    epoch: Instant,
+    timers: BinaryHeap<Reverse<(u64, u64)>>,
+    want_compute: bool,
+    done: bool,
+    stopped: bool,
+    last_bytes: (u64, u64, u64),
+    timing: crate::status::Timing,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+fn reason_label(reason: &RejectReason) -> String {
+    let name = format!("{reason:?}");
+    let end = name
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(name.len());
+    let mut label = String::new();
+    for (i, c) in name[..end].chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            label.push('-');
+        }
+        label.push(c.to_ascii_lowercase());
+    }
+    label
+}
+
+fn phase_name(phase: PeerPhase) -> &'static str {
+    match phase {
+        PeerPhase::Idle => "idle",
+        PeerPhase::Starting => "starting",
+        PeerPhase::WantsCompute => "wants-compute",
+        PeerPhase::Mixing => "mixing",
+        PeerPhase::Stopped => "stopped",
+    }
+}
+
+impl Trainer {
+    fn new(
+        peer: Peer<PeerId>,
+        setup: TrainerSetup,
+        outbox: mpsc::Sender<Outbound>,
+        queued: Arc<AtomicUsize>,
+    ) -> Self {
+        Trainer {
+            peer,
+            setup,
+            outbox,
+            queued,
+            epoch: Instant::now(),
+            timers: BinaryHeap::new(),
+            want_compute: false,
+            done: false,
+            stopped: false,
+            last_bytes: (0, 0, 0),
+            timing: Default::default(),
+            writer: None,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    async fn run(&mut self, mut rx: mpsc::UnboundedReceiver<Event>) {
+        self.publish_model();
+        self.update_status();
+        while !self.stopped {
+            if self.want_compute && !self.training_over() {
+                // Fold in whatever already arrived, then compute.
+                while let Ok(event) = rx.try_recv() {
+                    self.on_event(event).await;
+                }
+                if self.want_compute && !self.stopped && !self.training_over() {
+                    self.want_compute = false;
+                    let t0 = Instant::now();
+                    let now = self.now();
+                    let out = self.peer.handle(now, Input::ComputeGranted);
+                    let spent = t0.elapsed().as_secs_f64();
+                    self.timing.compute_secs += spent;
+                    self.setup.metrics.compute_seconds.inc_by(spent);
+                    self.act(out).await;
+                }
+                continue;
+            }
+            if self.want_compute && !self.done && self.peer.phase() != PeerPhase::Mixing {
+                self.finish_training().await;
+            }
+            let waiting_on_network = self.peer.phase() == PeerPhase::Mixing;
+            let t0 = Instant::now();
+            let deadline = self
+                .timers
+                .peek()
+                .map(|Reverse((at, _))| self.epoch + Duration::from_micros(*at));
+            let event = match deadline {
+                Some(at) => {
+                    tokio::select! {
+                        e = rx.recv() => e,
+                        _ = tokio::time::sleep_until(at.into()) => {
+                            self.account_wait(waiting_on_network, t0);
+                            self.fire_timers().await;
+                            continue;
+                        }
+                    }
+                }
+                None => rx.recv().await,
+            };
+            self.account_wait(waiting_on_network, t0);
+            match event {
+                Some(event) => self.on_event(event).await,
+                None => break,
+            }
+        }
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+
+    fn account_wait(&mut self, waiting: bool, since: Instant) {
+        if waiting {
+            let spent = since.elapsed().as_secs_f64();
+            self.timing.wait_secs += spent;
+            self.setup.metrics.wait_seconds.inc_by(spent);
+        }
+    }
+
+    /// Whether the compute the peer asks for would be for a round at or past `max_rounds`
+    /// (with overlap, a peer still mixing round r asks for round r + 1's steps).
+    fn training_over(&self) -> bool {
+        let mixing = self.peer.phase() == PeerPhase::Mixing;
+        let target = self.peer.round() + u64::from(mixing);
+        self.setup.max_rounds.is_some_and(|max| target >= max)
+    }
+
+    async fn fire_timers(&mut self) {
+        let now = self.now();
+        while let Some(&Reverse((at, token))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let out = self.peer.handle(now, Input::Timer(TimerToken(token)));
+            self.act(out).await;
+        }
+    }
+
+    async fn on_event(&mut self, event: Event) {
+        let now = self.now();
+        let input = match event {
+            Event::Start => Input::Start,
+            Event::NeighbourUp(p) => Input::NeighbourUp(p),
+            Event::NeighbourDown(p) => Input::NeighbourDown(p),
+            Event::Message(from, bytes) => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                let t0 = Instant::now();
+                let out = self.peer.handle(now, Input::Message { from, bytes });
+                self.timing.gossip_secs += t0.elapsed().as_secs_f64();
+                self.act(out).await;
+                return;
+            }
+            Event::Shutdown => {
+                self.shutdown().await;
+                return;
+            }
+        };
+        let out = self.peer.handle(now, input);
+        self.act(out).await;
+    }
+
+    async fn act(&mut self, outputs: Vec<Output<PeerId>>) {
+        let mut round_done = false;
+        for output in outputs {
+            match output {
+                Output::Send { to, bytes } => {
+                    if self.outbox.send(Outbound::Send(to, bytes)).await.is_err() {
+                        self.stopped = true;
+                    }
+                }
+                Output::ScheduleTimer { at, token } => self.timers.push(Reverse((at, token.0))),
+                Output::WantCompute => self.want_compute = true,
+                Output::RoundCompleted { round, loss } => {
+                    round_done = true;
+                    self.timing.rounds += 1;
+                    self.setup.metrics.loss.set(f64::from(loss));
+                    if let Ok(mut s) = self.setup.status.lock() {
+                        s.loss = loss.is_finite().then_some(loss);
+                    }
+                    if self.setup.eval_every > 0 && (round + 1) % self.setup.eval_every == 0 {
+                        self.evaluate();
+                    }
+                }
+                Output::CheckpointDue { .. } => self.checkpoint(false),
+                Output::ModelAdopted { from, round } => {
+                    let steps = self.peer.stats().local_steps;
+                    tracing::info!(%from, round, steps, "adopted the neighbourhood's model");
+                    println!("adopted from={from} round={round} local_steps={steps}");
+                    if let Ok(mut s) = self.setup.status.lock() {
+                        s.adopted = Some((from.to_string(), round));
+                        s.steps_before_adoption = Some(steps);
+                    }
+                }
+                Output::Rejected { from, reason } => {
+                    tracing::debug!(%from, %reason, "rejected frame");
+                    self.setup.metrics.reject(&reason_label(&reason));
+                }
+            }
+        }
+        if round_done {
+            self.update_status();
+        }
+    }
+
+    fn evaluate(&mut self) {
+        let eval = self.peer.evaluate();
+        if let Some(acc) = eval.accuracy {
+            self.setup.metrics.accuracy.set(f64::from(acc));
+        }
+        if let Ok(mut s) = self.setup.status.lock() {
+            s.accuracy = eval.accuracy;
+            s.test_loss = Some(eval.loss);
+            s.evaluated_round = Some(self.peer.round());
+        }
+        self.publish_model();
+    }
+
+    fn publish_model(&self) {
+        if let Ok(mut m) = self.setup.model.lock() {
+            m.clear();
+            m.extend(self.peer.model().iter());
+        }
+    }
+
+    fn update_status(&mut self) {
+        let stats = self.peer.stats();
+        let m = &self.setup.metrics;
+        m.round.set(self.peer.round() as i64);
+        m.neighbours.set(self.peer.degree() as i64);
+        let (sent, recv, dense) = self.last_bytes;
+        m.bytes_sent.inc_by(stats.bytes_sent.saturating_sub(sent));
+        m.bytes_received
+            .inc_by(stats.bytes_received.saturating_sub(recv));
+        m.dense_update_bytes
+            .inc_by(stats.dense_update_bytes.saturating_sub(dense));
+        self.last_bytes = (
+            stats.bytes_sent,
+            stats.bytes_received,
+            stats.dense_update_bytes,
+        );
+        let rejected = stats.rejected.total();
+        if let Ok(mut s) = self.setup.status.lock() {
+            s.round = self.peer.round();
+            s.phase = phase_name(self.peer.phase()).to_string();
+            s.done = self.done;
+            s.bytes_sent = stats.bytes_sent;
+            s.bytes_received = stats.bytes_received;
+            s.updates_sent = stats.updates_sent;
+            s.update_bytes_sent = stats.update_bytes_sent;
+            s.dense_update_bytes = stats.dense_update_bytes;
+            s.rejected_protocol = rejected;
+            s.timing = self.timing.clone();
+        }
+    }
+
+    async fn finish_training(&mut self) {
+        self.done = true;
+        self.evaluate();
+        self.checkpoint(false);
+        self.update_status();
+        let acc = self.peer.evaluate().accuracy.unwrap_or(f32::NAN);
+        tracing::info!(
+            round = self.peer.round(),
+            accuracy = acc,
+            "training finished"
+        );
+        println!("done round={} accuracy={acc:.4}", self.peer.round());
+    }
+
+    /// Saves a checkpoint: on a writer thread normally, inline (and waited for) when `sync`.
+    fn checkpoint(&mut self, sync: bool) {
+        let cp: PeerCheckpoint = self.peer.checkpoint();
+        let dir = self.setup.checkpoint_dir.clone();
+        let keep = self.setup.keep;
+        let status = self.setup.status.clone();
+        let metrics = self.setup.metrics.clone();
+        let id = self.peer.id().to_string();
+        // One write at a time, in order: wait for the previous one.
+        if let Some(previous) = self.writer.take() {
+            let _ = previous.join();
+        }
+        let job = move || match checkpoint::save(&dir, &id, &cp, keep) {
+            Ok(path) => {
+                metrics.checkpoints.inc();
+                if let Ok(mut s) = status.lock() {
+                    s.checkpoints += 1;
+                    s.last_checkpoint = Some(cp.round);
+                }
+                tracing::debug!(round = cp.round, path = %path.display(), "checkpoint written");
+            }
+            Err(e) => tracing::error!(error = %e, "checkpoint failed"),
+        };
+        if sync {
+            job();
+        } else {
+            self.writer = Some(std::thread::spawn(job));
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(previous) = self.writer.take() {
+            let _ = previous.join();
+        }
+        self.checkpoint(true);
+        self.evaluate();
+        let round = self.peer.round();
+        println!("checkpoint round={round}");
+        let now = self.now();
+        let out = self.peer.handle(now, Input::Shutdown);
+        self.act(out).await;
+        self.update_status();
+        let _ = self.outbox.send(Outbound::Stopped).await;
+        self.stopped = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reject_labels_are_kebab_case_variant_names() {
+        assert_eq!(
+            reason_label(&RejectReason::WrongDimension {
+                expected: 1,
+                got: 2
+            }),
+            "wrong-dimension"
+        );
+        assert_eq!(reason_label(&RejectReason::RateLimited), "rate-limited");
+    }
+}

@@ -1,0 +1,176 @@
+//! murmur's own libp2p protocol, `/murmur/gossip/1`: one length-delimited postcard frame per
+//! request-response stream, with a hard cap on the frame size checked before allocating.
+//!
+//! A frame is a [`Wire`] envelope: either a neighbour selection (the live topology is agreed
+//! edge by edge: an edge is up only when both ends selected each other) or an opaque
+//! `murmur-gossip` message for the sans-IO peer. The response is an empty acknowledgement, so
+//! a sender learns about failures (counted) without waiting on the receiver's processing.
+
+use std::io;
+
+use libp2p::StreamProtocol;
+use libp2p::futures::{AsyncReadExt, AsyncWriteExt};
+use serde::{Deserialize, Serialize};
+
+/// The protocol name every murmur daemon speaks.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/murmur/gossip/1");
+
+/// Bytes of the length prefix (u32, big endian).
+const LEN_BYTES: usize = 4;
+
+/// One frame on `/murmur/gossip/1`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Wire {
+    /// "I (do not) want you as a neighbour": sent whenever the sender's choice changes and
+    /// again on every new connection.
+    Select(bool),
+    /// A `murmur_gossip::message::Message` frame, passed to the peer unchanged.
+    Gossip(Vec<u8>),
+}
+
+impl Wire {
+    /// postcard bytes of the envelope.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("a Wire envelope always serializes")
+    }
+
+    /// Strict decoding: no trailing bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        let (wire, rest) = postcard::take_from_bytes(bytes)?;
+        if rest.is_empty() {
+            Ok(wire)
+        } else {
+            Err(postcard::Error::DeserializeUnexpectedEnd)
+        }
+    }
+}
+
+/// Request-response codec: `u32` length + payload for requests, nothing for responses.
+#[derive(Clone, Debug)]
+pub struct FrameCodec {
+    /// Largest payload accepted; longer frames fail the stream before any allocation.
+    pub max_frame_bytes: usize,
+}
+
+/// Reads one length-delimited frame of at most `max` bytes.
+pub async fn read_frame<T>(io: &mut T, max: usize) -> io::Result<Vec<u8>>
+where
+    T: libp2p::futures::AsyncRead + Unpin + Send,
+{
+    let mut len = [0u8; LEN_BYTES];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            FrameTooLarge { len, max },
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+/// Writes one length-delimited frame.
+pub async fn write_frame<T>(io: &mut T, bytes: &[u8]) -> io::Result<()>
+where
+    T: libp2p::futures::AsyncWrite + Unpin + Send,
+{
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame over 4 GiB"))?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.flush().await
+}
+
+/// A frame longer than the configured cap (the stream is dropped, the sender counted).
+#[derive(Debug, thiserror::Error)]
+#[error("frame of {len} bytes exceeds the {max}-byte cap")]
+pub struct FrameTooLarge {
+    /// Announced length.
+    pub len: usize,
+    /// Cap.
+    pub max: usize,
+}
+
+impl libp2p::request_response::Codec for FrameCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = ();
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: libp2p::futures::AsyncRead + Unpin + Send,
+    {
+        read_frame(io, self.max_frame_bytes).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, _: &mut T) -> io::Result<()>
+    where
+        T: libp2p::futures::AsyncRead + Unpin + Send,
+    {
+        Ok(())
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: libp2p::futures::AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &req).await
+    }
+
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, _: ()) -> io::Result<()>
+    where
+        T: libp2p::futures::AsyncWrite + Unpin + Send,
+    {
+        io.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libp2p::futures::executor::block_on;
+    use libp2p::futures::io::Cursor;
+
+    #[test]
+    fn frames_round_trip_and_oversized_frames_fail_before_allocation() {
+        let wire = Wire::Gossip(vec![7; 300]);
+        let mut buf = Cursor::new(Vec::new());
+        block_on(write_frame(&mut buf, &wire.encode())).unwrap();
+        let bytes = buf.into_inner();
+        let back = block_on(read_frame(&mut Cursor::new(bytes.clone()), 1024)).unwrap();
+        assert_eq!(Wire::decode(&back).unwrap(), wire);
+
+        let err = block_on(read_frame(&mut Cursor::new(bytes), 100)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(
+            err.to_string().contains("exceeds the 100-byte cap"),
+            "{err}"
+        );
+
+        // A length field inflated to 4 GiB with no payload behind it: rejected by the cap.
+        let err = block_on(read_frame(&mut Cursor::new(vec![0xff; 4]), 1 << 20)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn envelopes_round_trip_and_trailing_bytes_are_rejected() {
+        for wire in [
+            Wire::Select(true),
+            Wire::Select(false),
+            Wire::Gossip(vec![]),
+        ] {
+            assert_eq!(Wire::decode(&wire.encode()).unwrap(), wire);
+        }
+        let mut bytes = Wire::Select(true).encode();
+        bytes.push(0);
+        assert!(Wire::decode(&bytes).is_err());
+        assert!(Wire::decode(&[9, 9, 9]).is_err());
+    }
+}
