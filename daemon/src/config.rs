@@ -200,7 +200,7 @@ impl Default for GossipConfig {
         GossipConfig {
             algorithm: "choco".to_string(),
             codec: "threshold:0.01".to_string(),
-            gamma: 0.1,
+            gamma: 0.05,
             local_steps: p.local_steps,
             mode: "round-tagged".to_string(),
             round_timeout_ms: 1_000,

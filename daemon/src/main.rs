@@ -234,7 +234,7 @@ struct DemoArgs {
     #[arg(long, default_value_t = 8)]
     peers: usize,
     /// Rounds each daemon trains.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 1000)]
     rounds: u64,
     /// Working directory (default: a temporary one, removed afterwards).
     #[arg(long)]
