@@ -171,6 +171,9 @@ impl Experiment {
                 if let Some(s) = spec {
                     for (k, v) in &s.set {
                         set_dotted(&mut t, k, v.clone());
+                        if !v.is_table() {
+                            params.insert(k.clone(), value_text(v));
+                        }
                     }
                     params.insert("variant".to_string(), s.name.clone());
                     parts.push(s.name.clone());
