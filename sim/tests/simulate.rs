@@ -179,3 +179,32 @@ fn measured_consensus_rate_matches_one_minus_spectral_gap() {
         );
     }
 }
+
+#[test]
+fn committed_scenarios_and_experiments_parse() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut scenarios = 0;
+    for entry in std::fs::read_dir(format!("{root}/examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let t: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            Scenario::from_table(t).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            scenarios += 1;
+        }
+    }
+    let mut experiments = 0;
+    for entry in std::fs::read_dir(format!("{root}/experiments")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let t: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let e = murmur_sim::experiment::Experiment::from_table(t, &toml::Table::new())
+                .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            assert!(!e.variants.is_empty());
+            experiments += 1;
+        }
+    }
+    assert!(
+        scenarios >= 2 && experiments >= 6,
+        "{scenarios} scenarios, {experiments} experiments"
+    );
+}
