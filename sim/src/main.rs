@@ -126,6 +126,9 @@ struct TopologyArgs {
     /// Seed of random families.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Report format: text, dot or json (from murmur-topology's describe).
+    #[arg(long, default_value = "text")]
+    format: String,
 }
 
 fn main() {
@@ -276,55 +279,44 @@ fn sweep(args: SweepArgs) -> anyhow::Result<()> {
 }
 
 fn topology(args: &TopologyArgs) -> anyhow::Result<()> {
+    let spec: murmur_topology::TopologySpec = args
+        .spec
+        .parse()
+        .map_err(|e| anyhow::anyhow!("topology {:?}: {e}", args.spec))?;
+    let format: murmur_topology::Format = args
+        .format
+        .parse()
+        .map_err(|e| anyhow::anyhow!("format: {e}"))?;
+    let report = murmur_topology::describe_as(&spec, args.n, args.seed, format)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{}", report.trim_end());
+    if format != murmur_topology::Format::Text {
+        return Ok(());
+    }
     let comm = topo::build(&args.spec, args.n, args.seed)?;
-    println!(
-        "topology {} n={} edges={}",
-        args.spec,
-        args.n,
-        comm.edges.len()
-    );
     match comm.schedule.static_graph() {
         Some(g) => {
             let w = murmur_topology::MixingMatrix::metropolis_hastings(g);
-            for i in 0..g.n() {
-                let row: Vec<String> = w
-                    .row(i)
-                    .iter()
-                    .map(|(j, x)| format!("{j}:{x:.4}"))
-                    .collect();
-                println!("  {i:>5} self={:.4} -> {}", w.self_weight(i), row.join(" "));
-            }
-            let degrees: Vec<usize> = (0..g.n()).map(|i| g.degree(i)).collect();
             let gap = w.spectral_gap().map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
                 "summary: n={} edges={} min_degree={} max_degree={} spectral_gap={gap:.6} one_minus_gap={:.6} connected={}",
                 g.n(),
                 g.edge_count(),
-                degrees.iter().min().copied().unwrap_or(0),
-                degrees.iter().max().copied().unwrap_or(0),
+                g.min_degree(),
+                g.max_degree(),
                 1.0 - gap,
                 g.is_connected()
             );
         }
-        None => {
-            let period = comm.schedule.period();
-            for t in 0..period.unwrap_or(1).min(8) {
-                let r = comm.schedule.round(t);
-                let arcs: Vec<String> = r
-                    .targets
-                    .arcs()
-                    .take(32)
-                    .map(|(a, b)| format!("{a}->{b}"))
-                    .collect();
-                println!("  round {t}: {}", arcs.join(" "));
-            }
-            println!(
-                "summary: n={} time_varying=true period={} union_edges={}",
-                args.n,
-                period.map_or("none".into(), |p| p.to_string()),
-                comm.edges.len()
-            );
-        }
+        None => println!(
+            "summary: n={} time_varying={} period={} union_edges={}",
+            args.n,
+            comm.schedule.is_time_varying(),
+            comm.schedule
+                .period()
+                .map_or("none".into(), |p| p.to_string()),
+            comm.edges.len()
+        ),
     }
     Ok(())
 }
