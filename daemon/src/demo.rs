@@ -95,6 +95,17 @@ impl Node {
         Ok(serde_json::from_str(&body)?)
     }
 
+    /// Bytes libp2p wrote to the network (every transport, with stream negotiation, noise
+    /// and yamux framing), from the node's Prometheus metrics.
+    pub fn wire_bytes_out(&self) -> Result<u64> {
+        let text = http::get(&self.http, "/metrics", Duration::from_secs(5))?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with("libp2p_bandwidth_bytes_total") && l.contains("Outbound"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64)
+    }
+
     /// The node's current model.
     pub fn model(&self) -> Result<Vec<f32>> {
         let body = http::get(&self.http, "/model", Duration::from_secs(5))?;
@@ -197,6 +208,8 @@ pub struct SwarmReport {
     pub clean_exits: usize,
     /// Wall time from the first start to the last node done.
     pub train_secs: f64,
+    /// Bytes libp2p wrote in total (all nodes, transport framing included).
+    pub wire_bytes: u64,
 }
 
 impl SwarmReport {
@@ -218,6 +231,12 @@ impl SwarmReport {
         let dense: u64 = self.statuses.iter().map(|s| s.dense_update_bytes).sum();
         let sent: u64 = self.statuses.iter().map(|s| s.bytes_sent).sum();
         dense as f64 / sent.max(1) as f64
+    }
+
+    /// Dense-equivalent bytes of the updates over the bytes libp2p actually wrote.
+    pub fn wire_saved(&self) -> f64 {
+        let dense: u64 = self.statuses.iter().map(|s| s.dense_update_bytes).sum();
+        dense as f64 / self.wire_bytes.max(1) as f64
     }
 
     /// Mean share of the training thread's time spent waiting on the network.
@@ -324,6 +343,10 @@ pub fn run_swarm(
     };
     let train_secs = start.elapsed().as_secs_f64();
     let models: Vec<Vec<f32>> = nodes.iter().map(|n| n.model()).collect::<Result<_>>()?;
+    let wire_bytes = nodes
+        .iter()
+        .map(|n| n.wire_bytes_out())
+        .sum::<Result<u64>>()?;
     let mut clean_exits = 0;
     for node in &mut nodes {
         if node.stop(Duration::from_secs(10))? {
@@ -338,6 +361,7 @@ pub fn run_swarm(
         consensus: consensus(&models),
         clean_exits,
         train_secs,
+        wire_bytes,
     })
 }
 
@@ -391,6 +415,12 @@ pub fn print_report(report: &SwarmReport, wall: f64) {
         report.bytes_saved()
     );
     println!(
+        "wire: {} written by libp2p in total (stream negotiation, noise and yamux framing \
+         included): {:.1}x fewer than the dense updates alone",
+        bytes(report.wire_bytes),
+        report.wire_saved()
+    );
+    println!(
         "round time: {:.1}% local compute, {:.1}% waiting on the network (mean over peers)",
         100.0 * report.compute_share(),
         100.0 * report.wait_share()
@@ -402,11 +432,12 @@ pub fn print_report(report: &SwarmReport, wall: f64) {
         report.train_secs
     );
     println!(
-        "summary: peers={} worst_accuracy={:.4} consensus={:.6} bytes_saved={:.1} wait_share={:.3} compute_share={:.3} seconds={:.1}",
+        "summary: peers={} worst_accuracy={:.4} consensus={:.6} bytes_saved={:.1} wire_saved={:.1} wait_share={:.3} compute_share={:.3} seconds={:.1}",
         report.statuses.len(),
         report.worst_accuracy(),
         report.relative_consensus(),
         report.bytes_saved(),
+        report.wire_saved(),
         report.wait_share(),
         report.compute_share(),
         wall
