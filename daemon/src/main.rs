@@ -307,7 +307,7 @@ fn main() -> Result<()> {
         }
         Command::Bench(args) => bench(&args),
         Command::Config => {
-            print!("{}", toml::to_string(&Config::default())?);
+            print!("{}", annotated_default_config()?);
             Ok(())
         }
         Command::Psk { out } => {
@@ -322,6 +322,46 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The default configuration as TOML, with the optional keys (unset by default) shown as
+/// comments under their tables.
+fn annotated_default_config() -> Result<String> {
+    let optional = [
+        (
+            "[node]\n",
+            "# identity_file = \"murmur-data/identity.key\"  # default: <data_dir>/identity.key\n",
+        ),
+        (
+            "[access]\n",
+            "# psk_file = \"swarm.key\"  # private network: only key holders connect\n",
+        ),
+        (
+            "[gossip]\n",
+            "# clip_radius = 1.0  # clipped gossip (robust to hostile neighbours)\n# max_message_bytes = 1048576  # default: 8 x dim + 4096\n",
+        ),
+        (
+            "[run]\n",
+            "# max_rounds = 1000  # stop training (keep serving); default: train until stopped\n",
+        ),
+        (
+            "[checkpoint]\n",
+            "# dir = \"murmur-data/checkpoints\"  # default: <data_dir>/checkpoints\n",
+        ),
+    ];
+    let mut text = toml::to_string(&Config::default())?;
+    for (table, comment) in optional {
+        if let Some(at) = text.find(table) {
+            text.insert_str(at + table.len(), comment);
+        }
+    }
+    // The result must still parse to the defaults.
+    let back: Config = toml::from_str(&text)?;
+    debug_assert_eq!(
+        toml::to_string(&back)?,
+        toml::to_string(&Config::default())?
+    );
+    Ok(text)
 }
 
 fn print_status(s: &murmur_daemon::status::Status) {
