@@ -324,6 +324,7 @@ impl Engine {
             config.network.clone(),
             n,
             ChaCha8Rng::seed_from_u64(derive(config.seed, 13)),
+            derive(config.seed, 15),
         );
         let mut engine = Engine {
             churn_rng: ChaCha8Rng::seed_from_u64(derive(config.seed, 14)),
@@ -462,7 +463,8 @@ impl Engine {
                             continue;
                         }
                         if let Fate::Deliver(at) =
-                            self.network.transmit(i as usize, bytes.len(), now)
+                            self.network
+                                .transmit_to(i as usize, to as usize, bytes.len(), now)
                         {
                             let inc = self.slots[to as usize].incarnation;
                             self.push(
@@ -786,7 +788,7 @@ impl Engine {
     /// depend on the number of threads. (An evaluation tick triggered inside the window may
     /// see such a peer's model one compute ahead.)
     fn compute_batch(&mut self, first: u32, first_inc: u32, first_seq: u64) {
-        let lookahead = self.network.config().latency.min_micros();
+        let lookahead = self.network.config().min_delay_micros();
         let horizon = self.now + lookahead;
         let mut batch = vec![(first, first_inc, self.now, first_seq)];
         let mut in_batch = BTreeSet::from([first]);

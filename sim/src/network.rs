@@ -5,7 +5,7 @@
 //! All randomness comes from one seeded generator that is only touched while the engine
 //! applies events in their fixed order, so the same seed gives the same deliveries.
 
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal, Normal};
 use serde::{Deserialize, Serialize};
@@ -131,6 +131,9 @@ impl LatencyDist {
 pub struct NetworkConfig {
     /// Propagation delay per frame.
     pub latency: LatencyDist,
+    /// σ of a fixed per-link log-normal factor on every delay of that link (peers far apart
+    /// stay far apart), clamped to [1/4, 4]; 0: all links alike.
+    pub link_spread: f64,
     /// Uplink bandwidth of every peer in megabits per second; 0: infinite.
     pub bandwidth_mbps: f64,
     /// Probability that a frame is lost.
@@ -147,6 +150,7 @@ impl Default for NetworkConfig {
     fn default() -> Self {
         NetworkConfig {
             latency: LatencyDist::default(),
+            link_spread: 0.0,
             bandwidth_mbps: 0.0,
             loss: 0.0,
             reorder: 0.0,
@@ -167,10 +171,23 @@ impl NetworkConfig {
         if !(self.bandwidth_mbps.is_finite() && self.bandwidth_mbps >= 0.0) {
             return Err("network.bandwidth_mbps must be >= 0".into());
         }
+        if !(self.link_spread.is_finite() && self.link_spread >= 0.0) {
+            return Err("network.link_spread must be >= 0".into());
+        }
         if !(self.reorder_ms >= 0.0 && self.detect_ms >= 0.0) {
             return Err("network.reorder_ms and network.detect_ms must be >= 0".into());
         }
         Ok(())
+    }
+
+    /// Smallest delay any link can produce, microseconds (the engine's lookahead).
+    pub fn min_delay_micros(&self) -> Micros {
+        let floor = self.latency.min_micros();
+        if self.link_spread > 0.0 {
+            floor / 4
+        } else {
+            floor
+        }
     }
 
     /// Detection delay in microseconds.
@@ -209,6 +226,7 @@ pub struct NetworkStats {
 #[derive(Debug)]
 pub struct Network {
     config: NetworkConfig,
+    link_seed: u64,
     uplink_free_at: Vec<Micros>,
     rng: ChaCha8Rng,
     /// What happened so far.
@@ -216,9 +234,11 @@ pub struct Network {
 }
 
 impl Network {
-    /// A network over `peers` peers.
-    pub fn new(config: NetworkConfig, peers: usize, rng: ChaCha8Rng) -> Self {
+    /// A network over `peers` peers; `rng` draws losses and delays, `link_seed` fixes the
+    /// per-link delay factors.
+    pub fn new(config: NetworkConfig, peers: usize, rng: ChaCha8Rng, link_seed: u64) -> Self {
         Network {
+            link_seed,
             config,
             uplink_free_at: vec![0; peers],
             rng,
@@ -231,9 +251,31 @@ impl Network {
         &self.config
     }
 
+    /// The fixed delay factor of the link a–b (symmetric, from the seed).
+    pub fn link_factor(&self, a: usize, b: usize) -> f64 {
+        if self.config.link_spread <= 0.0 {
+            return 1.0;
+        }
+        let (lo, hi) = (a.min(b) as u64, a.max(b) as u64);
+        let mut rng = ChaCha8Rng::seed_from_u64(self.link_seed ^ (lo << 32 | hi));
+        let d = LogNormal::new(0.0, self.config.link_spread).expect("spread >= 0");
+        d.sample(&mut rng).clamp(0.25, 4.0)
+    }
+
+    /// Sends `len` bytes from `from` to `to` at `now` (see [`Network::transmit`]), with the
+    /// link's fixed delay factor.
+    pub fn transmit_to(&mut self, from: usize, to: usize, len: usize, now: Micros) -> Fate {
+        let factor = self.link_factor(from, to);
+        self.send(from, len, now, factor)
+    }
+
     /// Sends `len` bytes from `from` at `now`: the frame waits for the sender's uplink, is
-    /// serialised at the uplink bandwidth, then propagates.
+    /// serialised at the uplink bandwidth, then propagates (no per-link factor).
     pub fn transmit(&mut self, from: usize, len: usize, now: Micros) -> Fate {
+        self.send(from, len, now, 1.0)
+    }
+
+    fn send(&mut self, from: usize, len: usize, now: Micros, factor: f64) -> Fate {
         self.stats.frames += 1;
         self.stats.bytes += len as u64;
         let start = now.max(self.uplink_free_at[from]);
@@ -249,7 +291,13 @@ impl Network {
             self.stats.lost += 1;
             return Fate::Lost;
         }
-        let mut at = sent + self.config.latency.sample(&mut self.rng);
+        let delay = self.config.latency.sample(&mut self.rng);
+        let delay = if factor == 1.0 {
+            delay
+        } else {
+            (delay as f64 * factor).round() as Micros
+        };
+        let mut at = sent + delay;
         if self.config.reorder > 0.0 && self.rng.random_bool(self.config.reorder) {
             self.stats.reordered += 1;
             at += (self.rng.random_range(0.0..=self.config.reorder_ms.max(0.0)) * 1000.0) as Micros;
@@ -266,7 +314,6 @@ impl Network {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
 
     #[test]
     fn bandwidth_serialises_frames_from_one_sender() {
@@ -275,7 +322,7 @@ mod tests {
             bandwidth_mbps: 8.0, // 1 byte per microsecond
             ..NetworkConfig::default()
         };
-        let mut net = Network::new(config, 2, ChaCha8Rng::seed_from_u64(1));
+        let mut net = Network::new(config, 2, ChaCha8Rng::seed_from_u64(1), 0);
         assert_eq!(net.transmit(0, 1000, 0), Fate::Deliver(2000));
         // Queued behind the first frame on the same uplink.
         assert_eq!(net.transmit(0, 1000, 0), Fate::Deliver(3000));
@@ -284,12 +331,34 @@ mod tests {
     }
 
     #[test]
+    fn link_factors_are_fixed_symmetric_and_bounded() {
+        let config = NetworkConfig {
+            latency: LatencyDist::Constant { ms: 10.0 },
+            link_spread: 1.0,
+            ..NetworkConfig::default()
+        };
+        let mut net = Network::new(config, 8, ChaCha8Rng::seed_from_u64(5), 9);
+        let f = net.link_factor(2, 5);
+        assert_eq!(f, net.link_factor(5, 2));
+        assert!((0.25..=4.0).contains(&f));
+        assert_ne!(net.link_factor(0, 1), net.link_factor(0, 2));
+        // A constant 10 ms scaled by the link's factor, the same for every frame.
+        let expected = (10_000.0 * f).round() as Micros;
+        assert_eq!(net.transmit_to(2, 5, 10, 0), Fate::Deliver(expected));
+        assert_eq!(
+            net.transmit_to(5, 2, 10, 100),
+            Fate::Deliver(100 + expected)
+        );
+        assert!(net.config().min_delay_micros() <= expected);
+    }
+
+    #[test]
     fn loss_rate_is_close_to_configured() {
         let config = NetworkConfig {
             loss: 0.2,
             ..NetworkConfig::default()
         };
-        let mut net = Network::new(config, 1, ChaCha8Rng::seed_from_u64(7));
+        let mut net = Network::new(config, 1, ChaCha8Rng::seed_from_u64(7), 0);
         let lost = (0..20_000)
             .filter(|_| net.transmit(0, 10, 0) == Fate::Lost)
             .count();
