@@ -173,11 +173,48 @@ struct Slot {
     retired_rejected: u64,
     /// Reached the round limit: no more compute.
     parked: bool,
+    /// While a compute that ran early (in a parallel batch) waits for its place in the
+    /// order: what the peer looked like before it, which is what metrics must see until then.
+    ahead: Option<Ahead>,
+}
+
+#[derive(Debug)]
+struct Ahead {
+    model: Vec<f32>,
+    round: u64,
+    stats: PeerStats,
 }
 
 impl Slot {
     fn honest_live(&self) -> bool {
         self.status == Status::Live && self.attacker.is_none() && self.peer.is_some()
+    }
+
+    /// The peer's round as of the engine's clock.
+    fn round(&self) -> u64 {
+        match (&self.ahead, &self.peer) {
+            (Some(a), _) => a.round,
+            (None, Some(p)) => p.round(),
+            (None, None) => 0,
+        }
+    }
+
+    /// The peer's model as of the engine's clock.
+    fn model(&self) -> Option<&[f32]> {
+        match (&self.ahead, &self.peer) {
+            (Some(a), _) => Some(&a.model),
+            (None, Some(p)) => p.model().as_slice(),
+            (None, None) => None,
+        }
+    }
+
+    /// The peer's counters as of the engine's clock.
+    fn stats(&self) -> Option<&PeerStats> {
+        match (&self.ahead, &self.peer) {
+            (Some(a), _) => Some(&a.stats),
+            (None, Some(p)) => Some(p.stats()),
+            (None, None) => None,
+        }
     }
 }
 
@@ -318,6 +355,7 @@ impl Engine {
                 retired: PeerStats::default(),
                 retired_rejected: 0,
                 parked: false,
+                ahead: None,
             })
             .collect();
         let network = Network::new(
@@ -668,17 +706,17 @@ impl Engine {
         self.slots
             .iter()
             .filter(|s| s.honest_live())
-            .map(|s| s.peer.as_ref().map_or(0, |p| p.round()))
+            .map(Slot::round)
             .min()
     }
 
     fn all_parked(&self) -> bool {
         self.config.rounds > 0
-            && self.slots.iter().filter(|s| s.honest_live()).all(|s| {
-                s.peer
-                    .as_ref()
-                    .is_some_and(|p| p.round() >= self.config.rounds)
-            })
+            && self
+                .slots
+                .iter()
+                .filter(|s| s.honest_live())
+                .all(|s| s.round() >= self.config.rounds)
     }
 
     /// Runs to the end (round limit, duration or an empty event queue); returns the report.
@@ -719,7 +757,8 @@ impl Engine {
             match entry.ev {
                 Ev::Compute { peer, inc } => self.compute_batch(peer, inc, entry.seq),
                 Ev::Computed { peer, inc, outputs } => {
-                    let s = &self.slots[peer as usize];
+                    let s = &mut self.slots[peer as usize];
+                    s.ahead = None;
                     if s.incarnation == inc && s.status == Status::Live {
                         self.apply(peer, outputs);
                     }
@@ -785,8 +824,8 @@ impl Engine {
     /// partition, link or evaluation event in between. Their `handle` calls run in parallel
     /// (each touches only its own peer); their outputs go back into the heap at the original
     /// (time, sequence) slots and are applied when those come up, so the outcome does not
-    /// depend on the number of threads. (An evaluation tick triggered inside the window may
-    /// see such a peer's model one compute ahead.)
+    /// depend on the number of threads. Until then metrics see the peer as it was before the
+    /// compute (model, round and counters are kept aside), so they match a one-by-one run.
     fn compute_batch(&mut self, first: u32, first_inc: u32, first_seq: u64) {
         let lookahead = self.network.config().min_delay_micros();
         let horizon = self.now + lookahead;
@@ -849,6 +888,11 @@ impl Engine {
             .filter_map(|(i, slot)| {
                 let at = due[i]?;
                 let peer = slot.peer.as_mut().expect("filtered on live peers");
+                slot.ahead = Some(Ahead {
+                    model: peer.model().to_vec(),
+                    round: peer.round(),
+                    stats: peer.stats().clone(),
+                });
                 Some((i as u32, peer.handle(at, Input::ComputeGranted)))
             })
             .collect();
@@ -883,9 +927,9 @@ impl Engine {
         for s in &self.slots {
             let mut st = s.retired.clone();
             let mut rejected = s.retired_rejected;
-            if let Some(p) = &s.peer {
-                add_stats(&mut st, p.stats());
-                rejected += p.stats().rejected.total();
+            if let Some(now_stats) = s.stats() {
+                add_stats(&mut st, now_stats);
+                rejected += now_stats.rejected.total();
             }
             per_peer_bytes.push(st.bytes_sent);
             row.bytes += st.bytes_sent;
@@ -912,13 +956,13 @@ impl Engine {
         let mut min_round = u64::MAX;
         for &i in &honest {
             let s = &self.slots[i];
-            let p = s.peer.as_ref().expect("honest_live");
-            for (m, x) in mean.iter_mut().zip(p.model().iter()) {
+            let model = s.model().expect("honest_live");
+            for (m, x) in mean.iter_mut().zip(model) {
                 *m += f64::from(*x);
             }
-            rounds += p.round();
-            min_round = min_round.min(p.round());
-            steps += p.stats().local_steps + s.retired.local_steps;
+            rounds += s.round();
+            min_round = min_round.min(s.round());
+            steps += s.stats().map_or(0, |st| st.local_steps) + s.retired.local_steps;
             if s.last_loss.is_finite() {
                 loss += f64::from(s.last_loss);
                 loss_n += 1;
@@ -958,14 +1002,14 @@ impl Engine {
             .enumerate()
             .filter(|(_, s)| s.honest_live())
             .map(|(i, s)| {
-                let p = s.peer.as_ref().expect("honest_live");
-                let dist: f64 = p
-                    .model()
+                let model = s.model().expect("honest_live");
+                let dist: f64 = model
                     .iter()
                     .zip(mean_ref)
                     .map(|(x, m)| (f64::from(*x) - m).powi(2))
                     .sum();
-                let eval = sample.contains(&i).then(|| p.evaluate());
+                let learner = s.peer.as_ref().expect("honest_live").learner();
+                let eval = sample.contains(&i).then(|| learner.evaluate(model));
                 (dist, eval)
             })
             .collect();
