@@ -29,7 +29,6 @@ use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::metrics::Recorder;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
-use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
@@ -42,7 +41,7 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::status::{Metrics, SharedStatus};
 use crate::trainer::{Event, Inbox, Outbound};
-use crate::wire::{FrameCodec, PROTOCOL, Wire};
+use crate::wire::{PROTOCOL, Wire, read_frame, write_frame};
 use murmur_topology::NeighbourRule;
 
 /// Kademlia protocol of murmur's own DHT (kept apart from the public IPFS DHT).
@@ -50,6 +49,12 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/murmur/kad/1.0.0"
 
 /// Gossip frames kept per peer while its edge is being agreed.
 const EARLY_FRAMES: usize = 64;
+
+/// Frames queued per peer for its writer task (past it frames are dropped and counted).
+const OUTBOUND_FRAMES: usize = 1024;
+
+/// Frames read from all streams and not yet handled (readers wait past it).
+const INBOUND_FRAMES: usize = 4096;
 
 /// Every behaviour of a murmur node.
 #[derive(NetworkBehaviour)]
@@ -61,7 +66,7 @@ pub struct Behaviour {
     ping: ping::Behaviour,
     kad: kad::Behaviour<MemoryStore>,
     mdns: Toggle<mdns::tokio::Behaviour>,
-    gossip: request_response::Behaviour<FrameCodec>,
+    stream: libp2p_stream::Behaviour,
 }
 
 fn behaviour(key: &Keypair, config: &Config) -> Result<Behaviour> {
@@ -91,15 +96,6 @@ fn behaviour(key: &Keypair, config: &Config) -> Result<Behaviour> {
     } else {
         None
     };
-    let gossip = request_response::Behaviour::with_codec(
-        FrameCodec {
-            max_frame_bytes: config.access.max_frame_bytes,
-        },
-        [(PROTOCOL, ProtocolSupport::Full)],
-        request_response::Config::default()
-            .with_request_timeout(Duration::from_secs(10))
-            .with_max_concurrent_streams(256),
-    );
     Ok(Behaviour {
         limits: connection_limits::Behaviour::new(limits),
         allow: allow.into(),
@@ -110,7 +106,7 @@ fn behaviour(key: &Keypair, config: &Config) -> Result<Behaviour> {
         ping: ping::Behaviour::default(),
         kad,
         mdns: mdns.into(),
-        gossip,
+        stream: libp2p_stream::Behaviour::new(),
     })
 }
 
@@ -213,7 +209,12 @@ pub struct Net {
     libp2p_metrics: libp2p::metrics::Metrics,
     metrics: Metrics,
     status: SharedStatus,
-    outstanding: usize,
+    control: libp2p_stream::Control,
+    incoming: libp2p_stream::IncomingStreams,
+    writers: HashMap<PeerId, mpsc::Sender<Vec<u8>>>,
+    writer_tasks: tokio::task::JoinSet<()>,
+    inbound_tx: mpsc::Sender<(PeerId, std::io::Result<Vec<u8>>)>,
+    inbound_rx: mpsc::Receiver<(PeerId, std::io::Result<Vec<u8>>)>,
     listen: Vec<Multiaddr>,
     node_file: PathBuf,
     http: Option<String>,
@@ -243,6 +244,11 @@ impl Net {
         http: Option<String>,
     ) -> Self {
         let me = *swarm.local_peer_id();
+        let mut control = swarm.behaviour().stream.new_control();
+        let incoming = control
+            .accept(PROTOCOL)
+            .expect("the gossip protocol is registered once");
+        let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_FRAMES);
         Net {
             swarm,
             me,
@@ -266,7 +272,12 @@ impl Net {
             libp2p_metrics,
             metrics,
             status,
-            outstanding: 0,
+            control,
+            incoming,
+            writers: HashMap::new(),
+            writer_tasks: tokio::task::JoinSet::new(),
+            inbound_tx,
+            inbound_rx,
             listen: Vec::new(),
             node_file: config.node.data_dir.join("node.json"),
             http,
@@ -313,15 +324,24 @@ impl Net {
         let mut flush_deadline: Option<Instant> = None;
         loop {
             if let Some(deadline) = flush_deadline
-                && (self.outstanding == 0 || Instant::now() >= deadline)
+                && (self.writer_tasks.is_empty() || Instant::now() >= deadline)
             {
                 return Exit::Clean;
             }
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm(event),
+                Some((peer, stream)) = self.incoming.next() => self.spawn_reader(peer, stream),
+                Some((peer, frame)) = self.inbound_rx.recv() => match frame {
+                    Ok(frame) => self.on_frame(peer, frame),
+                    Err(_) => self.reject("frame-too-large"),
+                },
+                Some(_) = self.writer_tasks.join_next(), if !self.writer_tasks.is_empty() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)), if flush_deadline.is_some() => {}
                 out = self.outbox.recv() => match out {
                     Some(Outbound::Send(to, bytes)) => self.send_gossip(to, bytes),
                     Some(Outbound::Stopped) => {
+                        // Writers drain their queues (goodbyes included), then finish.
+                        self.writers.clear();
                         flush_deadline = Some(Instant::now() + Duration::from_secs(2));
                     }
                     None => return if stopping { Exit::Clean } else { Exit::TrainerGone },
@@ -377,11 +397,78 @@ impl Net {
     }
 
     fn send_wire(&mut self, to: PeerId, wire: &Wire) {
-        self.swarm
-            .behaviour_mut()
-            .gossip
-            .send_request(&to, wire.encode());
-        self.outstanding += 1;
+        let mut frame = wire.encode();
+        // A writer whose stream died is replaced once (it reopens the stream, dialling if
+        // needed); a full queue drops the frame, which the gossip protocol repairs.
+        for _ in 0..2 {
+            let writer = match self.writers.get(&to) {
+                Some(w) => w.clone(),
+                None => {
+                    let w = self.spawn_writer(to);
+                    self.writers.insert(to, w.clone());
+                    w
+                }
+            };
+            match writer.try_send(frame) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.reject("outbox-full");
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(back)) => {
+                    self.writers.remove(&to);
+                    frame = back;
+                }
+            }
+        }
+    }
+
+    /// A task owning the outbound stream to `peer`: opens it, then writes queued frames in
+    /// order until the queue is dropped or the stream fails.
+    fn spawn_writer(&mut self, peer: PeerId) -> mpsc::Sender<Vec<u8>> {
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(OUTBOUND_FRAMES);
+        let mut control = self.control.clone();
+        self.writer_tasks.spawn(async move {
+            let mut stream = match control.open_stream(peer, PROTOCOL).await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "cannot open a gossip stream");
+                    return;
+                }
+            };
+            while let Some(frame) = rx.recv().await {
+                if let Err(e) = write_frame(&mut stream, &frame).await {
+                    tracing::debug!(%peer, error = %e, "gossip stream closed");
+                    return;
+                }
+            }
+            let _ = libp2p::futures::AsyncWriteExt::close(&mut stream).await;
+        });
+        tx
+    }
+
+    /// A task reading frames from one inbound stream into the event loop.
+    fn spawn_reader(&mut self, peer: PeerId, mut stream: libp2p::Stream) {
+        let tx = self.inbound_tx.clone();
+        let max = self.access.max_frame_bytes;
+        tokio::spawn(async move {
+            loop {
+                match read_frame(&mut stream, max).await {
+                    Ok(frame) => {
+                        if tx.send((peer, Ok(frame))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        // Over the cap: counted; end of stream or reset: just gone.
+                        if e.kind() == std::io::ErrorKind::InvalidData {
+                            let _ = tx.send((peer, Err(e))).await;
+                        }
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     fn send_gossip(&mut self, to: PeerId, bytes: Vec<u8>) {
@@ -543,6 +630,7 @@ impl Net {
                 ..
             } => {
                 self.connected.remove(&peer_id);
+                self.writers.remove(&peer_id);
                 self.selected_me.remove(&peer_id);
                 self.early.remove(&peer_id);
                 self.buckets.remove(&peer_id);
@@ -613,55 +701,7 @@ impl Net {
                     let _ = self.swarm.dial(addr);
                 }
             }
-            BehaviourEvent::Gossip(event) => self.on_gossip(event),
             _ => {}
-        }
-    }
-
-    fn on_gossip(&mut self, event: request_response::Event<Vec<u8>, ()>) {
-        use request_response::{Event as E, Message as M};
-        match event {
-            E::Message {
-                peer,
-                message: M::Request {
-                    request, channel, ..
-                },
-                ..
-            } => {
-                let _ = self.swarm.behaviour_mut().gossip.send_response(channel, ());
-                self.on_frame(peer, request);
-            }
-            E::Message {
-                message: M::Response { .. },
-                ..
-            } => self.outstanding = self.outstanding.saturating_sub(1),
-            E::OutboundFailure { peer, error, .. } => {
-                self.outstanding = self.outstanding.saturating_sub(1);
-                tracing::debug!(%peer, %error, "gossip send failed");
-                if matches!(error, request_response::OutboundFailure::DialFailure)
-                    && !self.connected.contains(&peer)
-                {
-                    self.failed.insert(peer, Instant::now());
-                    self.remove_known(&peer);
-                }
-            }
-            E::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "inbound gossip frame failed");
-                let reason = match &error {
-                    request_response::InboundFailure::Io(e)
-                        if e.kind() == std::io::ErrorKind::InvalidData =>
-                    {
-                        "frame-too-large"
-                    }
-                    _ => "inbound-failure",
-                };
-                if reason == "frame-too-large"
-                    || !matches!(error, request_response::InboundFailure::ConnectionClosed)
-                {
-                    self.reject(reason);
-                }
-            }
-            E::ResponseSent { .. } => {}
         }
     }
 }

@@ -1,10 +1,11 @@
-//! murmur's own libp2p protocol, `/murmur/gossip/1`: one length-delimited postcard frame per
-//! request-response stream, with a hard cap on the frame size checked before allocating.
+//! murmur's own libp2p protocol, `/murmur/gossip/1`: one long-lived stream per peer and
+//! direction carrying length-delimited postcard frames (`u32` big-endian length, then the
+//! payload), with a hard cap on the frame size checked before allocating.
 //!
 //! A frame is a [`Wire`] envelope: either a neighbour selection (the live topology is agreed
 //! edge by edge: an edge is up only when both ends selected each other) or an opaque
-//! `murmur-gossip` message for the sans-IO peer. The response is an empty acknowledgement, so
-//! a sender learns about failures (counted) without waiting on the receiver's processing.
+//! `murmur-gossip` message for the sans-IO peer. Frames on a stream arrive in order, so the
+//! peer's sequence numbers rarely see a gap.
 
 use std::io;
 
@@ -45,13 +46,6 @@ impl Wire {
     }
 }
 
-/// Request-response codec: `u32` length + payload for requests, nothing for responses.
-#[derive(Clone, Debug)]
-pub struct FrameCodec {
-    /// Largest payload accepted; longer frames fail the stream before any allocation.
-    pub max_frame_bytes: usize,
-}
-
 /// Reads one length-delimited frame of at most `max` bytes.
 pub async fn read_frame<T>(io: &mut T, max: usize) -> io::Result<Vec<u8>>
 where
@@ -78,8 +72,11 @@ where
 {
     let len = u32::try_from(bytes.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame over 4 GiB"))?;
-    io.write_all(&len.to_be_bytes()).await?;
-    io.write_all(bytes).await?;
+    // One write: one yamux frame and one noise record per gossip frame.
+    let mut buf = Vec::with_capacity(LEN_BYTES + bytes.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(bytes);
+    io.write_all(&buf).await?;
     io.flush().await
 }
 
@@ -91,45 +88,6 @@ pub struct FrameTooLarge {
     pub len: usize,
     /// Cap.
     pub max: usize,
-}
-
-impl libp2p::request_response::Codec for FrameCodec {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = ();
-
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
-    where
-        T: libp2p::futures::AsyncRead + Unpin + Send,
-    {
-        read_frame(io, self.max_frame_bytes).await
-    }
-
-    async fn read_response<T>(&mut self, _: &StreamProtocol, _: &mut T) -> io::Result<()>
-    where
-        T: libp2p::futures::AsyncRead + Unpin + Send,
-    {
-        Ok(())
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: Vec<u8>,
-    ) -> io::Result<()>
-    where
-        T: libp2p::futures::AsyncWrite + Unpin + Send,
-    {
-        write_frame(io, &req).await
-    }
-
-    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, _: ()) -> io::Result<()>
-    where
-        T: libp2p::futures::AsyncWrite + Unpin + Send,
-    {
-        io.close().await
-    }
 }
 
 #[cfg(test)]

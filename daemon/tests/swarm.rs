@@ -1,7 +1,7 @@
 //! Four `murmur run` processes on loopback, bootstrap addresses only (mDNS off), train the
 //! digits shards: every peer reaches 90% test accuracy, the peers agree (consensus distance at
 //! most 1% of the squared norm of the mean model) and they send at least 50x fewer bytes than
-//! dense f32 updates would take. Every node exits cleanly on SIGTERM, leaving a checkpoint
+//! dense f32 updates would take (as gossip payload, and as every byte libp2p wrote). Every node exits cleanly on SIGTERM, leaving a checkpoint
 //! whose safetensors model is the model it served.
 
 mod common;
@@ -39,6 +39,12 @@ fn four_daemons_learn_digits_agree_and_send_50x_fewer_bytes_than_dense() {
     );
     let saved = report.bytes_saved();
     assert!(saved >= 50.0, "only {saved:.1}x fewer bytes than dense");
+    // Also on the wire: every byte libp2p wrote, all protocols and framing included.
+    let wire = report.wire_saved();
+    assert!(
+        wire >= 50.0,
+        "only {wire:.1}x fewer wire bytes than dense updates"
+    );
     assert_eq!(report.clean_exits, 4, "every node exits cleanly on SIGTERM");
 
     for i in 0..4 {
