@@ -208,3 +208,27 @@ fn committed_scenarios_and_experiments_parse() {
         "{scenarios} scenarios, {experiments} experiments"
     );
 }
+
+#[test]
+fn a_thousand_peers_on_synthetic_softmax_complete_a_run() {
+    let args = murmur_sim::bench::BenchArgs {
+        peers: 1024,
+        rounds: 5,
+        samples_per_peer: 100,
+        features: 32,
+        classes: 10,
+        topology: "exponential".into(),
+        codec: "threshold:0.05".into(),
+    };
+    let s = murmur_sim::bench::scenario(&args).unwrap();
+    let task = s.prepare().unwrap();
+    assert!(task.train().len() >= 1024 * 100);
+    let report = s.engine(&task).unwrap().run();
+    assert_eq!(report.last.live_peers, 1024);
+    assert_eq!(report.last.round, 5);
+    assert_eq!(report.dim, 32 * 10 + 10);
+    assert_eq!(report.computes, 1024 * 5);
+    assert!(report.parallel_computes > report.computes / 2);
+    // Learning happened: better than the 10% of chance.
+    assert!(report.last.accuracy_avg > 0.2, "{:?}", report.last);
+}
