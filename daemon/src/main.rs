@@ -449,7 +449,16 @@ fn bench(args: &DemoArgs) -> Result<()> {
             })
             .sum::<f64>()
             / n;
-        let rate = args.rounds as f64 / report.train_secs;
+        // Rounds per second of training proper (startup and discovery excluded).
+        let rate = report
+            .statuses
+            .iter()
+            .map(|s| {
+                let t = &s.timing;
+                t.rounds as f64 / (t.compute_secs + t.gossip_secs + t.wait_secs).max(1e-9)
+            })
+            .sum::<f64>()
+            / n;
         println!(
             "{:<8} {:>8.1}% {:>8.1}% {:>8.1}% {:>10.1} {:>9.4}",
             overlap,
