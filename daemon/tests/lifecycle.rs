@@ -44,6 +44,27 @@ fn sigterm_leaves_a_checkpoint_and_a_restart_resumes_from_that_round() {
     let status = wait_for(&b, t, "b resumed and training", |s| s.round > round + 20);
     assert_eq!(status.resumed_from, Some(round));
     assert!(log(&b).contains(&format!("resumed round={round}")));
+
+    // `murmur status` prints the same node; /metrics carries murmur's and libp2p's metrics.
+    let out = std::process::Command::new(common::binary())
+        .args(["status", "--addr", &b.http])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&b.peer_id) && text.contains(&format!("resumed    from round {round}")),
+        "{text}"
+    );
+    let metrics = murmur_daemon::http::get(&b.http, "/metrics", Duration::from_secs(5)).unwrap();
+    for name in [
+        "murmur_round ",
+        "murmur_bytes_sent_total ",
+        "libp2p_swarm_",
+        "libp2p_bandwidth_bytes_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+    }
     // Resumed, not restarted: it never went back to round 0 and its model is a trained one.
     assert!(status.adopted.is_none(), "a resumed node does not adopt");
     drop(a);
