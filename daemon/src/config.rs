@@ -60,6 +60,8 @@ pub struct NodeConfig {
     pub idle_timeout_secs: u64,
     /// Seconds between Kademlia random walks (peer discovery).
     pub discovery_interval_secs: u64,
+    /// Seconds between pings; a connection unanswered for twice this is closed.
+    pub ping_interval_secs: u64,
     /// Wait for this many peers in total (this node included) before the first round, or
     /// `start_timeout_secs`, whichever comes first. 0: start at once.
     pub min_peers: usize,
@@ -84,6 +86,7 @@ impl Default for NodeConfig {
             max_pending: 32,
             idle_timeout_secs: 300,
             discovery_interval_secs: 5,
+            ping_interval_secs: 5,
             min_peers: 0,
             start_timeout_secs: 20,
         }

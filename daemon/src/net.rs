@@ -50,6 +50,10 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/murmur/kad/1.0.0"
 /// Gossip frames kept per peer while its edge is being agreed.
 const EARLY_FRAMES: usize = 64;
 
+/// How long a peer that could not be dialled is ignored by discovery (it is taken back at
+/// once if it connects to us).
+const FAILED_BACKOFF: Duration = Duration::from_secs(10);
+
 /// Frames queued per peer for its writer task (past it frames are dropped and counted).
 const OUTBOUND_FRAMES: usize = 1024;
 
@@ -103,7 +107,11 @@ fn behaviour(key: &Keypair, config: &Config) -> Result<Behaviour> {
             identify::Config::new("/murmur/id/1.0.0".into(), key.public())
                 .with_agent_version(format!("murmur/{}", env!("CARGO_PKG_VERSION"))),
         ),
-        ping: ping::Behaviour::default(),
+        ping: ping::Behaviour::new(
+            ping::Config::new()
+                .with_interval(Duration::from_secs(node.ping_interval_secs.max(1)))
+                .with_timeout(Duration::from_secs(2 * node.ping_interval_secs.max(1))),
+        ),
         kad,
         mdns: mdns.into(),
         stream: libp2p_stream::Behaviour::new(),
@@ -386,7 +394,7 @@ impl Net {
         kad.get_closest_peers(PeerId::random());
         let now = Instant::now();
         self.failed
-            .retain(|_, at| now.duration_since(*at) < Duration::from_secs(30));
+            .retain(|_, at| now.duration_since(*at) < FAILED_BACKOFF);
     }
 
     fn reject(&mut self, reason: &str) {
@@ -691,7 +699,15 @@ impl Net {
                     _ => {}
                 }
             }
-            BehaviourEvent::Ping(event) => self.libp2p_metrics.record(&event),
+            BehaviourEvent::Ping(event) => {
+                self.libp2p_metrics.record(&event);
+                // A connection that stops answering pings (a cut link, a frozen peer) is
+                // closed, so its edge goes down instead of costing a round timeout each round.
+                if let Err(e) = &event.result {
+                    tracing::info!(peer = %event.peer, error = %e, "ping failed: closing the connection");
+                    let _ = self.swarm.close_connection(event.connection);
+                }
+            }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
                     self.swarm
