@@ -107,6 +107,10 @@ struct RunArgs {
     /// Local SGD steps per round.
     #[arg(long)]
     local_steps: Option<u32>,
+    /// Data: digits, breast-cancer, or csv:<path> (label in the last column; more options in
+    /// the config file's [task.data] table).
+    #[arg(long)]
+    data: Option<String>,
     /// Model: softmax, logistic, linear, mlp:32, mlp:64,32.
     #[arg(long)]
     model: Option<String>,
@@ -188,6 +192,23 @@ impl RunArgs {
         }
         if let Some(v) = self.local_steps {
             c.gossip.local_steps = v;
+        }
+        if let Some(v) = self.data {
+            use murmur_gossip::task::DataSource;
+            c.task.data = match v.as_str() {
+                "digits" => DataSource::Digits,
+                "breast-cancer" => DataSource::BreastCancer,
+                other => match other.strip_prefix("csv:") {
+                    Some(path) => DataSource::Csv {
+                        path: path.into(),
+                        options: Default::default(),
+                        test_path: None,
+                    },
+                    None => anyhow::bail!(
+                        "--data {other:?}: expected digits, breast-cancer or csv:<path>"
+                    ),
+                },
+            };
         }
         if let Some(v) = self.model {
             c.task.model = v
