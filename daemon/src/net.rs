@@ -92,6 +92,8 @@ fn behaviour(key: &Keypair, config: &Config) -> Result<Behaviour> {
     };
     let mut kad_config = kad::Config::new(KAD_PROTOCOL);
     kad_config.set_query_timeout(Duration::from_secs(10));
+    // Discovery walks are driven by the event loop (`discovery_interval_secs`).
+    kad_config.set_periodic_bootstrap_interval(None);
     let mut kad = kad::Behaviour::with_config(me, MemoryStore::new(me), kad_config);
     // Loopback and LAN addresses are never "confirmed external", so pin server mode.
     kad.set_mode(Some(kad::Mode::Server));
@@ -389,9 +391,15 @@ impl Net {
     }
 
     fn walk(&mut self) {
+        let lonely = self.known.is_empty();
         let kad = &mut self.swarm.behaviour_mut().kad;
-        let _ = kad.bootstrap();
-        kad.get_closest_peers(PeerId::random());
+        // A full bootstrap refreshes every bucket (many queries); once there is a view, one
+        // random walk per period finds newcomers at a fraction of the traffic.
+        if lonely {
+            let _ = kad.bootstrap();
+        } else {
+            kad.get_closest_peers(PeerId::random());
+        }
         let now = Instant::now();
         self.failed
             .retain(|_, at| now.duration_since(*at) < FAILED_BACKOFF);
