@@ -118,6 +118,54 @@ mod tests {
     }
 
     #[test]
+    fn random_and_mutated_frames_never_panic_and_never_allocate_past_the_cap() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let valid = [
+            Wire::Select(true).encode(),
+            Wire::Gossip(vec![1, 2, 3, 4, 5, 6, 7, 8]).encode(),
+        ];
+        let (mut accepted, mut refused) = (0u32, 0u32);
+        for i in 0..200_000u32 {
+            let mut bytes = valid[i as usize % 2].clone();
+            match i % 4 {
+                0 => {
+                    let n = rng.random_range(0..64);
+                    bytes = (0..n).map(|_| rng.random()).collect();
+                }
+                1 => {
+                    let at = rng.random_range(0..bytes.len());
+                    bytes[at] ^= 1 << rng.random_range(0..8);
+                }
+                2 => bytes.truncate(rng.random_range(0..bytes.len())),
+                _ => bytes.extend((0..rng.random_range(1..8)).map(|_| rng.random::<u8>())),
+            }
+            match Wire::decode(&bytes) {
+                Ok(Wire::Gossip(payload)) => {
+                    assert!(payload.len() <= bytes.len());
+                    accepted += 1;
+                }
+                Ok(Wire::Select(_)) => accepted += 1,
+                Err(_) => refused += 1,
+            }
+            // The same bytes behind a length field, inflated or not.
+            let mut framed = if i % 3 == 0 {
+                rng.random::<u32>().to_be_bytes().to_vec()
+            } else {
+                (bytes.len() as u32).to_be_bytes().to_vec()
+            };
+            framed.extend_from_slice(&bytes);
+            if let Ok(frame) = block_on(read_frame(&mut Cursor::new(framed), 64)) {
+                assert!(frame.len() <= 64);
+            }
+        }
+        assert!(
+            accepted > 0 && refused > 0,
+            "{accepted} accepted, {refused} refused"
+        );
+    }
+
+    #[test]
     fn envelopes_round_trip_and_trailing_bytes_are_rejected() {
         for wire in [
             Wire::Select(true),
