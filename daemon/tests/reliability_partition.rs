@@ -261,10 +261,12 @@ fn partition_and_heal(cut_secs: u64, expect_drift: bool) {
         "summary: partition_secs={cut_secs} reconnect_secs={reconnect_secs:.1} reconverge_secs={converge_secs:.1} gap_during={:.2e} gap_after={:.2e}",
         during.1, after.1
     );
-    assert!(
-        during.1 > after.1,
-        "the halves did not drift apart during the cut"
-    );
+    if expect_drift {
+        assert!(
+            during.1 > after.1,
+            "the halves did not drift apart during the cut"
+        );
+    }
     for (i, a) in accuracies.iter().enumerate() {
         assert!(*a >= 0.80, "node {i} accuracy {a}");
     }
