@@ -6,6 +6,7 @@
 #
 #   scripts/soak.sh                      # 16 daemons, 10 minutes, 2-minute warm-up
 #   PEERS=4 MINUTES=2 WARMUP=30 scripts/soak.sh   # a quick look
+#   MURMUR_BIN=target/debug/murmur scripts/soak.sh  # skip the release build
 #
 # Everything binds to 127.0.0.1 with ephemeral ports; data lives in a temp dir removed at the
 # end (KEEP=1 keeps it). Extra `murmur run` flags can follow `--`.
@@ -19,9 +20,13 @@ INTERVAL=${INTERVAL:-15}       # seconds between samples
 BOUND=${BOUND:-0.10}           # allowed relative growth after warm-up
 EXTRA=("$@")
 
-echo "== build (release)"
-cargo build --release -p murmur-daemon --bin murmur >/dev/null
-BIN="${CARGO_TARGET_DIR:-target}/release/murmur"
+if [[ -n "${MURMUR_BIN:-}" ]]; then
+    BIN=$MURMUR_BIN                 # a binary built already (any profile)
+else
+    echo "== build (release)"
+    cargo build --release -p murmur-daemon --bin murmur >/dev/null
+    BIN="${CARGO_TARGET_DIR:-target}/release/murmur"
+fi
 
 DIR=$(mktemp -d -t murmur-soak-XXXXXX)
 PIDS=()
