@@ -67,6 +67,7 @@ impl NetLab {
         if total == 0 || total > 250 || group_sizes.is_empty() {
             return Err(format!("unsupported lab shape {group_sizes:?}"));
         }
+        remove_leftovers();
         let tag = format!(
             "{PREFIX}{}x{}",
             std::process::id(),
@@ -206,6 +207,24 @@ impl Drop for NetLab {
             if let Err(e) = ip(&["netns", "del", ns]) {
                 eprintln!("netlab cleanup: {e}");
             }
+        }
+    }
+}
+
+/// Deletes namespaces this module created in processes that no longer exist (a test run
+/// killed before its labs were dropped).
+fn remove_leftovers() {
+    let Ok(out) = ip(&["netns", "list"]) else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if !pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = ip(&["netns", "del", name]);
         }
     }
 }
