@@ -656,6 +656,10 @@ impl Net {
                     self.known.remove(&peer_id);
                 }
                 self.refresh();
+                if self.chosen.contains(&peer_id) {
+                    // Still a neighbour by the rule: reconnect (a failed dial forgets it).
+                    self.send_wire(peer_id, &Wire::Select(true));
+                }
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
@@ -714,6 +718,10 @@ impl Net {
                 if let Err(e) = &event.result {
                     tracing::info!(peer = %event.peer, error = %e, "ping failed: closing the connection");
                     let _ = self.swarm.close_connection(event.connection);
+                    // Unreachable: let the neighbour rule pick someone else until it is back
+                    // (it is taken back as soon as it connects or discovery finds it again).
+                    self.failed.insert(event.peer, Instant::now());
+                    self.remove_known(&event.peer);
                 }
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {

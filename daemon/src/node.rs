@@ -113,6 +113,7 @@ async fn run_async(config: Config) -> Result<()> {
         status: status.clone(),
         metrics: metrics.clone(),
         model,
+        pause_when_isolated: !config.node.bootstrap.is_empty() || config.node.min_peers > 1,
     };
     let (inbox, train_thread) = trainer::spawn(peer, setup, out_tx, INBOX_FRAMES);
     let mut net = Net::new(

@@ -92,6 +92,9 @@ pub struct TrainerSetup {
     pub metrics: Metrics,
     /// Where the current model is published for `/model`.
     pub model: Arc<Mutex<Vec<f32>>>,
+    /// A node meant to be part of a swarm does not train while it has no neighbour at all
+    /// (cut off, it would race through rounds on its own shard and drift away).
+    pub pause_when_isolated: bool,
 }
 
 /// Starts the training thread; returns its inbox and join handle.
@@ -130,6 +133,7 @@ struct Trainer {
     epoch: Instant,
     timers: BinaryHeap<Reverse<(u64, u64)>>,
     want_compute: bool,
+    paused: bool,
     done: bool,
     stopped: bool,
     last_bytes: (u64, u64, u64),
@@ -177,6 +181,7 @@ impl Trainer {
             epoch: Instant::now(),
             timers: BinaryHeap::new(),
             want_compute: false,
+            paused: false,
             done: false,
             stopped: false,
             last_bytes: (0, 0, 0),
@@ -193,12 +198,12 @@ impl Trainer {
         self.publish_model();
         self.update_status();
         while !self.stopped {
-            if self.want_compute && !self.training_over() {
+            if self.want_compute && !self.training_over() && !self.isolated() {
                 // Fold in whatever already arrived, then compute.
                 while let Ok(event) = rx.try_recv() {
                     self.on_event(event).await;
                 }
-                if self.want_compute && !self.stopped && !self.training_over() {
+                if self.want_compute && !self.stopped && !self.training_over() && !self.isolated() {
                     self.want_compute = false;
                     let t0 = Instant::now();
                     let now = self.now();
@@ -210,7 +215,11 @@ impl Trainer {
                 }
                 continue;
             }
-            if self.want_compute && !self.done && self.peer.phase() != PeerPhase::Mixing {
+            if self.want_compute
+                && !self.done
+                && self.training_over()
+                && self.peer.phase() != PeerPhase::Mixing
+            {
                 self.finish_training().await;
             }
             let waiting_on_network = self.peer.phase() == PeerPhase::Mixing;
@@ -241,6 +250,26 @@ impl Trainer {
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
+    }
+
+    /// No neighbour to gossip with while the node should have some: compute waits.
+    fn isolated(&mut self) -> bool {
+        let isolated = self.setup.pause_when_isolated && self.peer.degree() == 0;
+        if isolated != self.paused {
+            self.paused = isolated;
+            if isolated {
+                tracing::warn!(round = self.peer.round(), "no neighbours: training paused");
+            } else {
+                tracing::info!(
+                    round = self.peer.round(),
+                    "neighbours back: training resumed"
+                );
+            }
+            if let Ok(mut s) = self.setup.status.lock() {
+                s.phase = if isolated { "isolated" } else { "training" }.to_string();
+            }
+        }
+        isolated
     }
 
     fn account_wait(&mut self, waiting: bool, since: Instant) {

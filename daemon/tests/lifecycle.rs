@@ -40,6 +40,19 @@ fn sigterm_leaves_a_checkpoint_and_a_restart_resumes_from_that_round() {
     assert!(log(&b).contains(&format!("checkpoint round={round}")));
     drop(b);
 
+    // Alone, a swarm member does not race ahead on its own shard: it pauses.
+    let paused = wait_for(&a, t, "a paused without neighbours", |s| {
+        s.phase == "isolated"
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let later = a.status().unwrap();
+    assert!(
+        later.round <= paused.round + 1,
+        "{} -> {}",
+        paused.round,
+        later.round
+    );
+
     let b = start(&dir.join("b"), &b_args);
     let status = wait_for(&b, t, "b resumed and training", |s| s.round > round + 20);
     assert_eq!(status.resumed_from, Some(round));
