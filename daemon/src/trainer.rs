@@ -254,7 +254,12 @@ impl Trainer {
 
     /// No neighbour to gossip with while the node should have some: compute waits.
     fn isolated(&mut self) -> bool {
-        let isolated = self.setup.pause_when_isolated && self.peer.degree() == 0;
+        // Edges whose hello never arrived do not count: the peer does not wait for them.
+        let isolated = self.setup.pause_when_isolated
+            && !self
+                .peer
+                .neighbours()
+                .any(|j| self.peer.neighbour(j).is_some_and(|n| n.hello_seen));
         if isolated != self.paused {
             self.paused = isolated;
             if isolated {
