@@ -25,6 +25,9 @@ fn cfg() -> PeerConfig {
         local_steps: 1,
         mode: Mode::RoundTagged { timeout: 10_000 },
         fingerprint: 42,
+        // These tests forge many bad frames from one neighbour to check each rejection; the
+        // misbehaviour policy that would exclude it is tested in peer_hostile.rs.
+        misbehaviour_threshold: 0,
         ..PeerConfig::default()
     }
 }

@@ -131,6 +131,18 @@ pub struct PeerConfig {
     pub serve_model: bool,
     /// Snapshot requests served per neighbour per round (more are rejected as rate-limited).
     pub max_snapshots_per_round: u32,
+    /// Misbehaviour policy: a neighbour with this many rejected frames within
+    /// `misbehaviour_window` rounds is excluded for good. Only frames an honest peer never
+    /// produces count (undecodable frames, wrong dimensions, non-finite values, codec errors,
+    /// out-of-range fields, messages its algorithm does not use, mismatched hellos); losses,
+    /// duplicates, late snapshots and rate-limited requests do not. The excluded neighbour is
+    /// dropped as on [`super::Input::NeighbourDown`] (no longer waited for, weights
+    /// recomputed), sent a goodbye, refused on later [`super::Input::NeighbourUp`], and
+    /// reported once as [`super::Output::Misbehaving`] so the driver can disconnect or ban it.
+    /// 0: never exclude.
+    pub misbehaviour_threshold: u32,
+    /// Window of the misbehaviour policy, in this peer's rounds (> 0 when the policy is on).
+    pub misbehaviour_window: u64,
 }
 
 impl Default for PeerConfig {
@@ -157,6 +169,8 @@ impl Default for PeerConfig {
             adopt_on_join: true,
             serve_model: true,
             max_snapshots_per_round: 2,
+            misbehaviour_threshold: 8,
+            misbehaviour_window: 32,
         }
     }
 }
@@ -236,6 +250,9 @@ impl PeerConfig {
         }
         if self.max_buffered_updates == 0 {
             return Err(ConfigError::Zero("max_buffered_updates"));
+        }
+        if self.misbehaviour_threshold > 0 && self.misbehaviour_window == 0 {
+            return Err(ConfigError::Zero("misbehaviour_window"));
         }
         Ok(())
     }

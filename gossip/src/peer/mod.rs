@@ -38,9 +38,19 @@
 //! # Exactness
 //! Every copy of x̂_j is built from the same bits by the same deterministic `add_to`, in
 //! sequence order. A gap in sequence numbers (still open after `gap_grace`, since a reordered
-//! update closes it by itself), a duplicate, a reconnect or a new neighbour whose public copy
-//! is not zero triggers a [`crate::message::SnapshotRequest`]; the dense snapshot replaces the
-//! copy, and buffered updates past it are replayed. Removing a neighbour drops its
+//! update closes it by itself), a reconnect, a hello whose sequence number is behind the copy
+//! (a restart) or a new neighbour whose public copy is not zero triggers a
+//! [`crate::message::SnapshotRequest`]; the dense snapshot replaces the copy, and buffered
+//! updates past it are replayed. A duplicate or replayed update (sequence number already
+//! applied) is dropped and counted, never resynchronised: its bits are already in the copy, and
+//! resyncing on replays would let a hostile neighbour multiply everyone's traffic.
+//!
+//! # Hostile neighbours
+//! Every frame is validated before it touches state ([`RejectReason`]). A neighbour whose frames
+//! keep being rejected (`PeerConfig::misbehaviour_threshold` within `misbehaviour_window`
+//! rounds) is excluded as if its edge went down, so rounds stop waiting for it, and reported
+//! with [`Output::Misbehaving`]. Snapshot requests are served at most
+//! `max_snapshots_per_round` times per neighbour per round. Removing a neighbour drops its
 //! copy and so exactly its contribution; a peer's own unsent residual stays in x_i − x̂_i.
 
 mod checkpoint;
@@ -48,7 +58,7 @@ mod config;
 mod stats;
 pub mod testing;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Debug;
 use std::hash::Hash;
 
@@ -155,6 +165,15 @@ pub enum Output<I> {
         from: I,
         /// Why.
         reason: RejectReason,
+    },
+    /// `peer` sent too many rejected frames (see `PeerConfig::misbehaviour_threshold`): it was
+    /// dropped from the neighbours, as on [`Input::NeighbourDown`], and will be refused if it
+    /// comes up again. Emitted once per peer; the driver should disconnect (or ban) it.
+    Misbehaving {
+        /// The excluded neighbour.
+        peer: I,
+        /// Rejected frames counted in the policy's window.
+        rejected: u64,
     },
 }
 
@@ -289,6 +308,9 @@ struct Neighbour {
     /// Aggregate storage: the weight this neighbour's x̂_j entered the sum with.
     weight_in_sum: Option<f64>,
     push_rounds: BTreeSet<u64>,
+    /// Rounds (of this peer) in which frames from it were rejected, oldest first, within the
+    /// misbehaviour window.
+    rejections: VecDeque<u64>,
 }
 
 impl Neighbour {
@@ -422,6 +444,7 @@ pub struct Peer<I> {
     adoption_waits: u32,
     phase: Phase<I>,
     neighbours: BTreeMap<I, Neighbour>,
+    excluded: BTreeSet<I>,
     timers: BTreeMap<u64, TimerPurpose>,
     neighbour_timers: BTreeMap<u64, I>,
     next_timer: u64,
@@ -509,6 +532,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             adoption_waits: 0,
             phase: Phase::Idle,
             neighbours: BTreeMap::new(),
+            excluded: BTreeSet::new(),
             timers: BTreeMap::new(),
             neighbour_timers: BTreeMap::new(),
             next_timer: 0,
@@ -574,6 +598,10 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     /// Current neighbours, in id order.
     pub fn neighbours(&self) -> impl Iterator<Item = &I> {
         self.neighbours.keys()
+    }
+    /// Neighbours excluded by the misbehaviour policy, in id order.
+    pub fn excluded(&self) -> impl Iterator<Item = &I> {
+        self.excluded.iter()
     }
     /// Number of neighbours (the degree reported to them).
     pub fn degree(&self) -> usize {
@@ -755,9 +783,51 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         token
     }
 
-    fn reject(&mut self, from: I, reason: RejectReason) {
+    fn reject(&mut self, now: Micros, from: I, reason: RejectReason) {
         self.stats.rejected.count(&reason);
-        self.out.push(Output::Rejected { from, reason });
+        let counts = RejectCounts::counts_as_misbehaviour(&reason);
+        self.out.push(Output::Rejected {
+            from: from.clone(),
+            reason,
+        });
+        if counts {
+            self.note_misbehaviour(now, from);
+        }
+    }
+
+    /// Counts one rejected frame against `from` and excludes it once the policy's threshold is
+    /// reached within the window.
+    fn note_misbehaviour(&mut self, now: Micros, from: I) {
+        let threshold = self.config.misbehaviour_threshold as usize;
+        if threshold == 0 {
+            return;
+        }
+        let window = self.config.misbehaviour_window;
+        let round = self.round;
+        let Some(nb) = self.neighbours.get_mut(&from) else {
+            return;
+        };
+        nb.rejections.push_back(round);
+        while nb
+            .rejections
+            .front()
+            .is_some_and(|r| r.saturating_add(window) <= round)
+        {
+            nb.rejections.pop_front();
+        }
+        if nb.rejections.len() < threshold {
+            return;
+        }
+        let rejected = nb.rejections.len() as u64;
+        self.excluded.insert(from.clone());
+        self.stats.misbehaving_excluded += 1;
+        // A goodbye makes a merely broken (not hostile) sender stop waiting for us as well.
+        self.send(from.clone(), Message::Goodbye.encode());
+        self.on_down(now, from.clone());
+        self.out.push(Output::Misbehaving {
+            peer: from,
+            rejected,
+        });
     }
 
     fn hello(&self, reply_wanted: bool) -> Vec<u8> {
@@ -849,6 +919,10 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
 
     fn on_up(&mut self, now: Micros, j: I) {
         if j == self.id {
+            return;
+        }
+        if self.excluded.contains(&j) {
+            self.stats.excluded_reconnects += 1;
             return;
         }
         if self.neighbours.contains_key(&j) {
@@ -1300,13 +1374,13 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         self.stats.messages_received += 1;
         self.stats.bytes_received += bytes.len() as u64;
         if !self.neighbours.contains_key(&from) {
-            self.reject(from, RejectReason::NotANeighbour);
+            self.reject(now, from, RejectReason::NotANeighbour);
             return;
         }
         let message = match Message::decode(bytes, self.max_message_bytes) {
             Ok(m) => m,
             Err(e) => {
-                self.reject(from, e.into());
+                self.reject(now, from, e.into());
                 return;
             }
         };
@@ -1323,7 +1397,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             }
         };
         if let Err(reason) = result {
-            self.reject(from, reason);
+            self.reject(now, from, reason);
         }
     }
 
@@ -1489,11 +1563,12 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                     &mut self.stats,
                 );
             } else if u.seq <= nb.applied_seq {
+                // Already folded into the copy (a duplicate or a replay): drop it. No resync: a
+                // sender that really rewound shows it by reconnecting or in its hello.
                 if u.seq <= nb.snapshot_floor {
                     self.stats.superseded_dropped += 1;
                 } else {
                     self.stats.duplicates_dropped += 1;
-                    self.resync(now, from);
                 }
             } else if u.seq == nb.applied_seq + 1 {
                 let my_degree = self.neighbours.len();

@@ -48,7 +48,8 @@ pub struct PeerStats {
     pub updates_applied: u64,
     /// Gaps in a neighbour's sequence numbers (update ahead of the next expected).
     pub gaps_detected: u64,
-    /// Updates (or push shares) received twice.
+    /// Updates (or push shares) received twice, or replayed: dropped without a resync (their
+    /// bits are already in the copy).
     pub duplicates_dropped: u64,
     /// Updates already folded into an installed snapshot.
     pub superseded_dropped: u64,
@@ -74,6 +75,10 @@ pub struct PeerStats {
     pub reconnects: u64,
     /// Goodbyes received.
     pub goodbyes_received: u64,
+    /// Neighbours excluded by the misbehaviour policy.
+    pub misbehaving_excluded: u64,
+    /// `NeighbourUp` refused for a neighbour excluded earlier.
+    pub excluded_reconnects: u64,
     /// Rejected messages, by reason.
     pub rejected: RejectCounts,
 }
@@ -132,6 +137,18 @@ impl RejectCounts {
             + self.unsolicited_snapshot
             + self.invalid_field
             + self.rate_limited
+    }
+
+    /// Whether a rejection counts towards the misbehaviour policy: only frames an honest,
+    /// compatible peer never sends. Stale or unsolicited snapshots, rate-limited requests and
+    /// frames from non-neighbours can follow from losses and races, so they do not.
+    pub fn counts_as_misbehaviour(reason: &RejectReason) -> bool {
+        !matches!(
+            reason,
+            RejectReason::NotANeighbour
+                | RejectReason::UnsolicitedSnapshot
+                | RejectReason::RateLimited
+        )
     }
 
     pub(super) fn count(&mut self, reason: &RejectReason) {

@@ -53,6 +53,8 @@ pub struct LockStep {
     pub checkpoints_due: Vec<(u32, u64)>,
     /// Every `ModelAdopted`: (peer, from, round).
     pub adopted: Vec<(u32, u32, u64)>,
+    /// Every `Misbehaving`: (peer, excluded neighbour, rejected frames counted).
+    pub misbehaving: Vec<(u32, u32, u64)>,
     /// When `Some`, every frame sent is also appended here: (from, to, bytes).
     pub recorded: Option<Vec<(u32, u32, Vec<u8>)>>,
 }
@@ -81,6 +83,7 @@ impl LockStep {
             injected: [0; 3],
             checkpoints_due: Vec::new(),
             adopted: Vec::new(),
+            misbehaving: Vec::new(),
             recorded: None,
         }
     }
@@ -190,6 +193,9 @@ impl LockStep {
                 Output::Rejected { from, reason } => self.rejected.push((i, from, reason)),
                 Output::CheckpointDue { round } => self.checkpoints_due.push((i, round)),
                 Output::ModelAdopted { from, round } => self.adopted.push((i, from, round)),
+                Output::Misbehaving { peer, rejected } => {
+                    self.misbehaving.push((i, peer, rejected))
+                }
             }
         }
     }
