@@ -276,6 +276,7 @@ impl GossipConfig {
             adopt_on_join: self.adopt_on_join,
             serve_model: self.serve_model,
             max_snapshots_per_round: self.max_snapshots_per_round,
+            ..PeerConfig::default()
         };
         config.validate()?;
         Ok(config)

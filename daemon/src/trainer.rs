@@ -364,6 +364,10 @@ impl Trainer {
                     tracing::debug!(%from, %reason, "rejected frame");
                     self.setup.metrics.reject(&reason_label(&reason));
                 }
+                // The peer already excluded it and refuses it from now on.
+                Output::Misbehaving { peer, rejected } => {
+                    tracing::warn!(%peer, rejected, "excluded a misbehaving neighbour");
+                }
             }
         }
         if round_done {

@@ -556,7 +556,11 @@ impl Engine {
                     let slot = &mut self.slots[i as usize];
                     slot.checkpoint = slot.peer.as_ref().map(|p| p.checkpoint());
                 }
-                Output::ModelAdopted { .. } | Output::Rejected { .. } => {}
+                // Misbehaving: the peer already dropped the edge; the simulated network keeps
+                // delivering, and the peer refuses the sender's frames itself.
+                Output::ModelAdopted { .. }
+                | Output::Rejected { .. }
+                | Output::Misbehaving { .. } => {}
             }
         }
     }
