@@ -63,6 +63,34 @@ impl BitWriter {
     }
 }
 
+/// Bit writer into a slice sized in advance, without a flush branch: every write stores the
+/// whole 64-bit accumulator at the current byte and advances by the completed bytes, so nothing
+/// depends on "are 32 bits pending?", which mispredicted every few codes of a dense gap stream.
+/// Lives only as locals of one loop so that its fields stay in registers.
+struct SlackBits<'a> {
+    buf: &'a mut [u8],
+    /// Byte holding the next bit.
+    pos: usize,
+    /// Pending bits (fewer than 8 between calls), already stored at `buf[pos]`.
+    acc: u64,
+    nbits: u32,
+}
+
+impl SlackBits<'_> {
+    /// Writes the low `n ≤ 32` bits of `value` (higher bits zero). Needs 8 bytes of room.
+    #[inline(always)]
+    fn put(&mut self, value: u64, n: u32) {
+        self.acc |= value << self.nbits;
+        self.nbits += n;
+        let at = self.pos;
+        self.buf[at..at + 8].copy_from_slice(&self.acc.to_le_bytes());
+        let done = self.nbits >> 3;
+        self.pos += done as usize;
+        self.acc >>= done * 8;
+        self.nbits &= 7;
+    }
+}
+
 /// Why a bit stream is not a valid code sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BitError {
@@ -218,33 +246,50 @@ impl Golomb {
         m.clamp(1.0, f64::from(MAX_GOLOMB_M)) as u32
     }
 
+    /// Quotient and remainder of `g`.
     #[inline(always)]
-    pub(crate) fn put(&self, w: &mut BitWriter, g: u64) {
-        let (q, r) = if self.m == 1 {
+    fn split(&self, g: u64) -> (u64, u64) {
+        if self.m == 1 {
             (g, 0)
         } else if g <= u64::from(u32::MAX) {
             let q = ((u128::from(self.recip) * u128::from(g)) >> 64) as u64;
             (q, g - q * self.m)
         } else {
             (g / self.m, g % self.m)
-        };
-        if self.b == 0 {
-            w.put_unary(q);
-            return;
         }
-        if q + u64::from(self.b) < 32 {
-            // Unary and remainder in one write. The truncated-binary choice (r < u: b − 1
-            // bits, else b) is close to a coin flip, so it is computed with selects rather
-            // than a branch that would mispredict every other entry.
-            let long = r >= self.u;
-            let x = r + self.u;
-            let wide = (x >> 1) | ((x & 1) << (self.b - 1));
-            let code = if long { wide } else { r };
-            let n = self.b - 1 + u32::from(long);
-            w.put((1 << q) | (code << (q + 1)), q as u32 + 1 + n);
+    }
+
+    /// The code of `g` as `(bits, length)` when it fits in 32 bits — all but the rare huge
+    /// gaps. The truncated-binary choice (r < u: b − 1 bits, else b) is close to a coin flip,
+    /// so it is computed with selects rather than a branch that would mispredict every other
+    /// entry.
+    #[inline(always)]
+    fn short_code(&self, q: u64, r: u64) -> Option<(u64, u32)> {
+        if q + u64::from(self.b) >= 32 {
+            return None;
+        }
+        if self.b == 0 {
+            return Some((1 << q, q as u32 + 1));
+        }
+        let long = r >= self.u;
+        let x = r + self.u;
+        let wide = (x >> 1) | ((x & 1) << (self.b - 1));
+        let code = if long { wide } else { r };
+        let n = self.b - 1 + u32::from(long);
+        Some(((1 << q) | (code << (q + 1)), q as u32 + 1 + n))
+    }
+
+    #[inline(always)]
+    pub(crate) fn put(&self, w: &mut BitWriter, g: u64) {
+        let (q, r) = self.split(g);
+        if let Some((code, n)) = self.short_code(q, r) {
+            w.put(code, n);
             return;
         }
         w.put_unary(q);
+        if self.b == 0 {
+            return;
+        }
         if r < self.u {
             w.put(r, self.b - 1);
         } else {
@@ -252,6 +297,115 @@ impl Golomb {
             w.put(x >> 1, self.b - 1);
             w.put(x & 1, 1);
         }
+    }
+
+    /// [`Golomb::put`] into a [`SlackBits`] for g < 2^32.
+    #[inline(always)]
+    fn put_computed(&self, w: &mut SlackBits<'_>, g: u64) {
+        let (q, r) = if self.m == 1 {
+            (g, 0)
+        } else {
+            // g < 2^32, so the reciprocal quotient is exact.
+            let q = ((u128::from(self.recip) * u128::from(g)) >> 64) as u64;
+            (q, g - q * self.m)
+        };
+        if let Some((code, n)) = self.short_code(q, r) {
+            w.put(code, n);
+            return;
+        }
+        let mut q = q;
+        while q >= 32 {
+            w.put(0, 32);
+            q -= 32;
+        }
+        w.put(1 << q, q as u32 + 1);
+        if self.b > 0 {
+            if r < self.u {
+                w.put(r, self.b - 1);
+            } else {
+                let x = r + self.u;
+                w.put(x >> 1, self.b - 1);
+                w.put(x & 1, 1);
+            }
+        }
+    }
+
+    /// Codes the gaps between the positions set in `hits` (bit j of `[base, word, extra]` is
+    /// position base + j; bases increasing by ≥ 64), appending to `out` exactly the bytes
+    /// [`Golomb::put`] into a fresh [`BitWriter`] would give, and packs bit j of each word's
+    /// `extra` into `extra` (LSB first, one bit per position in order, last word zero-padded). One loop, no
+    /// index vector, no flush branch; room is sized once from the bound Σq ≤ dim/m, so the
+    /// code stream takes at most dim/m + count·(b + 1) bits. `count` must be the number of set
+    /// bits and every position must be < `dim` ≤ 2^32.
+    pub(crate) fn put_hit_gaps(
+        &self,
+        hits: &[[u64; 3]],
+        dim: usize,
+        count: usize,
+        mut out: Vec<u8>,
+        extra: &mut Vec<u64>,
+    ) -> Vec<u8> {
+        debug_assert!(dim as u64 <= 1 << 32);
+        let start = out.len();
+        let bound_bits = dim as u64 / self.m + count as u64 * (u64::from(self.b) + 1);
+        out.resize(start + (bound_bits / 8) as usize + 16, 0);
+        let golomb = *self;
+        // Codes of the common small gaps, `(length << 32) | bits`, when there are enough
+        // entries to pay for building it: gaps ≥ 8m have probability ≈ 2^-8, and every code in
+        // the table fits in 32 bits (q + b < 32).
+        let span = (golomb.m * u64::from(32 - golomb.b))
+            .min(8 * golomb.m)
+            .min(2048) as usize;
+        let table: Vec<u64> = if count >= 4 * span {
+            (0..span as u64)
+                .map(|g| {
+                    let (q, r) = golomb.split(g);
+                    let (code, n) = golomb.short_code(q, r).expect("q + b < 32 in the table");
+                    (u64::from(n) << 32) | code
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut w = SlackBits {
+            buf: &mut out[start..],
+            pos: 0,
+            acc: 0,
+            nbits: 0,
+        };
+        let mut next = 0u64;
+        // Kept as locals (not behind a closure's `&mut`) so they stay in registers.
+        let mut xacc = 0u64;
+        let mut xn = 0u32;
+        extra.clear();
+        extra.reserve(count.div_ceil(64));
+        for &[base, hit, bits] in hits {
+            let mut h = hit;
+            while h != 0 {
+                let j = h.trailing_zeros();
+                let idx = base + u64::from(j);
+                xacc |= ((bits >> j) & 1) << xn;
+                xn += 1;
+                if xn == 64 {
+                    extra.push(xacc);
+                    xacc = 0;
+                    xn = 0;
+                }
+                let g = idx - next;
+                next = idx + 1;
+                match table.get(g as usize) {
+                    Some(&e) => w.put(e & 0xffff_ffff, (e >> 32) as u32),
+                    None => golomb.put_computed(&mut w, g),
+                }
+                h &= h - 1;
+            }
+        }
+        if xn > 0 {
+            extra.push(xacc);
+        }
+        let len = start + w.pos + usize::from(w.nbits > 0);
+        out.truncate(len);
+        out
     }
 
     /// Reads one value; fails when the stream ends or the value would exceed `max`.
@@ -360,6 +514,74 @@ mod tests {
                 assert_eq!(g.get(&mut r, 1 << 40).unwrap(), v, "m={m}");
             }
             assert!(r.at_clean_end());
+        }
+    }
+
+    /// The fused hit-word encoder writes exactly what `Golomb::put` into a `BitWriter` writes,
+    /// with and without its gap table, for long unary runs (q ≥ 32) and m = 1, and packs the
+    /// extra bits of the hits in order.
+    #[test]
+    fn hit_gaps_match_the_plain_writer() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for (m, words, density_shift) in [
+            (1u32, 40usize, 0u32),
+            (2, 300, 1),
+            (7, 2000, 2),
+            (69, 3000, 5),
+            (693, 500, 9),
+            (3, 600, 12),
+        ] {
+            let dim = 64 * words;
+            let mut hits = Vec::new();
+            let mut want_extra = Vec::new();
+            let mut positions = Vec::new();
+            for k in 0..words {
+                // Sparser words for larger shifts; some empty stretches give q ≥ 32.
+                let mut h = rand();
+                for _ in 0..density_shift {
+                    h &= rand();
+                }
+                if k % 97 < 40 && density_shift > 0 {
+                    h = 0;
+                }
+                if h != 0 {
+                    let extra = rand();
+                    hits.push([64 * k as u64, h, extra & h]);
+                    let mut x = h;
+                    while x != 0 {
+                        let j = x.trailing_zeros();
+                        positions.push(64 * k as u64 + u64::from(j));
+                        want_extra.push((extra >> j) & 1);
+                        x &= x - 1;
+                    }
+                }
+            }
+            let g = Golomb::new(m);
+            let mut w = BitWriter::default();
+            w.put(0b101, 3);
+            let prefix = w.finish();
+            let mut w = BitWriter::default();
+            let mut next = 0;
+            for &p in &positions {
+                g.put(&mut w, p - next);
+                next = p + 1;
+            }
+            let mut want = prefix.clone();
+            want.extend_from_slice(&w.finish());
+            let mut extra = Vec::new();
+            let got = g.put_hit_gaps(&hits, dim, positions.len(), prefix, &mut extra);
+            assert_eq!(got, want, "m={m}");
+            let unpacked: Vec<u64> = (0..positions.len())
+                .map(|i| (extra[i / 64] >> (i % 64)) & 1)
+                .collect();
+            assert_eq!(unpacked, want_extra, "m={m}");
+            assert_eq!(extra.len(), positions.len().div_ceil(64));
         }
     }
 

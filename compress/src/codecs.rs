@@ -3,7 +3,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wide::{CmpGe, f32x4};
+use wide::{CmpGe, f32x4, i8x16, i16x8, i16x16, i32x8};
 
 use crate::bits::{BitWriter, Golomb, put_gamma};
 use crate::spec::{CodecSpec, MAX_QSGD_LEVELS};
@@ -36,6 +36,8 @@ struct Scratch {
     keys: Vec<u32>,
     /// `(key << 32) | index` of the entries above the adaptive threshold's bracket.
     candidates: Vec<u64>,
+    /// `[first position, hit word, sign bits of the hits]` of every 64 inputs with a hit (fixed-threshold encoder).
+    words: Vec<[u64; 3]>,
 }
 
 #[derive(Debug)]
@@ -302,16 +304,48 @@ enum ScaleRule {
     MeanMagnitude,
 }
 
+/// The sign bits of 16 lanes as a 16-bit mask: two signed-saturating narrowings keep every
+/// lane's sign, then one byte movemask (packssdw/packsswb/pmovmskb on SSE2) replaces four
+/// float movemasks and their shifts.
+#[inline(always)]
+fn signs16(v: [f32x4; 4]) -> u64 {
+    let bits = |x: f32x4| x.to_array().map(|f| f.to_bits() as i32);
+    let (a, b, c, d) = (bits(v[0]), bits(v[1]), bits(v[2]), bits(v[3]));
+    let ab = i32x8::new([a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]);
+    let cd = i32x8::new([c[0], c[1], c[2], c[3], d[0], d[1], d[2], d[3]]);
+    let lo = i16x8::from_i32x8_saturate(ab).to_array();
+    let hi = i16x8::from_i32x8_saturate(cd).to_array();
+    let mut all = [0i16; 16];
+    all[..8].copy_from_slice(&lo);
+    all[8..].copy_from_slice(&hi);
+    u64::from(i8x16::from_i16x16_saturate(i16x16::new(all)).move_mask() as u16)
+}
+
+/// The sign bits of 64 inputs.
+#[inline(always)]
+fn sign_word(chunk: &[f32; 64]) -> u64 {
+    let mut s = 0u64;
+    for (k, sixteen) in chunk.chunks_exact(16).enumerate() {
+        let q =
+            |i: usize| f32x4::from([sixteen[i], sixteen[i + 1], sixteen[i + 2], sixteen[i + 3]]);
+        s |= signs16([q(0), q(4), q(8), q(12)]) << (16 * k);
+    }
+    s
+}
+
 /// Bits set where |x| ≥ t (NaN never: the comparison is ordered), for 64 inputs: sixteen
-/// four-lane compares, each reduced to 4 bits by a movemask (`wide` picks SSE/NEON or a
-/// scalar fallback). This one word per 64 inputs is all the dense part of the encoder does.
+/// four-lane compares, narrowed to one 16-bit byte movemask per 16 lanes (`wide` picks
+/// SSE/NEON or a scalar fallback). This one word per 64 inputs is all the dense part of the encoder does.
 #[inline(always)]
 fn hit_word(chunk: &[f32; 64], t: f32x4) -> u64 {
     let mut m = 0u64;
-    for (k, quad) in chunk.chunks_exact(4).enumerate() {
-        let q: [f32; 4] = quad.try_into().expect("chunks_exact(4)");
-        let hit = f32x4::from(q).abs().cmp_ge(t);
-        m |= u64::from(hit.move_mask() as u32) << (4 * k);
+    for (k, sixteen) in chunk.chunks_exact(16).enumerate() {
+        let hit = |i: usize| {
+            let q = [sixteen[i], sixteen[i + 1], sixteen[i + 2], sixteen[i + 3]];
+            f32x4::from(q).abs().cmp_ge(t)
+        };
+        // Compare masks are all ones or all zeros, so their sign bits are the hits.
+        m |= signs16([hit(0), hit(4), hit(8), hit(12)]) << (16 * k);
     }
     m
 }
@@ -415,10 +449,69 @@ fn threshold_sign(input: &[f32], tau: f32, rule: ScaleRule, scratch: &mut Scratc
     let t = if t.is_nan() { f32::INFINITY } else { t };
     let sel = &mut scratch.selection;
     match rule {
-        ScaleRule::Tau => sel.gather::<false>(input, t),
-        ScaleRule::MeanMagnitude => sel.gather::<true>(input, t),
+        ScaleRule::Tau if u32::try_from(input.len()).is_ok() => threshold_words(input, t, scratch),
+        ScaleRule::Tau => {
+            sel.gather::<false>(input, t);
+            finish_threshold(input.len(), t, rule, sel)
+        }
+        ScaleRule::MeanMagnitude => {
+            sel.gather::<true>(input, t);
+            finish_threshold(input.len(), t, rule, sel)
+        }
     }
-    finish_threshold(input.len(), t, rule, sel)
+}
+
+/// Fixed-threshold sparse-sign encoder in two passes, neither of which stores an index.
+/// Pass 1 is branch-free SIMD over the input: one hit word per 64 entries (and the count,
+/// which fixes the Golomb parameter). Pass 2 walks only those words (1/32 of the input's
+/// bytes): for each set bit, the gap to the previous hit goes straight into a branch-free
+/// Golomb writer and the entry's sign bit (read back from the input, in index order) into the
+/// packed sign words. Same bytes as gathering indices and calling [`sparse_sign`].
+fn threshold_words(input: &[f32], t: f32, scratch: &mut Scratch) -> Compressed {
+    let dim = input.len();
+    let words = &mut scratch.words;
+    words.clear();
+    let tv = f32x4::splat(t);
+    let mut chunks = input.chunks_exact(64);
+    for (w, chunk) in (&mut chunks).enumerate() {
+        let chunk: &[f32; 64] = chunk.try_into().expect("chunks_exact(64)");
+        let hit = hit_word(chunk, tv);
+        // Only non-empty words are kept: at low density most are empty.
+        if hit != 0 {
+            words.push([64 * w as u64, hit, sign_word(chunk) & hit]);
+        }
+    }
+    let rem = chunks.remainder();
+    if !rem.is_empty() {
+        // Zero padding is never chosen (t > 0).
+        let mut padded = [0f32; 64];
+        padded[..rem.len()].copy_from_slice(rem);
+        let hit = hit_word(&padded, tv);
+        if hit != 0 {
+            words.push([(dim - rem.len()) as u64, hit, sign_word(&padded) & hit]);
+        }
+    }
+    let count: usize = words.iter().map(|w| w[1].count_ones() as usize).sum();
+
+    let m = golomb_for(count, dim);
+    let golomb = Golomb::new(m);
+    let sign_bytes = count.div_ceil(8);
+    let signs = &mut scratch.selection.signs;
+    // The gaps follow the signs; the signs are filled in once the walk has packed them.
+    let mut payload = golomb.put_hit_gaps(words, dim, count, vec![0u8; sign_bytes], signs);
+    for (dst, w) in payload[..sign_bytes].chunks_mut(8).zip(signs.iter()) {
+        // Bits past `count` in the last word are zero, so the kept padding is zero.
+        dst.copy_from_slice(&w.to_le_bytes()[..dst.len()]);
+    }
+    let scale = if count == 0 { 0.0 } else { t };
+    Compressed {
+        format: Format::SparseSign,
+        dim,
+        count,
+        param: m,
+        scale,
+        payload,
+    }
 }
 
 /// The sparse-sign message of a selection made at threshold `t` > 0.
