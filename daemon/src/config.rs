@@ -8,6 +8,8 @@ use murmur_gossip::peer::{Algorithm, CodecSpec, CopyStorage, Mode, PeerConfig};
 use murmur_gossip::task::TaskConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::adversary::AdversaryKind;
+
 /// Everything a `murmur run` needs.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -32,6 +34,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Log format.
     pub log: LogConfig,
+    /// FOR ROBUSTNESS TESTS AND DEMOS ONLY: make this node a hostile peer.
+    pub testing: TestingConfig,
 }
 
 /// Identity, addresses, discovery and connection limits.
@@ -368,6 +372,31 @@ impl Default for HttpConfig {
 pub struct LogConfig {
     /// JSON lines instead of text (filter with RUST_LOG).
     pub json: bool,
+}
+
+/// FOR ROBUSTNESS TESTS AND DEMOS ONLY: turns this node into a hostile peer whose outgoing
+/// gossip frames are rewritten into an attack (see [`crate::adversary`]). Never set it on a
+/// node meant to do useful work.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TestingConfig {
+    /// The attack: huge, nan, wrong-dim, replay, flood (none: an honest node).
+    pub adversary: Option<AdversaryKind>,
+    /// `huge`: magnitude of the forged values.
+    pub scale: f32,
+    /// `flood`: extra copies (and as many mangled frames) per frame; `replay`: earlier updates
+    /// re-sent after each new one.
+    pub copies: usize,
+}
+
+impl Default for TestingConfig {
+    fn default() -> Self {
+        TestingConfig {
+            adversary: None,
+            scale: 1e4,
+            copies: 8,
+        }
+    }
 }
 
 impl Config {

@@ -9,8 +9,10 @@
 //! - [`identity`]: the persistent key (0600) and the private-network key;
 //! - [`status`] and [`http`]: JSON status, Prometheus metrics and their endpoint;
 //! - [`config`]: the TOML configuration; [`task`]: configuration → learner;
-//! - [`demo`]: the one-command local swarm (and the process harness of the tests).
+//! - [`demo`]: the one-command local swarm (and the process harness of the tests);
+//! - [`adversary`]: a hostile node for robustness tests and demos only (`[testing]`).
 
+pub mod adversary;
 pub mod checkpoint;
 pub mod config;
 pub mod demo;

@@ -144,6 +144,13 @@ struct RunArgs {
     /// JSON log lines.
     #[arg(long)]
     json_logs: bool,
+    /// Clip each neighbour's contribution to this L2 radius (ClippedGossip).
+    #[arg(long)]
+    clip_radius: Option<f32>,
+    /// FOR ROBUSTNESS TESTS AND DEMOS ONLY: this node lies to its neighbours
+    /// (huge, nan, wrong-dim, replay, flood).
+    #[arg(long)]
+    adversary: Option<murmur_daemon::adversary::AdversaryKind>,
 }
 
 impl RunArgs {
@@ -245,6 +252,12 @@ impl RunArgs {
             c.access.max_frames_per_sec = v;
         }
         c.log.json |= self.json_logs;
+        if self.clip_radius.is_some() {
+            c.gossip.clip_radius = self.clip_radius;
+        }
+        if self.adversary.is_some() {
+            c.testing.adversary = self.adversary;
+        }
         Ok(c)
     }
 }

@@ -53,6 +53,8 @@ const EARLY_FRAMES: usize = 64;
 /// How long a peer that could not be dialled is ignored by discovery (it is taken back at
 /// once if it connects to us).
 const FAILED_BACKOFF: Duration = Duration::from_secs(10);
+/// How long a neighbour the gossip peer reported as misbehaving stays out of the neighbour set.
+const EXCLUDED_FOR: Duration = Duration::from_secs(600);
 
 /// Frames queued per peer for its writer task (past it frames are dropped and counted).
 const OUTBOUND_FRAMES: usize = 1024;
@@ -207,6 +209,7 @@ pub struct Net {
     up: BTreeSet<PeerId>,
     early: HashMap<PeerId, Vec<Vec<u8>>>,
     failed: HashMap<PeerId, Instant>,
+    excluded: HashMap<PeerId, Instant>,
     buckets: HashMap<PeerId, (Bucket, Bucket)>,
     access: crate::config::AccessConfig,
     inbox: Inbox,
@@ -270,6 +273,7 @@ impl Net {
             up: BTreeSet::new(),
             early: HashMap::new(),
             failed: HashMap::new(),
+            excluded: HashMap::new(),
             buckets: HashMap::new(),
             access: config.access.clone(),
             inbox,
@@ -349,6 +353,7 @@ impl Net {
                 _ = tokio::time::sleep(Duration::from_millis(50)), if flush_deadline.is_some() => {}
                 out = self.outbox.recv() => match out {
                     Some(Outbound::Send(to, bytes)) => self.send_gossip(to, bytes),
+                    Some(Outbound::Exclude(peer)) => self.exclude(peer),
                     Some(Outbound::Stopped) => {
                         // Writers drain their queues (goodbyes included), then finish.
                         self.writers.clear();
@@ -493,8 +498,34 @@ impl Net {
         }
     }
 
+    /// Drops a misbehaving neighbour: unselected, disconnected, and kept out of the neighbour
+    /// set for [`EXCLUDED_FOR`] (rediscovery and its `Select` do not bring it back).
+    fn exclude(&mut self, peer: PeerId) {
+        tracing::warn!(%peer, "disconnecting a misbehaving neighbour");
+        self.excluded.insert(peer, Instant::now());
+        self.selected_me.remove(&peer);
+        self.remove_known(&peer);
+        self.writers.remove(&peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    fn is_excluded(&mut self, peer: &PeerId) -> bool {
+        match self.excluded.get(peer) {
+            Some(at) if at.elapsed() < EXCLUDED_FOR => true,
+            Some(_) => {
+                self.excluded.remove(peer);
+                false
+            }
+            None => false,
+        }
+    }
+
     fn add_known(&mut self, peer: PeerId) {
-        if peer != self.me && !self.failed.contains_key(&peer) && self.known.insert(peer) {
+        if peer != self.me
+            && !self.failed.contains_key(&peer)
+            && !self.is_excluded(&peer)
+            && self.known.insert(peer)
+        {
             tracing::debug!(%peer, known = self.known.len(), "peer discovered");
             self.refresh();
         }

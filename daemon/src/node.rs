@@ -114,6 +114,15 @@ async fn run_async(config: Config) -> Result<()> {
         metrics: metrics.clone(),
         model,
         pause_when_isolated: !config.node.bootstrap.is_empty() || config.node.min_peers > 1,
+        adversary: config.testing.adversary.map(|kind| {
+            tracing::warn!(?kind, "TESTING: this node is a hostile peer");
+            crate::adversary::Adversary::new(
+                kind,
+                config.testing.scale,
+                config.testing.copies,
+                peer.model().len(),
+            )
+        }),
     };
     let (inbox, train_thread) = trainer::spawn(peer, setup, out_tx, INBOX_FRAMES);
     let mut net = Net::new(

@@ -46,6 +46,8 @@ pub enum Event {
 pub enum Outbound {
     /// Send a gossip frame.
     Send(PeerId, Vec<u8>),
+    /// Disconnect a neighbour the peer found misbehaving and keep it out of the neighbours.
+    Exclude(PeerId),
     /// The peer stopped (goodbyes, if any, were queued before this).
     Stopped,
 }
@@ -95,6 +97,8 @@ pub struct TrainerSetup {
     /// A node meant to be part of a swarm does not train while it has no neighbour at all
     /// (cut off, it would race through rounds on its own shard and drift away).
     pub pause_when_isolated: bool,
+    /// FOR ROBUSTNESS TESTS ONLY: rewrites every outgoing frame into an attack.
+    pub adversary: Option<crate::adversary::Adversary>,
 }
 
 /// Starts the training thread; returns its inbox and join handle.
@@ -333,8 +337,14 @@ impl Trainer {
         for output in outputs {
             match output {
                 Output::Send { to, bytes } => {
-                    if self.outbox.send(Outbound::Send(to, bytes)).await.is_err() {
-                        self.stopped = true;
+                    let frames = match self.setup.adversary.as_mut() {
+                        Some(adversary) => adversary.rewrite(bytes),
+                        None => vec![bytes],
+                    };
+                    for bytes in frames {
+                        if self.outbox.send(Outbound::Send(to, bytes)).await.is_err() {
+                            self.stopped = true;
+                        }
                     }
                 }
                 Output::ScheduleTimer { at, token } => self.timers.push(Reverse((at, token.0))),
@@ -365,8 +375,13 @@ impl Trainer {
                     self.setup.metrics.reject(&reason_label(&reason));
                 }
                 // The peer already excluded it and refuses it from now on.
+                // The peer already excluded it and refuses it from now on; the swarm also
+                // disconnects it and keeps it out of the neighbour set.
                 Output::Misbehaving { peer, rejected } => {
                     tracing::warn!(%peer, rejected, "excluded a misbehaving neighbour");
+                    if self.outbox.send(Outbound::Exclude(peer)).await.is_err() {
+                        self.stopped = true;
+                    }
                 }
             }
         }
