@@ -8,6 +8,8 @@
 //!   without the defence) and asserted to be worse than the clipped run.
 //! - `nan` and `wrong-dim`: the honest neighbours count the rejected frames (status
 //!   `rejected_protocol` and the `murmur_rejected_total` metric) and still finish training.
+//! - `replay` and `flood`: honest accuracy within 2 points of the honest swarm; the flood's
+//!   mangled frames are rejected.
 //!
 //! The adversary is the last node, never the bootstrap node, so excluding it (the gossip peer
 //! reports it as misbehaving, the daemon disconnects it) does not cut discovery.
@@ -129,4 +131,32 @@ fn non_finite_values_are_rejected_and_counted() {
 #[test]
 fn wrong_dimensions_are_rejected_and_counted() {
     rejected_and_finished("wrong-dim", "wrong-dimension");
+}
+
+/// Replays (old sequence numbers after every update) and floods (each frame nine times plus
+/// eight mangled copies) cost the honest peers no more than 2 points against the honest
+/// swarm; the flood's mangled frames are rejected and counted.
+#[test]
+fn replays_and_floods_leave_honest_accuracy_within_2_points() {
+    let rounds = 100;
+    let (honest, _, wall) = run("hostile-baseline-plain", rounds, None, &[]);
+    let baseline = report("no adversary", &honest, wall);
+    let (replayed, _, wall) = run("hostile-replay", rounds, Some("replay"), &[]);
+    let replay = report("replay", &replayed, wall);
+    let (flooded, _, wall) = run("hostile-flood", rounds, Some("flood"), &[]);
+    let flood = report("flood", &flooded, wall);
+    eprintln!("summary: baseline={baseline:.4} replay={replay:.4} flood={flood:.4}");
+    assert!(
+        replay >= baseline - 0.02,
+        "replays: {replay} against {baseline}"
+    );
+    assert!(
+        flood >= baseline - 0.02,
+        "flood: {flood} against {baseline}"
+    );
+    let rejected: u64 = flooded
+        .iter()
+        .map(|s| s.rejected_protocol + s.rejected_access)
+        .sum();
+    assert!(rejected > 0, "no honest node rejected a flooded frame");
 }
