@@ -50,6 +50,10 @@ pub struct NodeConfig {
     pub listen: Vec<String>,
     /// Multiaddrs of known peers, each ending in `/p2p/<peer id>`.
     pub bootstrap: Vec<String>,
+    /// Addresses to advertise instead of the listen addresses (e.g. a NAT's or relay's
+    /// public address). When non-empty, identify sends only these, so peers (and their
+    /// Kademlia tables) never learn the real listen addresses.
+    pub announce: Vec<String>,
     /// Find peers on the LAN by multicast DNS. Off by default: it multicasts to the LAN.
     pub mdns: bool,
     /// Also listen on QUIC addresses given in `listen` (ignored when a pre-shared key is set).
@@ -83,6 +87,7 @@ impl Default for NodeConfig {
                 "/ip4/0.0.0.0/udp/0/quic-v1".to_string(),
             ],
             bootstrap: Vec::new(),
+            announce: Vec::new(),
             mdns: false,
             quic: true,
             max_connections: 128,

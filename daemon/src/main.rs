@@ -68,6 +68,9 @@ struct RunArgs {
     /// Bootstrap multiaddr ending in /p2p/<peer id> (repeatable).
     #[arg(long)]
     bootstrap: Vec<String>,
+    /// Advertise only this multiaddr instead of the listen addresses (repeatable).
+    #[arg(long)]
+    announce: Vec<String>,
     /// HTTP endpoint address (port 0: any free port).
     #[arg(long)]
     http: Option<String>,
@@ -166,6 +169,7 @@ impl RunArgs {
             c.node.listen = self.listen;
         }
         c.node.bootstrap.extend(self.bootstrap);
+        c.node.announce.extend(self.announce);
         if let Some(h) = self.http {
             c.http.listen = Some(h);
         }

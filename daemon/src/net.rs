@@ -109,7 +109,10 @@ fn behaviour(key: &Keypair, config: &Config) -> Result<Behaviour> {
         allow: allow.into(),
         identify: identify::Behaviour::new(
             identify::Config::new("/murmur/id/1.0.0".into(), key.public())
-                .with_agent_version(format!("murmur/{}", env!("CARGO_PKG_VERSION"))),
+                .with_agent_version(format!("murmur/{}", env!("CARGO_PKG_VERSION")))
+                // With announced addresses, identify sends only the swarm's external
+                // addresses (the announced ones), never the real listen addresses.
+                .with_hide_listen_addrs(!node.announce.is_empty()),
         ),
         ping: ping::Behaviour::new(
             ping::Config::new()
@@ -310,6 +313,10 @@ impl Net {
                 continue;
             }
             self.swarm.listen_on(ma)?;
+        }
+        for addr in &config.node.announce {
+            let ma: Multiaddr = addr.parse().with_context(|| format!("announce {addr:?}"))?;
+            self.swarm.add_external_address(ma);
         }
         for addr in &config.node.bootstrap {
             let ma: Multiaddr = addr
@@ -646,6 +653,19 @@ impl Net {
 
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
         self.libp2p_metrics.record(&event);
+        if let SwarmEvent::ConnectionEstablished {
+            endpoint: libp2p::core::ConnectedPoint::Dialer { address, .. },
+            ..
+        } = &event
+            && let Ok(mut s) = self.status.lock()
+        {
+            let address = address.to_string();
+            if s.dialed_addrs.len() < crate::status::MAX_DIALED_ADDRS
+                && !s.dialed_addrs.contains(&address)
+            {
+                s.dialed_addrs.push(address);
+            }
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 let full = address.with_p2p(self.me).expect("own peer id");

@@ -45,6 +45,9 @@ impl Timing {
     }
 }
 
+/// Cap of [`Status::dialed_addrs`].
+pub const MAX_DIALED_ADDRS: usize = 64;
+
 /// A node's status as served on `/status`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
@@ -76,6 +79,10 @@ pub struct Status {
     pub known_peers: usize,
     /// Peers with an open connection.
     pub connected_peers: usize,
+    /// Distinct addresses this node dialled successfully since it started (at most
+    /// [`MAX_DIALED_ADDRS`]): shows which path outbound connections took.
+    #[serde(default)]
+    pub dialed_addrs: Vec<String>,
     /// Gossip frame bytes handed to the network.
     pub bytes_sent: u64,
     /// Gossip frame bytes received.
