@@ -394,6 +394,10 @@ fn peer_config(clip_radius: Option<f32>) -> PeerConfig {
         fingerprint: fingerprint(FINGERPRINT_TEXT),
         clip_radius,
         seed: 11,
+        // The misbehaviour policy would exclude the fuzzing neighbour after a few bad frames
+        // and answer every later one `NotANeighbour`; off, every frame reaches the decoders.
+        // (The policy itself is tested in gossip/tests/peer_hostile.rs.)
+        misbehaviour_threshold: 0,
         ..PeerConfig::default()
     }
 }
