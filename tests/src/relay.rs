@@ -183,8 +183,11 @@ async fn forward(
     let down = pump(out_read, in_write, config, down_rng, stats.clone(), cut_tx);
     tokio::select! {
         _ = async { tokio::join!(up, down) } => {}
-        _ = cut_rx.wait_for(|c| *c) => {
-            stats.cuts.fetch_add(1, Ordering::Relaxed);
+        // An error here only means both pumps ended (and dropped the sender): not a cut.
+        cut = cut_rx.wait_for(|c| *c) => {
+            if cut.is_ok() {
+                stats.cuts.fetch_add(1, Ordering::Relaxed);
+            }
         }
         _ = stopped.changed() => {}
     }
