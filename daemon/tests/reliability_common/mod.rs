@@ -4,41 +4,18 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use murmur_daemon::demo::{Node, spawn_node};
 use murmur_daemon::status::Status;
 
-pub fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_murmur"))
-}
-
-/// A fresh directory under the system temp dir, removed when dropped.
-#[derive(Debug)]
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("murmur-reliability-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    pub fn join(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::env::var_os("MURMUR_KEEP_TEST_DIRS").is_none() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
+// The process-test basics (binary path, temp dirs, status polling) are the ones the other
+// daemon tests use.
+#[path = "../common/mod.rs"]
+mod common;
+// Each test binary uses a different subset (as with `dead_code` above).
+#[allow(unused_imports)]
+pub(crate) use common::{TempDir, binary, wait_for};
 
 /// Arguments of node `i` of an `n`-node digits swarm training `rounds` rounds.
 pub fn node_args(i: usize, n: usize, rounds: u64, extra: &[&str]) -> Vec<String> {
@@ -108,29 +85,6 @@ pub fn wait_all_done(nodes: &[Node], timeout: Duration) -> Vec<Status> {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// Polls `node` until `pred` holds; panics after `timeout` with the last status.
-pub fn wait_for(
-    node: &Node,
-    timeout: Duration,
-    what: &str,
-    pred: impl Fn(&Status) -> bool,
-) -> Status {
-    let start = Instant::now();
-    let mut last = None;
-    while start.elapsed() < timeout {
-        if let Ok(s) = node.status() {
-            if pred(&s) {
-                return s;
-            }
-            last = Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let log = std::fs::read_to_string(node.dir.join("node.log")).unwrap_or_default();
-    let tail: String = log.lines().rev().take(20).collect::<Vec<_>>().join("\n");
-    panic!("timed out waiting for {what}; last status {last:#?}\nlog tail (newest first):\n{tail}");
 }
 
 /// Mean and worst final accuracy.
