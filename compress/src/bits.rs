@@ -91,6 +91,111 @@ impl SlackBits<'_> {
     }
 }
 
+/// Packs runs of bits into 64-bit words, LSB first, without a branch on word boundaries: the
+/// current word lives in a register and is stored, with whatever spills into the next word,
+/// after every run. A value on the stack of the loop that uses it, so its state stays in
+/// registers.
+#[derive(Debug)]
+pub(crate) struct SignPacker<'a> {
+    /// Finished words, the current one, and one word of room.
+    words: &'a mut [u64],
+    /// Index of the current word.
+    at: usize,
+    /// Bits in the current word (< 64).
+    nbits: u32,
+    acc: u64,
+}
+
+impl<'a> SignPacker<'a> {
+    /// A packer for up to `max_bits` bits into `store` (grown as needed; old contents need no
+    /// clearing, since every word is stored before it is read).
+    pub(crate) fn new(store: &'a mut Vec<u64>, max_bits: usize) -> Self {
+        let room = max_bits / 64 + 2;
+        if store.len() < room {
+            store.resize(room, 0);
+        }
+        SignPacker {
+            words: store.as_mut_slice(),
+            at: 0,
+            nbits: 0,
+            acc: 0,
+        }
+    }
+
+    /// Appends the low `k ≤ 64` bits of `s` (higher bits zero).
+    #[inline(always)]
+    pub(crate) fn append(&mut self, s: u64, k: u32) {
+        let n = self.nbits;
+        let current = self.acc | (s << n);
+        // The bits that spill into the next word: s >> (64 − n), and nothing when n = 0.
+        let spill = (s >> 1) >> (63 - n);
+        self.words[self.at] = current;
+        self.words[self.at + 1] = spill;
+        let t = n + k;
+        let full = t >> 6;
+        self.acc = if full == 1 { spill } else { current };
+        self.at += full as usize;
+        self.nbits = t & 63;
+    }
+
+    /// The packed words (the last one zero-padded).
+    pub(crate) fn words(&self) -> &[u64] {
+        &self.words[..self.at + usize::from(self.nbits > 0)]
+    }
+}
+
+/// Writes the gaps before the set bits j of `hit` (non-zero; positions base + j, the first gap
+/// counted from `next`, the position after the previous hit, which is then advanced) to `out`
+/// in order and returns their signs packed (bit i for the i-th hit) and their number. With
+/// `PACKED`, `sign` is already packed; otherwise bit j of `sign` is the sign of position
+/// base + j. `SLOTS` unconditional slots come first (a slot past the last hit writes garbage
+/// that the next word overwrites, and its sign bit is masked off), then a loop for any hits
+/// left: with as many slots as a word usually has hits, no branch depends on the word, while a
+/// loop over its bits would mispredict its exit once per word.
+#[inline(always)]
+pub(crate) fn expand_word<const SLOTS: usize, const PACKED: bool>(
+    base: u32,
+    hit: u64,
+    sign: u64,
+    next: &mut u32,
+    out: &mut [u32; 64],
+) -> (u64, u32) {
+    let k = hit.count_ones();
+    let mut h = hit;
+    let mut packed = 0u64;
+    // Gaps in u32 wrapping arithmetic relative to base: the previous hit at j = next − 1 − base
+    // (below zero for the first word's hits, which wraps back in the subtraction).
+    let mut prev = next.wrapping_sub(base).wrapping_sub(1);
+    for (s, slot) in out.iter_mut().enumerate().take(SLOTS) {
+        // An empty h gives j = 64: a garbage slot, its sign bit masked off below.
+        let j = h.trailing_zeros();
+        *slot = j.wrapping_sub(prev).wrapping_sub(1);
+        prev = j;
+        if !PACKED {
+            packed |= ((sign >> (j & 63)) & 1) << s;
+        }
+        h &= h.wrapping_sub(1);
+    }
+    let mut i = SLOTS;
+    while h != 0 {
+        let j = h.trailing_zeros();
+        out[i] = j.wrapping_sub(prev).wrapping_sub(1);
+        prev = j;
+        if !PACKED {
+            packed |= ((sign >> j) & 1) << i;
+        }
+        h &= h - 1;
+        i += 1;
+    }
+    *next = base + 64 - hit.leading_zeros();
+    let packed = if PACKED {
+        sign
+    } else {
+        packed & u64::MAX.checked_shr(64 - k).unwrap_or(0)
+    };
+    (packed, k)
+}
+
 /// Why a bit stream is not a valid code sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BitError {
@@ -330,22 +435,111 @@ impl Golomb {
         }
     }
 
-    /// Codes the gaps between the positions set in `hits` (bit j of `[base, word, extra]` is
-    /// position base + j; bases increasing by ≥ 64), appending to `out` exactly the bytes
-    /// [`Golomb::put`] into a fresh [`BitWriter`] would give, and packs bit j of each word's
-    /// `extra` into `extra` (LSB first, one bit per position in order, last word zero-padded). One loop, no
-    /// index vector, no flush branch; room is sized once from the bound Σq ≤ dim/m, so the
-    /// code stream takes at most dim/m + count·(b + 1) bits. `count` must be the number of set
-    /// bits and every position must be < `dim` ≤ 2^32.
-    pub(crate) fn put_hit_gaps(
+    /// Codes `gaps` with the codes of `table` or computed ones; the writer state
+    /// `(acc, nbits, pos)` goes in and comes out by value. Its own function so that register
+    /// allocation sees only this loop: inlined into the expansion loop, the accumulator and bit
+    /// count were spilled to the stack, adding a store-to-load forward to the chain of every
+    /// entry.
+    ///
+    /// `G` table codes are joined before they meet the writer (`G` codes of at most
+    /// `table_bits` each plus the < 8 pending bits fit in 64), which divides the writer's work
+    /// and its serial chain by `G`; a group with a gap outside the table goes one by one.
+    #[inline(never)]
+    fn put_gap_codes<const G: usize>(
         &self,
-        hits: &[[u64; 3]],
-        dim: usize,
-        count: usize,
-        mut out: Vec<u8>,
-        extra: &mut Vec<u64>,
-    ) -> Vec<u8> {
-        debug_assert!(dim as u64 <= 1 << 32);
+        gaps: &[u32],
+        table: &[u64],
+        buf: &mut [u8],
+        state: (u64, u32, usize),
+    ) -> (u64, u32, usize) {
+        let (mut acc, mut nbits, mut pos) = state;
+        let mut groups = gaps.chunks_exact(G);
+        for group in &mut groups {
+            let mut code = 0u64;
+            let mut len = 0u32;
+            let mut all_in_table = true;
+            for &g in group {
+                match table.get(g as usize) {
+                    Some(&e) => {
+                        code |= (e & 0xffff_ffff) << len;
+                        len += (e >> 32) as u32;
+                    }
+                    None => all_in_table = false,
+                }
+            }
+            if all_in_table {
+                acc |= code << nbits;
+                nbits += len;
+                buf[pos..pos + 8].copy_from_slice(&acc.to_le_bytes());
+                let done = nbits >> 3;
+                pos += done as usize;
+                acc >>= done * 8;
+                nbits &= 7;
+            } else {
+                (acc, nbits, pos) = self.put_one_by_one(group, table, buf, (acc, nbits, pos));
+            }
+        }
+        self.put_one_by_one(groups.remainder(), table, buf, (acc, nbits, pos))
+    }
+
+    /// [`Golomb::put_gap_codes`] one code at a time.
+    #[inline(never)]
+    fn put_one_by_one(
+        &self,
+        gaps: &[u32],
+        table: &[u64],
+        buf: &mut [u8],
+        state: (u64, u32, usize),
+    ) -> (u64, u32, usize) {
+        let (mut acc, mut nbits, mut pos) = state;
+        for &g in gaps {
+            let (code, len) = match table.get(g as usize) {
+                Some(&e) => (e & 0xffff_ffff, (e >> 32) as u32),
+                None => {
+                    (acc, nbits, pos) = self.put_uncommon(buf, acc, nbits, pos, u64::from(g));
+                    continue;
+                }
+            };
+            acc |= code << nbits;
+            nbits += len;
+            buf[pos..pos + 8].copy_from_slice(&acc.to_le_bytes());
+            let done = nbits >> 3;
+            pos += done as usize;
+            acc >>= done * 8;
+            nbits &= 7;
+        }
+        (acc, nbits, pos)
+    }
+
+    /// [`Golomb::put_computed`] for a code the table does not hold, on writer state passed by
+    /// value so that the hot loop keeps its state in registers.
+    #[cold]
+    #[inline(never)]
+    fn put_uncommon(
+        &self,
+        buf: &mut [u8],
+        acc: u64,
+        nbits: u32,
+        pos: usize,
+        g: u64,
+    ) -> (u64, u32, usize) {
+        let mut w = SlackBits {
+            buf,
+            pos,
+            acc,
+            nbits,
+        };
+        self.put_computed(&mut w, g);
+        (w.acc, w.nbits, w.pos)
+    }
+
+    /// Codes `gaps` (those between increasing positions < `dim` < 2^32, so Σgaps < dim),
+    /// appending to `out` exactly the bytes [`Golomb::put`] into a fresh [`BitWriter`] would
+    /// give. Room is sized once from the bound Σq ≤ dim/m, so the code stream takes at most
+    /// dim/m + count·(b + 1) bits, and the writer never checks for a flush.
+    pub(crate) fn put_gaps(&self, gaps: &[u32], dim: usize, mut out: Vec<u8>) -> Vec<u8> {
+        debug_assert!((dim as u64) < 1 << 32);
+        let count = gaps.len();
         let start = out.len();
         let bound_bits = dim as u64 / self.m + count as u64 * (u64::from(self.b) + 1);
         out.resize(start + (bound_bits / 8) as usize + 16, 0);
@@ -367,44 +561,20 @@ impl Golomb {
         } else {
             Vec::new()
         };
-        let mut w = SlackBits {
-            buf: &mut out[start..],
-            pos: 0,
-            acc: 0,
-            nbits: 0,
+        // How many table codes fit one writer step: the longest is q + 1 + b bits with
+        // q < span/m, and the writer holds < 8 pending bits of 64.
+        let table_bits = (span as u64).div_ceil(golomb.m) as u32 + golomb.b;
+        let group = if table.is_empty() { 1 } else { 57 / table_bits };
+        let buf = &mut out[start..];
+        let state = (0, 0, 0);
+        let (_, nbits, pos) = match group {
+            1 => golomb.put_one_by_one(gaps, &table, buf, state),
+            2 => golomb.put_gap_codes::<2>(gaps, &table, buf, state),
+            3 => golomb.put_gap_codes::<3>(gaps, &table, buf, state),
+            4 => golomb.put_gap_codes::<4>(gaps, &table, buf, state),
+            _ => golomb.put_gap_codes::<5>(gaps, &table, buf, state),
         };
-        let mut next = 0u64;
-        // Kept as locals (not behind a closure's `&mut`) so they stay in registers.
-        let mut xacc = 0u64;
-        let mut xn = 0u32;
-        extra.clear();
-        extra.reserve(count.div_ceil(64));
-        for &[base, hit, bits] in hits {
-            let mut h = hit;
-            while h != 0 {
-                let j = h.trailing_zeros();
-                let idx = base + u64::from(j);
-                xacc |= ((bits >> j) & 1) << xn;
-                xn += 1;
-                if xn == 64 {
-                    extra.push(xacc);
-                    xacc = 0;
-                    xn = 0;
-                }
-                let g = idx - next;
-                next = idx + 1;
-                match table.get(g as usize) {
-                    Some(&e) => w.put(e & 0xffff_ffff, (e >> 32) as u32),
-                    None => golomb.put_computed(&mut w, g),
-                }
-                h &= h - 1;
-            }
-        }
-        if xn > 0 {
-            extra.push(xacc);
-        }
-        let len = start + w.pos + usize::from(w.nbits > 0);
-        out.truncate(len);
+        out.truncate(start + pos + usize::from(nbits > 0));
         out
     }
 
@@ -517,11 +687,12 @@ mod tests {
         }
     }
 
-    /// The fused hit-word encoder writes exactly what `Golomb::put` into a `BitWriter` writes,
-    /// with and without its gap table, for long unary runs (q ≥ 32) and m = 1, and packs the
-    /// extra bits of the hits in order.
+    /// Hit words expanded to gaps (with 0 and 8 unconditional slots, signs packed here or by
+    /// the caller) and coded by `put_gaps` give exactly what `Golomb::put` into a `BitWriter`
+    /// writes, with and without the gap table and for every group size, for long unary runs
+    /// (q ≥ 32) and m = 1; the signs come out packed in order.
     #[test]
-    fn hit_gaps_match_the_plain_writer() {
+    fn expanded_hit_words_match_the_plain_writer() {
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut rand = move || {
             state ^= state << 13;
@@ -536,10 +707,11 @@ mod tests {
             (69, 3000, 5),
             (693, 500, 9),
             (3, 600, 12),
+            (16, 2000, 3),
         ] {
             let dim = 64 * words;
             let mut hits = Vec::new();
-            let mut want_extra = Vec::new();
+            let mut want_signs = Vec::new();
             let mut positions = Vec::new();
             for k in 0..words {
                 // Sparser words for larger shifts; some empty stretches give q ≥ 32.
@@ -551,13 +723,13 @@ mod tests {
                     h = 0;
                 }
                 if h != 0 {
-                    let extra = rand();
-                    hits.push([64 * k as u64, h, extra & h]);
+                    let sign = rand();
+                    hits.push((64 * k as u32, h, sign));
                     let mut x = h;
                     while x != 0 {
                         let j = x.trailing_zeros();
                         positions.push(64 * k as u64 + u64::from(j));
-                        want_extra.push((extra >> j) & 1);
+                        want_signs.push((sign >> j) & 1);
                         x &= x - 1;
                     }
                 }
@@ -574,14 +746,46 @@ mod tests {
             }
             let mut want = prefix.clone();
             want.extend_from_slice(&w.finish());
-            let mut extra = Vec::new();
-            let got = g.put_hit_gaps(&hits, dim, positions.len(), prefix, &mut extra);
-            assert_eq!(got, want, "m={m}");
-            let unpacked: Vec<u64> = (0..positions.len())
-                .map(|i| (extra[i / 64] >> (i % 64)) & 1)
-                .collect();
-            assert_eq!(unpacked, want_extra, "m={m}");
-            assert_eq!(extra.len(), positions.len().div_ceil(64));
+            for (slots, packed_by_caller) in [(0, false), (8, false), (8, true), (0, true)] {
+                let mut gaps = vec![0u32; positions.len() + 64];
+                let mut store = Vec::new();
+                let mut signs = SignPacker::new(&mut store, dim);
+                let (mut n, mut next) = (0usize, 0u32);
+                for &(base, hit, sign) in &hits {
+                    let sign = if packed_by_caller {
+                        // Software pext of the sign word by the hit word.
+                        let (mut x, mut p, mut i) = (hit, 0u64, 0);
+                        while x != 0 {
+                            p |= ((sign >> x.trailing_zeros()) & 1) << i;
+                            i += 1;
+                            x &= x - 1;
+                        }
+                        p
+                    } else {
+                        sign
+                    };
+                    let out: &mut [u32; 64] = (&mut gaps[n..n + 64]).try_into().unwrap();
+                    let (packed, k) = match (slots, packed_by_caller) {
+                        (0, false) => expand_word::<0, false>(base, hit, sign, &mut next, out),
+                        (_, false) => expand_word::<8, false>(base, hit, sign, &mut next, out),
+                        (0, true) => expand_word::<0, true>(base, hit, sign, &mut next, out),
+                        (_, true) => expand_word::<8, true>(base, hit, sign, &mut next, out),
+                    };
+                    signs.append(packed, k);
+                    n += k as usize;
+                }
+                assert_eq!(n, positions.len());
+                let got = g.put_gaps(&gaps[..n], dim, prefix.clone());
+                assert_eq!(got, want, "m={m} slots={slots}");
+                let words = signs.words();
+                let unpacked: Vec<u64> = (0..n).map(|i| (words[i / 64] >> (i % 64)) & 1).collect();
+                assert_eq!(unpacked, want_signs, "m={m}");
+                assert_eq!(words.len(), n.div_ceil(64));
+                // Bits past the last sign are zero.
+                if n % 64 != 0 {
+                    assert_eq!(words[n / 64] >> (n % 64), 0);
+                }
+            }
         }
     }
 

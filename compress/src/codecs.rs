@@ -5,9 +5,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wide::{CmpGe, f32x4, i8x16, i16x8, i16x16, i32x8};
 
-use crate::bits::{BitWriter, Golomb, put_gamma};
+use crate::bits::{BitWriter, Golomb, SignPacker, expand_word, put_gamma};
 use crate::spec::{CodecSpec, MAX_QSGD_LEVELS};
 use crate::wire::{Compressed, Format};
+
+#[cfg(target_arch = "x86_64")]
+mod x86_v3;
 
 /// A compressor Q. Works on a flat `&[f32]`; the caller owns any residual.
 pub trait Compressor: Send + std::fmt::Debug {
@@ -36,8 +39,10 @@ struct Scratch {
     keys: Vec<u32>,
     /// `(key << 32) | index` of the entries above the adaptive threshold's bracket.
     candidates: Vec<u64>,
-    /// `[first position, hit word, sign bits of the hits]` of every 64 inputs with a hit (fixed-threshold encoder).
-    words: Vec<[u64; 3]>,
+    /// Gaps before the entries the fixed-threshold encoder sends (plus slack for a word).
+    gaps: Vec<u32>,
+    /// Their signs, packed.
+    sign_words: Vec<u64>,
 }
 
 #[derive(Debug)]
@@ -461,24 +466,90 @@ fn threshold_sign(input: &[f32], tau: f32, rule: ScaleRule, scratch: &mut Scratc
     }
 }
 
-/// Fixed-threshold sparse-sign encoder in two passes, neither of which stores an index.
-/// Pass 1 is branch-free SIMD over the input: one hit word per 64 entries (and the count,
-/// which fixes the Golomb parameter). Pass 2 walks only those words (1/32 of the input's
-/// bytes): for each set bit, the gap to the previous hit goes straight into a branch-free
-/// Golomb writer and the entry's sign bit (read back from the input, in index order) into the
-/// packed sign words. Same bytes as gathering indices and calling [`sparse_sign`].
+/// Fixed-threshold sparse-sign encoder: the x86-64-v3 build of [`threshold_words_with`] when
+/// the CPU has AVX2 and BMI2, else the portable one.
 fn threshold_words(input: &[f32], t: f32, scratch: &mut Scratch) -> Compressed {
-    let dim = input.len();
-    let words = &mut scratch.words;
-    words.clear();
+    #[cfg(target_arch = "x86_64")]
+    if let Some(c) = x86_v3::threshold_words(input, t, scratch) {
+        return c;
+    }
+    threshold_words_portable(input, t, scratch)
+}
+
+/// [`threshold_words_with`] on baseline SIMD (`wide`: SSE2 on x86-64, NEON on aarch64).
+fn threshold_words_portable(input: &[f32], t: f32, scratch: &mut Scratch) -> Compressed {
     let tv = f32x4::splat(t);
+    let hits = |chunk: &[f32; 64]| hit_word(chunk, tv);
+    let signs = |chunk: &[f32; 64], hit| sign_word(chunk) & hit;
+    threshold_words_with::<false>(input, t, scratch, hits, signs)
+}
+
+/// Where pass 1 of [`threshold_words_with`] puts the hits of each non-empty word.
+struct HitSink<'a> {
+    gaps: &'a mut Vec<u32>,
+    signs: SignPacker<'a>,
+    count: usize,
+    nonempty: usize,
+    /// The position after the last hit so far.
+    next: u32,
+}
+
+impl HitSink<'_> {
+    // A method rather than a closure so that it is inlined into each build of the encoder.
+    #[inline(always)]
+    fn take<const PACKED: bool>(&mut self, base: usize, hit: u64, sign: u64) {
+        let count = self.count;
+        // Room for a whole word of unconditional slots; grows rarely (doubling).
+        if self.gaps.len() < count + 64 {
+            let len = (count + 64).max(2 * self.gaps.len());
+            self.gaps.resize(len, 0);
+        }
+        let out: &mut [u32; 64] = (&mut self.gaps[count..count + 64])
+            .try_into()
+            .expect("64 slots");
+        // Eight unconditional slots once words have had ≥ 3 hits on average: a branch that
+        // follows the density, not the word, so it is predicted.
+        let (packed, k) = if count >= 3 * self.nonempty {
+            expand_word::<8, PACKED>(base as u32, hit, sign, &mut self.next, out)
+        } else {
+            expand_word::<0, PACKED>(base as u32, hit, sign, &mut self.next, out)
+        };
+        self.signs.append(packed, k);
+        self.count += k as usize;
+        self.nonempty += 1;
+    }
+}
+
+/// Fixed-threshold sparse-sign encoder in two passes, of which only the first reads the
+/// input. Pass 1 is branch-free SIMD over the input: `scan` gives the hit word of each 64
+/// entries and their signs (bit j for entry j, or with `PACKED` already packed to the hits as
+/// `pext` does); the gaps before the hits go to a buffer ([`expand_word`]) and their signs to
+/// the packed sign words while the chunk is hot. The count then fixes the Golomb parameter,
+/// and pass 2 ([`Golomb::put_gaps`]) codes the gaps from the buffer (4 bytes per sent entry).
+/// Same bytes as gathering indices and calling [`sparse_sign`].
+#[inline(always)]
+fn threshold_words_with<const PACKED: bool>(
+    input: &[f32],
+    t: f32,
+    scratch: &mut Scratch,
+    hits: impl Fn(&[f32; 64]) -> u64,
+    signs: impl Fn(&[f32; 64], u64) -> u64,
+) -> Compressed {
+    let dim = input.len();
+    let mut sink = HitSink {
+        gaps: &mut scratch.gaps,
+        signs: SignPacker::new(&mut scratch.sign_words, dim),
+        count: 0,
+        nonempty: 0,
+        next: 0,
+    };
     let mut chunks = input.chunks_exact(64);
     for (w, chunk) in (&mut chunks).enumerate() {
         let chunk: &[f32; 64] = chunk.try_into().expect("chunks_exact(64)");
-        let hit = hit_word(chunk, tv);
-        // Only non-empty words are kept: at low density most are empty.
+        let hit = hits(chunk);
+        // Empty words cost nothing more: at low density most are empty.
         if hit != 0 {
-            words.push([64 * w as u64, hit, sign_word(chunk) & hit]);
+            sink.take::<PACKED>(64 * w, hit, signs(chunk, hit));
         }
     }
     let rem = chunks.remainder();
@@ -486,23 +557,23 @@ fn threshold_words(input: &[f32], t: f32, scratch: &mut Scratch) -> Compressed {
         // Zero padding is never chosen (t > 0).
         let mut padded = [0f32; 64];
         padded[..rem.len()].copy_from_slice(rem);
-        let hit = hit_word(&padded, tv);
+        let hit = hits(&padded);
         if hit != 0 {
-            words.push([(dim - rem.len()) as u64, hit, sign_word(&padded) & hit]);
+            sink.take::<PACKED>(dim - rem.len(), hit, signs(&padded, hit));
         }
     }
-    let count: usize = words.iter().map(|w| w[1].count_ones() as usize).sum();
+    let count = sink.count;
+    let (gaps, signs) = (sink.gaps, sink.signs);
 
     let m = golomb_for(count, dim);
-    let golomb = Golomb::new(m);
     let sign_bytes = count.div_ceil(8);
-    let signs = &mut scratch.selection.signs;
-    // The gaps follow the signs; the signs are filled in once the walk has packed them.
-    let mut payload = golomb.put_hit_gaps(words, dim, count, vec![0u8; sign_bytes], signs);
-    for (dst, w) in payload[..sign_bytes].chunks_mut(8).zip(signs.iter()) {
+    let mut payload = Vec::with_capacity(sign_bytes + count + 16);
+    for w in signs.words() {
         // Bits past `count` in the last word are zero, so the kept padding is zero.
-        dst.copy_from_slice(&w.to_le_bytes()[..dst.len()]);
+        payload.extend_from_slice(&w.to_le_bytes());
     }
+    payload.truncate(sign_bytes);
+    let payload = Golomb::new(m).put_gaps(&gaps[..count], dim, payload);
     let scale = if count == 0 { 0.0 } else { t };
     Compressed {
         format: Format::SparseSign,
