@@ -10,7 +10,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use murmur_compress::{CodecSpec, Compressed, DecodeLimits, build};
+use murmur_compress::{CodecSpec, Compressed, DecodeLimits, build, threshold_encoder_build};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -31,6 +31,10 @@ fn entropy_bound(p: f64) -> f64 {
 
 fn main() {
     let mut rng = ChaCha8Rng::seed_from_u64(42);
+    let build_name = threshold_encoder_build();
+    println!(
+        "threshold encoder build: {build_name} (MURMUR_COMPRESS_BUILD=portable or =x86-64-v3 caps it)"
+    );
     println!(
         "{:>9} {:>7} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "d",
@@ -55,7 +59,7 @@ fn main() {
     for d in [1_000_000usize, 10_000_000] {
         let v: Vec<f32> = (0..d).map(|_| rng.random_range(-1.0f32..1.0)).collect();
         let mut dst = vec![0f32; d];
-        let reps = if d > 5_000_000 { 5 } else { 15 };
+        let reps = if d > 5_000_000 { 5 } else { 40 };
         let gb = (d * 4) as f64 / 1e9;
         let t_mem = best(reps, || {
             dst.copy_from_slice(&v);
@@ -153,6 +157,6 @@ fn main() {
         );
     }
     println!(
-        "summary: encode_vs_memcpy={worst_enc:.2} adaptive_encode_vs_memcpy={worst_adapt:.2} decode_vs_memcpy={worst_dec_1pct:.2} decode_vs_memcpy_all={worst_dec:.2} bits_vs_entropy={worst_bits:.3} ratio_1pct={worst_ratio_1pct:.0}"
+        "summary: encode_vs_memcpy={worst_enc:.2} adaptive_encode_vs_memcpy={worst_adapt:.2} decode_vs_memcpy={worst_dec_1pct:.2} decode_vs_memcpy_all={worst_dec:.2} bits_vs_entropy={worst_bits:.3} ratio_1pct={worst_ratio_1pct:.0} encoder={build_name}"
     );
 }

@@ -444,7 +444,7 @@ impl Golomb {
     /// `G` table codes are joined before they meet the writer (`G` codes of at most
     /// `table_bits` each plus the < 8 pending bits fit in 64), which divides the writer's work
     /// and its serial chain by `G`; a group with a gap outside the table goes one by one.
-    #[inline(never)]
+    #[inline(always)]
     fn put_gap_codes<const G: usize>(
         &self,
         gaps: &[u32],
@@ -537,6 +537,9 @@ impl Golomb {
     /// appending to `out` exactly the bytes [`Golomb::put`] into a fresh [`BitWriter`] would
     /// give. Room is sized once from the bound Σq ≤ dim/m, so the code stream takes at most
     /// dim/m + count·(b + 1) bits, and the writer never checks for a flush.
+    // Inlined so that each build of the encoder compiles the coding loop for its instructions
+    // (BMI2's flag-free shifts on the writer's chain).
+    #[inline(always)]
     pub(crate) fn put_gaps(&self, gaps: &[u32], dim: usize, mut out: Vec<u8>) -> Vec<u8> {
         debug_assert!((dim as u64) < 1 << 32);
         let count = gaps.len();

@@ -10,7 +10,7 @@ use crate::spec::{CodecSpec, MAX_QSGD_LEVELS};
 use crate::wire::{Compressed, Format};
 
 #[cfg(target_arch = "x86_64")]
-mod x86_v3;
+mod x86;
 
 /// A compressor Q. Works on a flat `&[f32]`; the caller owns any residual.
 pub trait Compressor: Send + std::fmt::Debug {
@@ -466,11 +466,21 @@ fn threshold_sign(input: &[f32], tau: f32, rule: ScaleRule, scratch: &mut Scratc
     }
 }
 
-/// Fixed-threshold sparse-sign encoder: the x86-64-v3 build of [`threshold_words_with`] when
-/// the CPU has AVX2 and BMI2, else the portable one.
+/// Which build of the fixed-threshold encoder runs on this machine: `"x86-64-v4"` (AVX-512F
+/// on top of v3), `"x86-64-v3"` (AVX2, BMI1/2, POPCNT, LZCNT), both chosen at run time, or
+/// `"portable"` (SSE2 on x86-64, NEON on aarch64, scalar elsewhere). All write the same bytes;
+/// `MURMUR_COMPRESS_BUILD=portable` or `=x86-64-v3` caps the choice (for comparison).
+pub fn threshold_encoder_build() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    return x86::level().name();
+    #[cfg(not(target_arch = "x86_64"))]
+    "portable"
+}
+
+/// Fixed-threshold sparse-sign encoder: the best build for this CPU ([`threshold_encoder_build`]).
 fn threshold_words(input: &[f32], t: f32, scratch: &mut Scratch) -> Compressed {
     #[cfg(target_arch = "x86_64")]
-    if let Some(c) = x86_v3::threshold_words(input, t, scratch) {
+    if let Some(c) = x86::threshold_words(input, t, scratch) {
         return c;
     }
     threshold_words_portable(input, t, scratch)
@@ -563,17 +573,23 @@ fn threshold_words_with<const PACKED: bool>(
         }
     }
     let count = sink.count;
-    let (gaps, signs) = (sink.gaps, sink.signs);
+    sparse_sign_from_gaps(dim, t, &sink.gaps[..count], sink.signs.words())
+}
 
+/// The sparse-sign message (scale `t`) of the entries after `gaps`, with their signs packed
+/// in `sign_words` (bits past the last entry zero): pass 2 of the fixed-threshold encoder.
+#[inline(always)]
+fn sparse_sign_from_gaps(dim: usize, t: f32, gaps: &[u32], sign_words: &[u64]) -> Compressed {
+    let count = gaps.len();
     let m = golomb_for(count, dim);
     let sign_bytes = count.div_ceil(8);
     let mut payload = Vec::with_capacity(sign_bytes + count + 16);
-    for w in signs.words() {
+    for w in sign_words {
         // Bits past `count` in the last word are zero, so the kept padding is zero.
         payload.extend_from_slice(&w.to_le_bytes());
     }
     payload.truncate(sign_bytes);
-    let payload = Golomb::new(m).put_gaps(&gaps[..count], dim, payload);
+    let payload = Golomb::new(m).put_gaps(gaps, dim, payload);
     let scale = if count == 0 { 0.0 } else { t };
     Compressed {
         format: Format::SparseSign,

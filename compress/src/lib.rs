@@ -22,7 +22,7 @@ mod feedback;
 mod spec;
 mod wire;
 
-pub use codecs::{Compressor, build, entries_for_density};
+pub use codecs::{Compressor, build, entries_for_density, threshold_encoder_build};
 pub use feedback::ErrorFeedback;
 pub use spec::{CodecSpec, ParseSpecError};
 pub use wire::{Compressed, DecodeError, DecodeLimits, FORMAT_VERSION, Format};
