@@ -204,37 +204,11 @@ pub(crate) fn kth_largest_magnitude(
     f32::from_bits(kth_of(keys, k))
 }
 
-/// Pushes `(key << 32) | index` for every entry whose magnitude key is ≥ `lo` > 0, in index
-/// order (inputs of at most 2^32 entries).
-fn gather_candidates(input: &[f32], lo: u32, out: &mut Vec<u64>) {
-    debug_assert!(lo > 0 && u32::try_from(input.len()).is_ok());
-    out.clear();
-    let tv = f32x4::splat(f32::from_bits(lo));
-    let mut chunks = input.chunks_exact(64);
-    for (w, chunk) in (&mut chunks).enumerate() {
-        let chunk: &[f32; 64] = chunk.try_into().expect("chunks_exact(64)");
-        let mut m = hit_word(chunk, tv);
-        while m != 0 {
-            let j = m.trailing_zeros() as usize;
-            let key = u64::from(magnitude_key(chunk[j]));
-            out.push(key << 32 | (64 * w + j) as u64);
-            m &= m - 1;
-        }
-    }
-    let base = input.len() - chunks.remainder().len();
-    for (j, &x) in chunks.remainder().iter().enumerate() {
-        let key = magnitude_key(x);
-        if key >= lo {
-            out.push(u64::from(key) << 32 | (base + j) as u64);
-        }
-    }
-}
-
 /// `AdaptiveThreshold` / `ScaledThreshold`: tau = the exact k-th largest |x|, then every entry
-/// with |x| ≥ tau. On large inputs the entries above the sampled bracket are gathered once
-/// with their indices; tau is selected among them and the sent entries are exactly the
-/// candidates at or above it, so the input is read once instead of twice (the result is
-/// the same as selecting tau and running [`threshold_sign`]).
+/// with |x| ≥ tau. On large inputs pass 1 of the fixed-threshold encoder at the sampled
+/// bracket finds the candidates (≈ k entries, with their signs); tau is selected among their
+/// magnitudes and the sent entries are exactly the candidates at or above it, so the input is
+/// read once in full (the result is the same as selecting tau and running [`threshold_sign`]).
 fn adaptive_threshold(
     input: &[f32],
     k: usize,
@@ -245,22 +219,10 @@ fn adaptive_threshold(
     if k > 0 && u32::try_from(input.len()).is_ok() {
         let k = k.min(input.len());
         if let Some(lo) = sampled_bracket(input, k, &mut scratch.keys, rng) {
-            gather_candidates(input, lo, &mut scratch.candidates);
-            if scratch.candidates.len() >= k {
-                let keys = &mut scratch.keys;
-                keys.clear();
-                keys.extend(scratch.candidates.iter().map(|&c| (c >> 32) as u32));
-                let tau_key = kth_of(keys, k);
-                let sel = &mut scratch.selection;
-                match rule {
-                    ScaleRule::Tau => {
-                        sel.pick_candidates::<false>(input, &scratch.candidates, tau_key)
-                    }
-                    ScaleRule::MeanMagnitude => {
-                        sel.pick_candidates::<true>(input, &scratch.candidates, tau_key)
-                    }
-                }
-                return finish_threshold(input.len(), f32::from_bits(tau_key), rule, sel);
+            // The candidates: pass 1 of the fixed-threshold encoder at the bracket.
+            let scan = threshold_scan(input, f32::from_bits(lo), scratch);
+            if scan.count >= k {
+                return pick_from_scan(input, k, scan, rule, scratch);
             }
         }
         let keys = &mut scratch.keys;
@@ -271,6 +233,75 @@ fn adaptive_threshold(
     }
     let tau = kth_largest_magnitude(input, k, &mut scratch.keys, rng);
     threshold_sign(input, tau, rule, scratch)
+}
+
+/// The adaptive message from the candidates a scan at the bracket left in `scratch` (at
+/// least `k` of them): tau = the k-th largest magnitude among them, and the entries sent are
+/// the candidates at or above it, with their gaps recomputed and their signs taken from the
+/// scan's. In place over the candidates' gaps (an entry's new gap is written at or before
+/// where its old one was read).
+fn pick_from_scan(
+    input: &[f32],
+    k: usize,
+    scan: Scan,
+    rule: ScaleRule,
+    scratch: &mut Scratch,
+) -> Compressed {
+    let n = scan.count;
+    let Scratch {
+        gaps,
+        sign_words,
+        keys,
+        candidates,
+        selection,
+        ..
+    } = scratch;
+    // The candidates' magnitude keys in index order (`candidates` keeps key << 32 | position).
+    candidates.clear();
+    let mut next = 0u32;
+    for &g in &gaps[..n] {
+        let p = next + g;
+        next = p + 1;
+        let key = magnitude_key(input[p as usize]);
+        candidates.push(u64::from(key) << 32 | u64::from(p));
+    }
+    keys.clear();
+    keys.extend(candidates.iter().map(|&c| (c >> 32) as u32));
+    let tau_key = kth_of(keys, k);
+    let signs = &mut selection.signs;
+    signs.clear();
+    let (mut acc, mut nbits) = (0u64, 0u32);
+    let mut sum_abs = 0f64;
+    let mut kept = 0usize;
+    let mut next = 0u32;
+    for (i, &c) in candidates.iter().enumerate() {
+        let key = (c >> 32) as u32;
+        if key < tau_key {
+            continue;
+        }
+        let p = c as u32;
+        gaps[kept] = p - next;
+        next = p + 1;
+        kept += 1;
+        acc |= ((sign_words[i / 64] >> (i % 64)) & 1) << nbits;
+        nbits += 1;
+        if nbits == 64 {
+            signs.push(acc);
+            (acc, nbits) = (0, 0);
+        }
+        if matches!(rule, ScaleRule::MeanMagnitude) {
+            // key ≥ tau_key > 0: a finite magnitude (NaN has key 0).
+            sum_abs += f64::from(f32::from_bits(key));
+        }
+    }
+    if nbits > 0 {
+        signs.push(acc);
+    }
+    let scale = match rule {
+        ScaleRule::Tau => f32::from_bits(tau_key),
+        ScaleRule::MeanMagnitude => (sum_abs / kept.max(1) as f64) as f32,
+    };
+    sparse_sign_from_gaps(input.len(), scale, &gaps[..kept], signs)
 }
 
 /// Pushes the magnitude key of every entry whose key is ≥ `lo`, in index order. For lo > 0 the
@@ -416,38 +447,6 @@ impl Selection {
     }
 }
 
-impl Selection {
-    /// The picked set from gathered `(key << 32) | index` candidates in index order: those
-    /// with key ≥ `tau_key` > 0, i.e. |x| ≥ tau, with the same signs and sum as [`Selection::gather`].
-    fn pick_candidates<const SUM: bool>(&mut self, input: &[f32], cand: &[u64], tau_key: u32) {
-        self.picked.clear();
-        self.signs.clear();
-        self.sum_abs = 0.0;
-        let mut acc = 0u64;
-        let mut n = 0u32;
-        for &c in cand {
-            if (c >> 32) as u32 >= tau_key {
-                let idx = (c & 0xffff_ffff) as usize;
-                let x = input[idx];
-                self.picked.push(idx);
-                acc |= u64::from(x.to_bits() >> 31) << n;
-                n += 1;
-                if n == 64 {
-                    self.signs.push(acc);
-                    acc = 0;
-                    n = 0;
-                }
-                if SUM {
-                    self.sum_abs += f64::from(x.abs());
-                }
-            }
-        }
-        if n > 0 {
-            self.signs.push(acc);
-        }
-    }
-}
-
 fn threshold_sign(input: &[f32], tau: f32, rule: ScaleRule, scratch: &mut Scratch) -> Compressed {
     // Smallest positive threshold: zeros (and NaN) are never sent.
     let t = if tau > 0.0 { tau } else { f32::from_bits(1) };
@@ -477,24 +476,58 @@ pub fn threshold_encoder_build() -> &'static str {
     "portable"
 }
 
-/// Fixed-threshold sparse-sign encoder: the best build for this CPU ([`threshold_encoder_build`]).
+/// Fixed-threshold sparse-sign encoder at `t` > 0: the best build for this CPU
+/// ([`threshold_encoder_build`]).
 fn threshold_words(input: &[f32], t: f32, scratch: &mut Scratch) -> Compressed {
     #[cfg(target_arch = "x86_64")]
     if let Some(c) = x86::threshold_words(input, t, scratch) {
         return c;
     }
-    threshold_words_portable(input, t, scratch)
+    let scan = threshold_scan_portable(input, t, scratch);
+    scan.sparse_sign(input.len(), t, scratch)
 }
 
-/// [`threshold_words_with`] on baseline SIMD (`wide`: SSE2 on x86-64, NEON on aarch64).
-fn threshold_words_portable(input: &[f32], t: f32, scratch: &mut Scratch) -> Compressed {
+/// Pass 1 of the fixed-threshold encoder at `t` > 0 in the best build for this CPU: the gaps
+/// before the entries with |x| ≥ t in `scratch.gaps`, their signs packed in
+/// `scratch.sign_words`.
+fn threshold_scan(input: &[f32], t: f32, scratch: &mut Scratch) -> Scan {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(scan) = x86::threshold_scan(input, t, scratch) {
+        return scan;
+    }
+    threshold_scan_portable(input, t, scratch)
+}
+
+/// [`threshold_scan_with`] on baseline SIMD (`wide`: SSE2 on x86-64, NEON on aarch64).
+fn threshold_scan_portable(input: &[f32], t: f32, scratch: &mut Scratch) -> Scan {
     let tv = f32x4::splat(t);
     let hits = |chunk: &[f32; 64]| hit_word(chunk, tv);
     let signs = |chunk: &[f32; 64], hit| sign_word(chunk) & hit;
-    threshold_words_with::<false>(input, t, scratch, hits, signs)
+    threshold_scan_with::<false>(input, t, scratch, hits, signs)
 }
 
-/// Where pass 1 of [`threshold_words_with`] puts the hits of each non-empty word.
+/// What pass 1 left in the scratch buffers: `count` gaps in `gaps`, their signs in the first
+/// `sign_words` of `sign_words`.
+#[derive(Debug, Clone, Copy)]
+struct Scan {
+    count: usize,
+    sign_words: usize,
+}
+
+impl Scan {
+    /// Pass 2: the sparse-sign message with scale `t` of everything the scan found.
+    #[inline(always)]
+    fn sparse_sign(self, dim: usize, t: f32, scratch: &Scratch) -> Compressed {
+        sparse_sign_from_gaps(
+            dim,
+            t,
+            &scratch.gaps[..self.count],
+            &scratch.sign_words[..self.sign_words],
+        )
+    }
+}
+
+/// Where pass 1 of [`threshold_scan_with`] puts the hits of each non-empty word.
 struct HitSink<'a> {
     gaps: &'a mut Vec<u32>,
     signs: SignPacker<'a>,
@@ -530,21 +563,22 @@ impl HitSink<'_> {
     }
 }
 
-/// Fixed-threshold sparse-sign encoder in two passes, of which only the first reads the
-/// input. Pass 1 is branch-free SIMD over the input: `scan` gives the hit word of each 64
+/// Pass 1 of the fixed-threshold sparse-sign encoder (two passes, of which only the first
+/// reads the input). It is branch-free SIMD over the input: `scan` gives the hit word of each 64
 /// entries and their signs (bit j for entry j, or with `PACKED` already packed to the hits as
 /// `pext` does); the gaps before the hits go to a buffer ([`expand_word`]) and their signs to
 /// the packed sign words while the chunk is hot. The count then fixes the Golomb parameter,
-/// and pass 2 ([`Golomb::put_gaps`]) codes the gaps from the buffer (4 bytes per sent entry).
-/// Same bytes as gathering indices and calling [`sparse_sign`].
+/// and pass 2 ([`Scan::sparse_sign`], [`Golomb::put_gaps`]) codes the gaps from the buffer
+/// (4 bytes per sent entry). Same bytes as gathering indices and calling [`sparse_sign`].
 #[inline(always)]
-fn threshold_words_with<const PACKED: bool>(
+fn threshold_scan_with<const PACKED: bool>(
     input: &[f32],
     t: f32,
     scratch: &mut Scratch,
     hits: impl Fn(&[f32; 64]) -> u64,
     signs: impl Fn(&[f32; 64], u64) -> u64,
-) -> Compressed {
+) -> Scan {
+    debug_assert!(t > 0.0);
     let dim = input.len();
     let mut sink = HitSink {
         gaps: &mut scratch.gaps,
@@ -572,8 +606,10 @@ fn threshold_words_with<const PACKED: bool>(
             sink.take::<PACKED>(dim - rem.len(), hit, signs(&padded, hit));
         }
     }
-    let count = sink.count;
-    sparse_sign_from_gaps(dim, t, &sink.gaps[..count], sink.signs.words())
+    Scan {
+        count: sink.count,
+        sign_words: sink.signs.words().len(),
+    }
 }
 
 /// The sparse-sign message (scale `t`) of the entries after `gaps`, with their signs packed

@@ -22,7 +22,7 @@ use std::arch::x86_64::{
 };
 use std::sync::OnceLock;
 
-use super::{Compressed, Scratch, sparse_sign_from_gaps, threshold_words_with};
+use super::{Compressed, Scan, Scratch, threshold_scan_with};
 use crate::bits::SignPacker;
 
 /// The builds of the fixed-threshold encoder, in increasing order of what they need.
@@ -70,7 +70,8 @@ pub(super) fn level() -> Level {
     })
 }
 
-/// The fastest encoder build this CPU runs, or `None` for the portable one.
+/// The fixed-threshold encoder in the fastest build this CPU runs, or `None` for the
+/// portable one.
 pub(super) fn threshold_words(input: &[f32], t: f32, scratch: &mut Scratch) -> Option<Compressed> {
     match level() {
         // SAFETY: `level` has checked that the CPU supports every feature the function
@@ -82,13 +83,36 @@ pub(super) fn threshold_words(input: &[f32], t: f32, scratch: &mut Scratch) -> O
     }
 }
 
+/// Pass 1 of the fixed-threshold encoder in the fastest build this CPU runs, or `None` for
+/// the portable one.
+pub(super) fn threshold_scan(input: &[f32], t: f32, scratch: &mut Scratch) -> Option<Scan> {
+    match level() {
+        // SAFETY: as in `threshold_words`.
+        Level::V4 => Some(unsafe { scan_v4(input, t, scratch) }),
+        // SAFETY: as above.
+        Level::V3 => Some(unsafe { scan_v3(input, t, scratch) }),
+        Level::Portable => None,
+    }
+}
+
+// Each build codes pass 2 in its own target-feature context too (BMI2 shifts on the writer).
 #[target_feature(enable = "avx2,bmi1,bmi2,popcnt,lzcnt")]
 fn threshold_words_v3(input: &[f32], t: f32, scratch: &mut Scratch) -> Compressed {
+    scan_v3(input, t, scratch).sparse_sign(input.len(), t, scratch)
+}
+
+#[target_feature(enable = "avx512f,avx2,bmi1,bmi2,popcnt,lzcnt")]
+fn threshold_words_v4(input: &[f32], t: f32, scratch: &mut Scratch) -> Compressed {
+    scan_v4(input, t, scratch).sparse_sign(input.len(), t, scratch)
+}
+
+#[target_feature(enable = "avx2,bmi1,bmi2,popcnt,lzcnt")]
+fn scan_v3(input: &[f32], t: f32, scratch: &mut Scratch) -> Scan {
     let tv = _mm256_set1_ps(t);
     let hits = |chunk: &[f32; 64]| hit_word(chunk, tv);
     // The signs of the hits, packed: `pext` of the sign word by the hit word.
     let signs = |chunk: &[f32; 64], hit| _pext_u64(sign_word(chunk), hit);
-    threshold_words_with::<true>(input, t, scratch, hits, signs)
+    threshold_scan_with::<true>(input, t, scratch, hits, signs)
 }
 
 /// Bits set where |x| ≥ t (ordered: NaN never), for 64 entries: eight eight-lane compares.
@@ -123,7 +147,7 @@ fn lanes(e: &[f32]) -> __m256 {
 }
 
 #[target_feature(enable = "avx512f,avx2,bmi1,bmi2,popcnt,lzcnt")]
-fn threshold_words_v4(input: &[f32], t: f32, scratch: &mut Scratch) -> Compressed {
+fn scan_v4(input: &[f32], t: f32, scratch: &mut Scratch) -> Scan {
     let dim = input.len();
     let tv = _mm512_set1_ps(t);
     let mut signs = SignPacker::new(&mut scratch.sign_words, dim);
@@ -198,7 +222,10 @@ fn threshold_words_v4(input: &[f32], t: f32, scratch: &mut Scratch) -> Compresse
         *g = p.wrapping_sub(prev).wrapping_sub(1);
         prev = p;
     }
-    sparse_sign_from_gaps(dim, t, &positions[..count], signs.words())
+    Scan {
+        count,
+        sign_words: signs.words().len(),
+    }
 }
 
 /// Sixteen consecutive entries as one vector: an unaligned load, without a raw pointer.
@@ -216,7 +243,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    use super::super::threshold_words_portable;
+    use super::super::threshold_scan_portable;
     use super::*;
 
     /// Byte-identical frames from every build this CPU runs and the portable one, over
@@ -261,7 +288,8 @@ mod tests {
                 })
                 .collect();
             let t = 1.0 - density;
-            let portable = threshold_words_portable(&v, t, &mut b);
+            let dim = v.len();
+            let portable = threshold_scan_portable(&v, t, &mut b).sparse_sign(dim, t, &b);
             // SAFETY: `detect` found every feature of the v3 build (and of v4 when it ran).
             let v3 = unsafe { threshold_words_v3(&v, t, &mut a) };
             assert_eq!(v3, portable, "v3, case {case}: d={d} density={density}");
