@@ -16,7 +16,7 @@
 //! schedule = "cosine:2000"
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ndarray::Array1;
@@ -188,69 +188,12 @@ impl TaskConfig {
                 path,
                 options,
                 test_path,
-            } => {
-                match test_path {
-                    None => split(data::load_csv(path, options)?),
-                    Some(t) => {
-                        // Sorted labels must map the test file through the training file's
-                        // values: read both raw, then map together.
-                        let sorted = options.labels == Labels::Sorted;
-                        let raw = CsvOptions {
-                            labels: if sorted {
-                                Labels::Regression
-                            } else {
-                                options.labels
-                            },
-                            ..options.clone()
-                        };
-                        let mut all = data::load_csv(path, &raw)?;
-                        let mut test = data::load_csv(
-                            t,
-                            &CsvOptions {
-                                classes: all.classes.or(options.classes),
-                                ..raw
-                            },
-                        )?;
-                        if sorted {
-                            map_sorted_labels(&mut all, &mut test, options.classes)?;
-                        }
-                        check_same_shape(&all, &test)?;
-                        (all, test)
-                    }
-                }
-            }
+            } => self.load_text(path, test_path.as_deref(), options)?,
             DataSource::Libsvm {
                 path,
                 options,
                 test_path,
-            } => match test_path {
-                None => split(data::load_libsvm(path, options)?),
-                Some(t) => {
-                    let sorted = options.labels == Labels::Sorted;
-                    let raw = LibsvmOptions {
-                        labels: if sorted {
-                            Labels::Regression
-                        } else {
-                            options.labels
-                        },
-                        ..options.clone()
-                    };
-                    let mut all = data::load_libsvm(path, &raw)?;
-                    let mut test = data::load_libsvm(
-                        t,
-                        &LibsvmOptions {
-                            features: Some(all.dim()),
-                            classes: all.classes.or(options.classes),
-                            ..raw
-                        },
-                    )?;
-                    if sorted {
-                        map_sorted_labels(&mut all, &mut test, options.classes)?;
-                    }
-                    check_same_shape(&all, &test)?;
-                    (all, test)
-                }
-            },
+            } => self.load_text(path, test_path.as_deref(), options)?,
             DataSource::Idx {
                 images,
                 labels,
@@ -296,6 +239,106 @@ impl TaskConfig {
                 (Dataset::concat(&train)?, Dataset::concat(&test)?)
             }
         })
+    }
+
+    /// Loads a CSV or LIBSVM training file and either splits off `test_fraction` or reads the
+    /// separate test file with the same options, tied to the training file's shape.
+    fn load_text<F: TextFormat>(
+        &self,
+        path: &Path,
+        test_path: Option<&Path>,
+        options: &F,
+    ) -> Result<(Dataset, Dataset), TaskError> {
+        let Some(test_path) = test_path else {
+            return Ok(F::load(path, options)?.train_test_split(self.test_fraction, self.seed));
+        };
+        // Sorted labels must map the test file through the training file's values: read both
+        // raw, then map together.
+        let sorted = options.labels() == Labels::Sorted;
+        let raw = if sorted {
+            options.with_labels(Labels::Regression)
+        } else {
+            options.clone()
+        };
+        let mut all = F::load(path, &raw)?;
+        let mut test = F::load(test_path, &raw.for_test_file(&all))?;
+        if sorted {
+            map_sorted_labels(&mut all, &mut test, options.classes())?;
+        }
+        check_same_shape(&all, &test)?;
+        Ok((all, test))
+    }
+}
+
+/// A text format that may come with a separate test file read with the training file's options.
+trait TextFormat: Clone {
+    /// Loads one file.
+    fn load(path: &Path, options: &Self) -> Result<Dataset, DataError>;
+    /// How labels are read.
+    fn labels(&self) -> Labels;
+    /// The configured minimum class count.
+    fn classes(&self) -> Option<usize>;
+    /// The same options reading labels as `labels`.
+    fn with_labels(&self, labels: Labels) -> Self;
+    /// The options for the test file of `train`: at least its classes (and, where the format
+    /// leaves the width open, exactly its features).
+    fn for_test_file(self, train: &Dataset) -> Self;
+}
+
+impl TextFormat for CsvOptions {
+    fn load(path: &Path, options: &Self) -> Result<Dataset, DataError> {
+        data::load_csv(path, options)
+    }
+
+    fn labels(&self) -> Labels {
+        self.labels
+    }
+
+    fn classes(&self) -> Option<usize> {
+        self.classes
+    }
+
+    fn with_labels(&self, labels: Labels) -> Self {
+        CsvOptions {
+            labels,
+            ..self.clone()
+        }
+    }
+
+    fn for_test_file(self, train: &Dataset) -> Self {
+        CsvOptions {
+            classes: train.classes.or(self.classes),
+            ..self
+        }
+    }
+}
+
+impl TextFormat for LibsvmOptions {
+    fn load(path: &Path, options: &Self) -> Result<Dataset, DataError> {
+        data::load_libsvm(path, options)
+    }
+
+    fn labels(&self) -> Labels {
+        self.labels
+    }
+
+    fn classes(&self) -> Option<usize> {
+        self.classes
+    }
+
+    fn with_labels(&self, labels: Labels) -> Self {
+        LibsvmOptions {
+            labels,
+            ..self.clone()
+        }
+    }
+
+    fn for_test_file(self, train: &Dataset) -> Self {
+        LibsvmOptions {
+            features: Some(train.dim()),
+            classes: train.classes.or(self.classes),
+            ..self
+        }
     }
 }
 

@@ -396,3 +396,70 @@ fn libsvm_task_maps_test_labels_through_the_training_values() {
         .unwrap_err();
     assert!(err.to_string().contains("test label 5"), "{err}");
 }
+
+#[test]
+fn csv_task_rejects_a_test_file_with_another_feature_count() {
+    use murmur_gossip::task::TaskConfig;
+    let train = TempFile::new("shape-train.csv", b"0,0,0\n5,5,1\n0,1,0\n");
+    let good = TempFile::new("shape-good.csv", b"0,0.5,0\n6,5,1\n");
+    let wide = TempFile::new("shape-wide.csv", b"0,0,0,0\n5,5,5,1\n");
+    let text = |test: &TempFile| {
+        format!(
+            "model = \"logistic\"\n[data]\nkind = \"csv\"\npath = {:?}\ntest_path = {:?}\n",
+            train.0, test.0
+        )
+    };
+    let prepared = toml::from_str::<TaskConfig>(&text(&good))
+        .unwrap()
+        .prepare()
+        .unwrap();
+    assert_eq!((prepared.train().dim(), prepared.test().dim()), (2, 2));
+    assert_eq!(prepared.test().targets.to_vec(), vec![0.0, 1.0]);
+    let err = toml::from_str::<TaskConfig>(&text(&wide))
+        .unwrap()
+        .prepare()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "task config: test file has 3 features and Some(2) classes, training file 2 and Some(2)"
+    );
+}
+
+#[test]
+fn libsvm_task_pins_the_test_file_to_the_training_shape() {
+    use murmur_gossip::task::TaskConfig;
+    let train = TempFile::new("svm-shape-train.txt", b"0 1:0 2:1\n1 1:5 2:5\n2 2:3\n");
+    // A test file that never uses feature 2 still has the training file's two features.
+    let narrow = TempFile::new("svm-shape-narrow.txt", b"1 1:5\n0 1:0\n");
+    // One with a third feature is rejected where it names it.
+    let wide = TempFile::new("svm-shape-wide.txt", b"0 1:0\n1 1:5 3:1\n");
+    // With index labels the class count is pinned too: a fourth class is rejected where it is.
+    let more = TempFile::new("svm-shape-classes.txt", b"3 1:1\n");
+    let text = |test: &TempFile, labels: &str| {
+        format!(
+            "model = \"softmax\"\n[data]\nkind = \"libsvm\"\npath = {:?}\ntest_path = {:?}\n[data.options]\nlabels = \"{labels}\"\n",
+            train.0, test.0
+        )
+    };
+    let prepare = |test: &TempFile, labels: &str| {
+        toml::from_str::<TaskConfig>(&text(test, labels))
+            .unwrap()
+            .prepare()
+    };
+    for labels in ["sorted", "index"] {
+        let prepared = prepare(&narrow, labels).unwrap();
+        assert_eq!((prepared.train().dim(), prepared.test().dim()), (2, 2));
+        assert_eq!(prepared.test().targets.to_vec(), vec![1.0, 0.0]);
+        assert_eq!(prepared.test().classes, Some(3));
+        let err = prepare(&wide, labels).unwrap_err().to_string();
+        assert!(
+            err.contains(":2:3: cannot read \"3:1\": index beyond the 2 features"),
+            "{err}"
+        );
+    }
+    let err = prepare(&more, "index").unwrap_err().to_string();
+    assert!(
+        err.contains(":1:1: cannot read \"3\": class index must be below 3"),
+        "{err}"
+    );
+}
