@@ -434,8 +434,8 @@ fn print_status(s: &murmur_daemon::status::Status) {
         s.bytes_sent, s.bytes_received, s.update_bytes_sent, s.dense_update_bytes
     );
     println!(
-        "rejected   {} by the protocol, {} by access control",
-        s.rejected_protocol, s.rejected_access
+        "rejected   {} by the protocol, {} by access control; {} duplicate or replayed updates dropped",
+        s.rejected_protocol, s.rejected_access, s.duplicates_dropped
     );
     println!(
         "time       {:.1}% compute, {:.1}% waiting on the network over {} rounds",

@@ -97,6 +97,10 @@ pub struct Status {
     pub rejected_protocol: u64,
     /// Frames refused by access control (rate, size, allow-list, over-full queue).
     pub rejected_access: u64,
+    /// Updates received twice or replayed (sequence number already applied): dropped without
+    /// a resync, their bits being in the copy already.
+    #[serde(default)]
+    pub duplicates_dropped: u64,
     /// Round this node resumed from (a checkpoint), if any.
     pub resumed_from: Option<u64>,
     /// Neighbour whose model this node adopted on joining, and the round.
@@ -137,6 +141,8 @@ pub struct Metrics {
     pub dense_update_bytes: Counter,
     /// Rejected frames by reason.
     pub rejected: Family<Vec<(String, String)>, Counter>,
+    /// Duplicate or replayed updates dropped.
+    pub duplicates_dropped: Counter,
     /// Seconds of local compute.
     pub compute_seconds: Counter<f64, AtomicU64>,
     /// Seconds waiting on neighbours.
@@ -185,6 +191,11 @@ impl Metrics {
             "rejected",
             "Rejected frames by reason",
             self.rejected.clone(),
+        );
+        r.register(
+            "duplicates_dropped",
+            "Updates received twice or replayed, dropped without a resync",
+            self.duplicates_dropped.clone(),
         );
         r.register(
             "compute_seconds",

@@ -141,6 +141,8 @@ struct Trainer {
     done: bool,
     stopped: bool,
     last_bytes: (u64, u64, u64),
+    /// Duplicates dropped as of the last status update (the metric counts the increase).
+    last_duplicates: u64,
     timing: crate::status::Timing,
     writer: Option<std::thread::JoinHandle<()>>,
 }
@@ -189,6 +191,7 @@ impl Trainer {
             done: false,
             stopped: false,
             last_bytes: (0, 0, 0),
+            last_duplicates: 0,
             timing: Default::default(),
             writer: None,
         }
@@ -421,11 +424,17 @@ impl Trainer {
             .inc_by(stats.bytes_received.saturating_sub(recv));
         m.dense_update_bytes
             .inc_by(stats.dense_update_bytes.saturating_sub(dense));
+        m.duplicates_dropped.inc_by(
+            stats
+                .duplicates_dropped
+                .saturating_sub(self.last_duplicates),
+        );
         self.last_bytes = (
             stats.bytes_sent,
             stats.bytes_received,
             stats.dense_update_bytes,
         );
+        self.last_duplicates = stats.duplicates_dropped;
         let rejected = stats.rejected.total();
         if let Ok(mut s) = self.setup.status.lock() {
             s.round = self.peer.round();
@@ -437,6 +446,7 @@ impl Trainer {
             s.update_bytes_sent = stats.update_bytes_sent;
             s.dense_update_bytes = stats.dense_update_bytes;
             s.rejected_protocol = rejected;
+            s.duplicates_dropped = stats.duplicates_dropped;
             s.timing = self.timing.clone();
         }
     }

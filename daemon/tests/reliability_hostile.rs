@@ -150,6 +150,15 @@ fn replays_and_floods_leave_honest_accuracy_within_2_points() {
         replay >= baseline - 0.02,
         "replays: {replay} against {baseline}"
     );
+    // The replayed updates were recognised as such (dropped and counted, not applied twice);
+    // the honest swarm drops none.
+    let dropped: Vec<u64> = replayed.iter().map(|s| s.duplicates_dropped).collect();
+    assert!(
+        dropped.iter().sum::<u64>() > 0,
+        "no honest node counted a replayed update: {dropped:?}"
+    );
+    let honest_dropped: u64 = honest.iter().map(|s| s.duplicates_dropped).sum();
+    assert_eq!(honest_dropped, 0, "duplicates counted in an honest swarm");
     assert!(
         flood >= baseline - 0.02,
         "flood: {flood} against {baseline}"
