@@ -100,3 +100,51 @@ fn fresh_peer(dim: usize, fingerprint: u64) -> murmur_gossip::peer::Peer<u32> {
     murmur_gossip::peer::Peer::new(0, config, Box::new(learner), ndarray::Array1::zeros(dim))
         .expect("valid config")
 }
+
+/// The encoders on arbitrary inputs: the first byte picks a threshold, the rest are f32
+/// entries (any bits: NaN, infinities, subnormals). Never a panic; the fixed-threshold message
+/// is exactly the scalar selection (|x| ≥ tau with its sign, NaN never); every codec's message
+/// survives its own wire round trip against the strict decoder.
+pub fn check_encoders(data: &[u8]) {
+    use murmur_compress::{CodecSpec, build};
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let v: Vec<f32> = rest
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let d = v.len();
+    let limits = DecodeLimits::for_dim(d);
+    let tau = [0.0f32, 1e-30, 0.01, 0.5, 1.0, 3.0, 1e30, f32::INFINITY][usize::from(pick & 7)];
+    let density = [0.001f32, 0.01, 0.1, 0.3, 0.5, 0.9, 1.0, 0.05][usize::from(pick >> 5)];
+    let c = build(&CodecSpec::ThresholdSign { tau }, 0).compress(&v);
+    let t = if tau > 0.0 { tau } else { f32::from_bits(1) };
+    let dense = c.to_dense();
+    for (x, q) in v.iter().zip(&dense) {
+        let want = if x.abs() >= t { t.copysign(*x) } else { 0.0 };
+        assert_eq!(q.to_bits(), want.to_bits(), "x={x} tau={tau}");
+    }
+    for spec in [
+        CodecSpec::ThresholdSign { tau },
+        CodecSpec::AdaptiveThreshold { density },
+        CodecSpec::ScaledThreshold { density },
+        CodecSpec::TopK { density },
+        CodecSpec::RandK {
+            density,
+            unbiased: true,
+        },
+        CodecSpec::ScaledSign,
+        CodecSpec::Qsgd { levels: 4 },
+        CodecSpec::DenseF16,
+        CodecSpec::DenseF32,
+    ] {
+        let c = build(&spec, u64::from(pick)).compress(&v);
+        assert_eq!(c.dim(), d);
+        // Non-finite inputs can make a dense or scaled message non-finite; the decoder
+        // rejects those by design, so only finite messages must round-trip.
+        if c.is_finite() {
+            assert_eq!(Compressed::decode(&c.encode(), &limits).as_ref(), Ok(&c), "{spec}");
+        }
+    }
+}
