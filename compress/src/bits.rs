@@ -80,15 +80,25 @@ impl SlackBits<'_> {
     /// Writes the low `n ≤ 32` bits of `value` (higher bits zero). Needs 8 bytes of room.
     #[inline(always)]
     fn put(&mut self, value: u64, n: u32) {
-        self.acc |= value << self.nbits;
-        self.nbits += n;
-        let at = self.pos;
-        self.buf[at..at + 8].copy_from_slice(&self.acc.to_le_bytes());
-        let done = self.nbits >> 3;
-        self.pos += done as usize;
-        self.acc >>= done * 8;
-        self.nbits &= 7;
+        (self.acc, self.nbits, self.pos) =
+            write_code(self.buf, (self.acc, self.nbits, self.pos), value, n);
     }
+}
+
+/// One step of the flush-free writer on state `(acc, nbits, pos)` passed by value (so that a
+/// hot loop keeps it in registers): appends the low `len` bits of `code` (higher bits zero;
+/// `nbits + len ≤ 64`), stores the whole accumulator at byte `pos` (8 bytes of room needed)
+/// and advances by the completed bytes, leaving < 8 bits pending.
+#[inline(always)]
+fn write_code(buf: &mut [u8], state: (u64, u32, usize), code: u64, len: u32) -> (u64, u32, usize) {
+    let (mut acc, mut nbits, mut pos) = state;
+    acc |= code << nbits;
+    nbits += len;
+    buf[pos..pos + 8].copy_from_slice(&acc.to_le_bytes());
+    let done = nbits >> 3;
+    pos += done as usize;
+    acc >>= done * 8;
+    (acc, nbits & 7, pos)
 }
 
 /// Packs runs of bits into 64-bit words, LSB first, without a branch on word boundaries: the
@@ -468,13 +478,7 @@ impl Golomb {
                 }
             }
             if all_in_table {
-                acc |= code << nbits;
-                nbits += len;
-                buf[pos..pos + 8].copy_from_slice(&acc.to_le_bytes());
-                let done = nbits >> 3;
-                pos += done as usize;
-                acc >>= done * 8;
-                nbits &= 7;
+                (acc, nbits, pos) = write_code(buf, (acc, nbits, pos), code, len);
             } else {
                 (acc, nbits, pos) = self.put_one_by_one(group, table, buf, (acc, nbits, pos));
             }
@@ -500,13 +504,7 @@ impl Golomb {
                     continue;
                 }
             };
-            acc |= code << nbits;
-            nbits += len;
-            buf[pos..pos + 8].copy_from_slice(&acc.to_le_bytes());
-            let done = nbits >> 3;
-            pos += done as usize;
-            acc >>= done * 8;
-            nbits &= 7;
+            (acc, nbits, pos) = write_code(buf, (acc, nbits, pos), code, len);
         }
         (acc, nbits, pos)
     }
