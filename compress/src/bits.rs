@@ -63,6 +63,26 @@ impl BitWriter {
     }
 }
 
+/// Where Golomb codes go: the growing [`BitWriter`] or the pre-sized [`SlackBits`].
+trait BitSink {
+    /// Writes the low `n ≤ 32` bits of `value` (higher bits zero).
+    fn put(&mut self, value: u64, n: u32);
+}
+
+impl BitSink for BitWriter {
+    #[inline(always)]
+    fn put(&mut self, value: u64, n: u32) {
+        BitWriter::put(self, value, n);
+    }
+}
+
+impl BitSink for SlackBits<'_> {
+    #[inline(always)]
+    fn put(&mut self, value: u64, n: u32) {
+        SlackBits::put(self, value, n);
+    }
+}
+
 /// Bit writer into a slice sized in advance, without a flush branch: every write stores the
 /// whole 64-bit accumulator at the current byte and advances by the completed bytes, so nothing
 /// depends on "are 32 bits pending?", which mispredicted every few codes of a dense gap stream.
@@ -394,36 +414,26 @@ impl Golomb {
         Some(((1 << q) | (code << (q + 1)), q as u32 + 1 + n))
     }
 
+    /// Writes the code of `g`.
     #[inline(always)]
     pub(crate) fn put(&self, w: &mut BitWriter, g: u64) {
-        let (q, r) = self.split(g);
-        if let Some((code, n)) = self.short_code(q, r) {
-            w.put(code, n);
-            return;
-        }
-        w.put_unary(q);
-        if self.b == 0 {
-            return;
-        }
-        if r < self.u {
-            w.put(r, self.b - 1);
-        } else {
-            let x = r + self.u;
-            w.put(x >> 1, self.b - 1);
-            w.put(x & 1, 1);
+        self.put_into(w, g);
+    }
+
+    /// The codes of the gaps between increasing `indices` (the first from 0).
+    pub(crate) fn put_index_gaps(&self, w: &mut BitWriter, indices: &[usize]) {
+        let mut next = 0usize;
+        for &i in indices {
+            self.put(w, (i - next) as u64);
+            next = i + 1;
         }
     }
 
-    /// [`Golomb::put`] into a [`SlackBits`] for g < 2^32.
+    /// The code of `g` into either writer: one `put` for the common short codes, else the
+    /// unary run 32 zeros at a time and the remainder.
     #[inline(always)]
-    fn put_computed(&self, w: &mut SlackBits<'_>, g: u64) {
-        let (q, r) = if self.m == 1 {
-            (g, 0)
-        } else {
-            // g < 2^32, so the reciprocal quotient is exact.
-            let q = ((u128::from(self.recip) * u128::from(g)) >> 64) as u64;
-            (q, g - q * self.m)
-        };
+    fn put_into(&self, w: &mut impl BitSink, g: u64) {
+        let (q, r) = self.split(g);
         if let Some((code, n)) = self.short_code(q, r) {
             w.put(code, n);
             return;
@@ -509,7 +519,7 @@ impl Golomb {
         (acc, nbits, pos)
     }
 
-    /// [`Golomb::put_computed`] for a code the table does not hold, on writer state passed by
+    /// [`Golomb::put`] for a code the table does not hold, on writer state passed by
     /// value so that the hot loop keeps its state in registers.
     #[cold]
     #[inline(never)]
@@ -527,7 +537,7 @@ impl Golomb {
             acc,
             nbits,
         };
-        self.put_computed(&mut w, g);
+        self.put_into(&mut w, g);
         (w.acc, w.nbits, w.pos)
     }
 

@@ -672,11 +672,7 @@ fn sparse_sign(dim: usize, scale: f32, sel: &Selection) -> Compressed {
     // Bits past `count` in the last word are zero, so the kept padding is zero.
     payload.truncate(sign_bytes);
     let mut gaps = BitWriter::with_capacity(est - sign_bytes);
-    let mut next = 0usize;
-    for &idx in &sel.picked {
-        golomb.put(&mut gaps, (idx - next) as u64);
-        next = idx + 1;
-    }
+    golomb.put_index_gaps(&mut gaps, &sel.picked);
     payload.extend_from_slice(&gaps.finish());
     Compressed {
         format: Format::SparseSign,
@@ -698,11 +694,7 @@ fn sparse_values(dim: usize, indices: &[usize], value: impl Fn(usize) -> f32) ->
         payload.extend_from_slice(&value(i).to_le_bytes());
     }
     let mut gaps = BitWriter::with_capacity(count * 2 + 16);
-    let mut next = 0usize;
-    for &i in indices {
-        golomb.put(&mut gaps, (i - next) as u64);
-        next = i + 1;
-    }
+    golomb.put_index_gaps(&mut gaps, indices);
     payload.extend_from_slice(&gaps.finish());
     Compressed {
         format: Format::SparseValues,
