@@ -61,42 +61,18 @@ pub fn check_checkpoint(data: &[u8]) {
     }
 }
 
-/// A learner with no data and a little state (a step counter), so restore has something to
-/// validate.
-#[derive(Debug)]
-struct Counter {
-    dim: usize,
-    steps: u64,
-}
-
-impl murmur_gossip::learner::LocalLearner for Counter {
-    fn dim(&self) -> usize {
-        self.dim
-    }
-    fn step(&mut self, _params: &mut [f32]) -> f32 {
-        self.steps += 1;
-        0.0
-    }
-    fn evaluate(&self, _params: &[f32]) -> murmur_gossip::learner::Evaluation {
-        murmur_gossip::learner::Evaluation::default()
-    }
-    fn save_state(&self) -> Vec<u8> {
-        self.steps.to_le_bytes().to_vec()
-    }
-    fn load_state(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let b: [u8; 8] = bytes.try_into().map_err(|_| "expected 8 bytes".to_string())?;
-        self.steps = u64::from_le_bytes(b);
-        Ok(())
-    }
-}
-
 fn fresh_peer(dim: usize, fingerprint: u64) -> murmur_gossip::peer::Peer<u32> {
     let dim = dim.max(1);
     let config = murmur_gossip::peer::PeerConfig {
         fingerprint,
         ..Default::default()
     };
-    let learner = Counter { dim, steps: 0 };
+    // No data and a little state (a step counter), so restore has something to validate.
+    let learner = murmur_gossip::peer::testing::Quadratic {
+        centre: vec![0.0; dim],
+        lr: 0.0,
+        steps: 0,
+    };
     murmur_gossip::peer::Peer::new(0, config, Box::new(learner), ndarray::Array1::zeros(dim))
         .expect("valid config")
 }

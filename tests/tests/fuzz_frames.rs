@@ -26,10 +26,10 @@ use std::fmt::Debug;
 use std::time::Instant;
 
 use murmur_compress::{CodecSpec, Compressed, DecodeLimits, build};
-use murmur_gossip::learner::{Evaluation, LocalLearner};
 use murmur_gossip::message::{
     AlgorithmKind, Hello, Message, PushShare, Snapshot, SnapshotRequest, Update, fingerprint,
 };
+use murmur_gossip::peer::testing::Quadratic;
 use murmur_gossip::peer::{
     CHECKPOINT_FORMAT, Input, Output, Peer, PeerCheckpoint, PeerConfig, RejectReason, RngState,
     TimerToken,
@@ -343,51 +343,6 @@ fn fuzz_messages(seed: u64, frames: usize) -> Tally {
 }
 
 // ---------------------------------------------------------------------------- checkpoints
-
-/// f(x) = ½‖x − c‖²: a learner with real state (its step count) and no data.
-#[derive(Debug, Clone)]
-struct Quadratic {
-    centre: Vec<f32>,
-    lr: f32,
-    steps: u64,
-}
-
-impl LocalLearner for Quadratic {
-    fn dim(&self) -> usize {
-        self.centre.len()
-    }
-    fn step(&mut self, params: &mut [f32]) -> f32 {
-        let mut loss = 0.0;
-        for (p, c) in params.iter_mut().zip(&self.centre) {
-            let g = *p - c;
-            loss += 0.5 * g * g;
-            *p -= self.lr * g;
-        }
-        self.steps += 1;
-        loss
-    }
-    fn evaluate(&self, params: &[f32]) -> Evaluation {
-        let loss = params
-            .iter()
-            .zip(&self.centre)
-            .map(|(p, c)| 0.5 * (p - c) * (p - c))
-            .sum();
-        Evaluation {
-            loss,
-            accuracy: None,
-        }
-    }
-    fn save_state(&self) -> Vec<u8> {
-        self.steps.to_le_bytes().to_vec()
-    }
-    fn load_state(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let b: [u8; 8] = bytes
-            .try_into()
-            .map_err(|_| format!("expected 8 bytes, got {}", bytes.len()))?;
-        self.steps = u64::from_le_bytes(b);
-        Ok(())
-    }
-}
 
 fn peer_config(clip_radius: Option<f32>) -> PeerConfig {
     PeerConfig {

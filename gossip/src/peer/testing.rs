@@ -1,4 +1,5 @@
-//! A tiny lock-step driver for tests, examples and quick experiments.
+//! A tiny lock-step driver for tests, examples and quick experiments, and two learners that
+//! need no data ([`Frozen`], [`Quadratic`]).
 //!
 //! [`LockStep`] owns peers with ids `0..n` and advances in ticks: every peer that asked for
 //! compute gets it, then every frame is delivered (and every frame those deliveries produce)
@@ -13,6 +14,86 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{Input, Micros, Output, Peer, RejectReason, TimerToken};
+use crate::learner::{Evaluation, LocalLearner};
+
+/// Never moves the model: pure averaging.
+#[derive(Debug, Clone)]
+pub struct Frozen {
+    /// Model dimension.
+    pub dim: usize,
+}
+
+impl LocalLearner for Frozen {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn step(&mut self, _params: &mut [f32]) -> f32 {
+        0.0
+    }
+    fn evaluate(&self, _params: &[f32]) -> Evaluation {
+        Evaluation::default()
+    }
+    fn save_state(&self) -> Vec<u8> {
+        Vec::new()
+    }
+    fn load_state(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if bytes.is_empty() {
+            Ok(())
+        } else {
+            Err("frozen learner has no state".into())
+        }
+    }
+}
+
+/// f_i(x) = ½‖x − c_i‖²: gradient steps pull a peer towards its own centre c_i, so the
+/// optimum of a swarm is the mean of the centres. Its state (the step count) makes checkpoint
+/// round trips observable.
+#[derive(Debug, Clone)]
+pub struct Quadratic {
+    /// This peer's centre c_i.
+    pub centre: Vec<f32>,
+    /// Step size.
+    pub lr: f32,
+    /// Steps taken (the learner's state).
+    pub steps: u64,
+}
+
+impl LocalLearner for Quadratic {
+    fn dim(&self) -> usize {
+        self.centre.len()
+    }
+    fn step(&mut self, params: &mut [f32]) -> f32 {
+        let mut loss = 0.0;
+        for (p, c) in params.iter_mut().zip(&self.centre) {
+            let g = *p - c;
+            loss += 0.5 * g * g;
+            *p -= self.lr * g;
+        }
+        self.steps += 1;
+        loss
+    }
+    fn evaluate(&self, params: &[f32]) -> Evaluation {
+        let loss = params
+            .iter()
+            .zip(&self.centre)
+            .map(|(p, c)| 0.5 * (p - c) * (p - c))
+            .sum();
+        Evaluation {
+            loss,
+            accuracy: None,
+        }
+    }
+    fn save_state(&self) -> Vec<u8> {
+        self.steps.to_le_bytes().to_vec()
+    }
+    fn load_state(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let b: [u8; 8] = bytes
+            .try_into()
+            .map_err(|_| format!("expected 8 bytes, got {}", bytes.len()))?;
+        self.steps = u64::from_le_bytes(b);
+        Ok(())
+    }
+}
 
 /// Seeded message faults, each a per-frame probability.
 #[derive(Clone, Debug, PartialEq)]

@@ -3,86 +3,15 @@
 
 pub mod digits;
 
-use murmur_gossip::learner::{Evaluation, LocalLearner};
 use murmur_gossip::peer::testing::LockStep;
 use murmur_gossip::peer::{Peer, PeerConfig};
 use ndarray::Array1;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Never moves the model: pure averaging.
-#[derive(Debug, Clone)]
-pub struct Frozen {
-    pub dim: usize,
-}
-
-impl LocalLearner for Frozen {
-    fn dim(&self) -> usize {
-        self.dim
-    }
-    fn step(&mut self, _params: &mut [f32]) -> f32 {
-        0.0
-    }
-    fn evaluate(&self, _params: &[f32]) -> Evaluation {
-        Evaluation::default()
-    }
-    fn save_state(&self) -> Vec<u8> {
-        Vec::new()
-    }
-    fn load_state(&mut self, bytes: &[u8]) -> Result<(), String> {
-        if bytes.is_empty() {
-            Ok(())
-        } else {
-            Err("frozen learner has no state".into())
-        }
-    }
-}
-
-/// f_i(x) = ½‖x − c_i‖²: gradient steps pull peer i towards its own centre c_i; the global
-/// optimum is the mean of the centres.
-#[derive(Debug, Clone)]
-pub struct Quadratic {
-    pub centre: Vec<f32>,
-    pub lr: f32,
-    pub steps: u64,
-}
-
-impl LocalLearner for Quadratic {
-    fn dim(&self) -> usize {
-        self.centre.len()
-    }
-    fn step(&mut self, params: &mut [f32]) -> f32 {
-        let mut loss = 0.0;
-        for (p, c) in params.iter_mut().zip(&self.centre) {
-            let g = *p - c;
-            loss += 0.5 * g * g;
-            *p -= self.lr * g;
-        }
-        self.steps += 1;
-        loss
-    }
-    fn evaluate(&self, params: &[f32]) -> Evaluation {
-        let loss = params
-            .iter()
-            .zip(&self.centre)
-            .map(|(p, c)| 0.5 * (p - c) * (p - c))
-            .sum();
-        Evaluation {
-            loss,
-            accuracy: None,
-        }
-    }
-    fn save_state(&self) -> Vec<u8> {
-        self.steps.to_le_bytes().to_vec()
-    }
-    fn load_state(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let b: [u8; 8] = bytes
-            .try_into()
-            .map_err(|_| "expected 8 bytes".to_string())?;
-        self.steps = u64::from_le_bytes(b);
-        Ok(())
-    }
-}
+/// The data-free learners live in the library so that other crates' tests share them.
+#[allow(unused_imports)]
+pub use murmur_gossip::peer::testing::{Frozen, Quadratic};
 
 pub fn random_vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
