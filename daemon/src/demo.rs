@@ -332,9 +332,18 @@ pub fn run_swarm(
             let min = statuses.iter().map(|s| s.round).min().unwrap_or(0);
             let max = statuses.iter().map(|s| s.round).max().unwrap_or(0);
             let acc: Vec<f32> = statuses.iter().filter_map(|s| s.accuracy).collect();
-            let mean = acc.iter().sum::<f32>() / acc.len().max(1) as f32;
+            let accuracy = if acc.is_empty() {
+                "not evaluated yet".to_string()
+            } else {
+                let mean = acc.iter().sum::<f32>() / acc.len() as f32;
+                format!(
+                    "mean accuracy {mean:.3} ({} of {} evaluated)",
+                    acc.len(),
+                    statuses.len()
+                )
+            };
             progress(&format!(
-                "t={:>5.1}s rounds {min}..{max} of {}, mean accuracy {mean:.3}",
+                "t={:>5.1}s rounds {min}..{max} of {}, {accuracy}",
                 start.elapsed().as_secs_f64(),
                 opts.rounds
             ));
