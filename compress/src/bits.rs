@@ -321,6 +321,24 @@ impl<'a> BitReader<'a> {
         self.window()
     }
 
+    /// The next `n` ≥ 57 bits as `(bits, n)` when the 8 bytes holding them are all in the
+    /// stream (no end to handle), for decoding several short codes from one load.
+    #[inline(always)]
+    pub(crate) fn full_window(&self) -> Option<(u64, u32)> {
+        let byte = (self.pos / 8) as usize;
+        let shift = (self.pos % 8) as u32;
+        let s = self.bytes.get(byte..byte + 8)?;
+        let word = u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]);
+        Some((word >> shift, 64 - shift))
+    }
+
+    /// Consumes `n` bits taken from [`BitReader::full_window`] (so they are in the stream).
+    #[inline(always)]
+    pub(crate) fn skip(&mut self, n: u32) {
+        self.pos += u64::from(n);
+        debug_assert!(self.pos <= self.len_bits);
+    }
+
     /// Consumes `n` bits already inspected with `peek`.
     #[inline(always)]
     pub(crate) fn advance(&mut self, n: u32) -> Result<(), BitError> {

@@ -316,13 +316,14 @@ impl Compressed {
                 }
             }
             Format::SparseSign => {
-                let pos = alpha * self.scale;
-                let neg = alpha * -self.scale;
+                // alpha · (−scale) is −(alpha · scale) exactly, so the sign bit of the entry
+                // flips the sign bit of the value: no branch on random signs.
+                let pos = (alpha * self.scale).to_bits();
                 let split = self.count.div_ceil(8);
                 let (signs, gaps) = p.split_at(split.min(p.len()));
                 let _ = walk_gaps(gaps, count, dim, self.param, |k, idx| {
-                    let negative = signs[k / 8] >> (k % 8) & 1 == 1;
-                    out[idx] += if negative { neg } else { pos };
+                    let negative = u32::from(signs[k / 8] >> (k % 8) & 1);
+                    out[idx] += f32::from_bits(pos ^ (negative << 31));
                 });
             }
             Format::SparseValues => {
@@ -643,7 +644,39 @@ pub(crate) fn walk_gaps(
         Vec::new()
     };
     let mask = (1u64 << Golomb::TABLE_BITS) - 1;
-    for k in 0..count {
+    let mut k = 0u64;
+    while k < count {
+        // Several table codes from one 64-bit load while ≥ TABLE_BITS of its bits are
+        // unread: the chain per code is a table load and a shift, not a reload of the stream
+        // at the new position. Same checks, in the same order, as the one-code path below.
+        if !table.is_empty()
+            && let Some((mut w, valid)) = r.full_window()
+        {
+            let mut used = 0u32;
+            while used + Golomb::TABLE_BITS <= valid && k < count {
+                let e = table[(w & mask) as usize];
+                if e == 0 {
+                    break;
+                }
+                if next >= dim {
+                    return Err(DecodeError::IndexOutOfRange { entry: k, dim });
+                }
+                let g = u64::from(e >> 4);
+                if g > dim - 1 - next {
+                    return Err(DecodeError::IndexOutOfRange { entry: k, dim });
+                }
+                let idx = next + g;
+                f(k as usize, idx as usize);
+                next = idx + 1;
+                k += 1;
+                w >>= e & 15;
+                used += e & 15;
+            }
+            r.skip(used);
+            if used > 0 {
+                continue;
+            }
+        }
         if next >= dim {
             return Err(DecodeError::IndexOutOfRange { entry: k, dim });
         }
@@ -669,6 +702,7 @@ pub(crate) fn walk_gaps(
         let idx = next + g;
         f(k as usize, idx as usize);
         next = idx + 1;
+        k += 1;
     }
     if !r.at_clean_end() {
         return Err(DecodeError::TrailingBits(

@@ -428,6 +428,50 @@ fn truncated_and_corrupted_frames_never_panic() {
     }
 }
 
+/// A frame whose gaps run past its dimension is rejected with `IndexOutOfRange` naming the
+/// first entry out of range, whichever decoding path reads it (the many-codes-per-load path of
+/// large frames, the one-code path of small ones), for sparse signs and sparse values.
+#[test]
+fn gaps_past_the_dimension_name_the_first_entry_out_of_range() {
+    fn leb128(mut x: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let byte = (x & 0x7f) as u8;
+            x >>= 7;
+            if x == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let d = 100_000usize;
+    let v = random_vec(d, 9);
+    for (spec, shrunk) in [
+        (CodecSpec::AdaptiveThreshold { density: 0.2 }, 60_000usize),
+        (CodecSpec::AdaptiveThreshold { density: 0.001 }, 50_000),
+        (CodecSpec::TopK { density: 0.05 }, 70_000),
+    ] {
+        let c = build(&spec, 0).compress(&v);
+        let dense = c.to_dense();
+        let positions: Vec<usize> = (0..d).filter(|&i| dense[i] != 0.0).collect();
+        let first_out = positions.iter().position(|&i| i >= shrunk).unwrap();
+        // Same frame, dimension field rewritten (both varints take 3 bytes).
+        let mut bytes = c.encode();
+        assert_eq!(&bytes[2..5], &leb128(d as u64)[..]);
+        bytes[2..5].copy_from_slice(&leb128(shrunk as u64));
+        assert_eq!(
+            Compressed::decode(&bytes, &DecodeLimits::for_dim(shrunk)),
+            Err(DecodeError::IndexOutOfRange {
+                entry: first_out as u64,
+                dim: shrunk as u64
+            }),
+            "{spec}: {} entries",
+            positions.len()
+        );
+    }
+}
+
 #[test]
 fn decode_names_what_is_wrong() {
     let v = random_vec(100, 1);
