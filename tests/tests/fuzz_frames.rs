@@ -15,7 +15,8 @@
 //! The figures printed at the end are quoted in docs/reliability.md.
 
 // The counting allocator must implement the `unsafe` `GlobalAlloc` trait: it forwards every
-// call to `System` unchanged and only records sizes. This is the only unsafe code in the
+// call to `System` unchanged and only records sizes. Besides the x86 encoder builds in
+// murmur-compress (`compress/src/codecs/x86.rs`), this is the only unsafe code in the
 // workspace, confined to this test binary.
 #![allow(unsafe_code)]
 
@@ -193,17 +194,21 @@ impl Tally {
 // ---------------------------------------------------------------------------- codec payloads
 
 fn fuzz_codecs(seed: u64, frames: usize) -> Tally {
-    let limits = DecodeLimits::for_dim(DIM);
-    let specs = codecs();
+    fuzz_codecs_at(seed, frames, DIM, &codecs())
+}
+
+/// Mutated frames of `specs` at dimension `dim` against `Compressed::decode` and `add_to`.
+fn fuzz_codecs_at(seed: u64, frames: usize, dim: usize, specs: &[CodecSpec]) -> Tally {
+    let limits = DecodeLimits::for_dim(dim);
     let corpora: Vec<Vec<Vec<u8>>> = specs
         .iter()
         .enumerate()
-        .map(|(i, s)| codec_frames(s, DIM, seed ^ i as u64))
+        .map(|(i, s)| codec_frames(s, dim, seed ^ i as u64))
         .collect();
     // Frames of a neighbouring dimension, so dimension checks see near-misses too.
     let mut mutator = Mutator::new(seed);
     let mut tally = Tally::default();
-    let mut out = vec![0.0f32; DIM];
+    let mut out = vec![0.0f32; dim];
     for n in 0..frames {
         let corpus = &corpora[n % corpora.len()];
         let (frame, _) = mutator.next(corpus);
@@ -214,7 +219,7 @@ fn fuzz_codecs(seed: u64, frames: usize) -> Tally {
         match result {
             Ok(c) => {
                 tally.accepted += 1;
-                assert_eq!(c.dim(), DIM);
+                assert_eq!(c.dim(), dim);
                 assert!(c.is_finite(), "accepted a non-finite frame");
                 let again = Compressed::decode(&c.encode(), &limits);
                 assert_eq!(again.as_ref(), Ok(&c), "accepted frame does not round-trip");
@@ -830,4 +835,37 @@ fn a_million_hostile_frames_per_decoder() {
         rounds > 0 && clipped_rounds > 0,
         "the live peers never completed a round"
     );
+}
+
+/// Sparse frames with thousands of entries take the decoder's table path (several codes per
+/// load, ≥ 2048 entries), which the 650-dimension frames above never reach: the same
+/// properties under mutation.
+#[test]
+fn large_sparse_frames_under_mutation() {
+    let started = Instant::now();
+    let specs: Vec<CodecSpec> = [
+        "threshold-tau:0.9",
+        "threshold:0.06",
+        "scaled-threshold:0.2",
+        "topk:0.06",
+        "randk:0.1",
+    ]
+    .iter()
+    .map(|s| s.parse().expect("codec spec parses"))
+    .collect();
+    let n = std::env::var("MURMUR_FUZZ_FRAMES")
+        .ok()
+        .and_then(|v: String| v.parse::<usize>().ok())
+        .map_or(200_000, |n| n / 5);
+    let tally = fuzz_codecs_at(6, n, 40_000, &specs);
+    tally.print("Compressed::decode (5 sparse codecs, dim 40000)");
+    println!(
+        "summary: frames={} accepted={} rejections={} seconds={:.1}",
+        tally.frames,
+        tally.accepted,
+        tally.rejections(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(tally.rejections() * 2 > tally.frames, "too few rejections");
+    assert!(tally.accepted > 0, "nothing got through");
 }
