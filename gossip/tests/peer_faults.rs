@@ -5,7 +5,6 @@ mod peer_support;
 
 use murmur_gossip::peer::testing::{Faults, LockStep};
 use murmur_gossip::peer::{Algorithm, CodecSpec, CopyStorage, Mode, Peer, PeerConfig, PeerPhase};
-use ndarray::Array1;
 use peer_support::*;
 
 const N: u32 = 8;
@@ -44,21 +43,7 @@ fn swarm_tuned(
         ..PeerConfig::default()
     };
     tune(&mut config);
-    let peers = centres
-        .into_iter()
-        .enumerate()
-        .map(|(i, centre)| {
-            let learner = Quadratic {
-                centre,
-                lr: 0.05,
-                steps: 0,
-            };
-            let mut c = config.clone();
-            c.seed = i as u64;
-            Peer::new(i as u32, c, Box::new(learner), Array1::zeros(DIM)).unwrap()
-        })
-        .collect();
-    let mut net = LockStep::new(peers, 1_000);
+    let mut net = quadratic_swarm(&config, centres, 0.05);
     net.start_with_edges(exponential_edges(N));
     (net, optimum)
 }

@@ -9,10 +9,7 @@ mod peer_support;
 use murmur_compress as compress;
 use murmur_gossip::message::{Message, SnapshotRequest, Update};
 use murmur_gossip::peer::testing::{Faults, LockStep};
-use murmur_gossip::peer::{
-    Algorithm, CodecSpec, Mode, Peer, PeerConfig, RejectCounts, RejectReason,
-};
-use ndarray::Array1;
+use murmur_gossip::peer::{Algorithm, CodecSpec, Mode, PeerConfig, RejectCounts, RejectReason};
 use peer_support::*;
 
 const N: u32 = 8;
@@ -29,22 +26,8 @@ fn config(codec: CodecSpec, timeout: u64) -> PeerConfig {
     }
 }
 
-fn quadratic_swarm(config: &PeerConfig, seed: u64) -> LockStep {
-    let peers = random_vectors(N as usize, DIM, seed)
-        .into_iter()
-        .enumerate()
-        .map(|(i, centre)| {
-            let learner = Quadratic {
-                centre,
-                lr: 0.05,
-                steps: 0,
-            };
-            let mut c = config.clone();
-            c.seed = i as u64;
-            Peer::new(i as u32, c, Box::new(learner), Array1::zeros(DIM)).unwrap()
-        })
-        .collect();
-    LockStep::new(peers, 1_000)
+fn swarm(config: &PeerConfig, seed: u64) -> LockStep {
+    quadratic_swarm(config, random_vectors(N as usize, DIM, seed), 0.05)
 }
 
 fn neighbours_of(i: u32) -> Vec<u32> {
@@ -70,7 +53,7 @@ fn total(net: &LockStep, f: fn(&murmur_gossip::peer::PeerStats) -> u64) -> u64 {
 /// `replay` earlier updates to every neighbour (the frames exactly as first sent).
 fn replay_run(ticks: usize, attacker: u32, replay: usize) -> LockStep {
     let cfg = config(CodecSpec::AdaptiveThreshold { density: 0.05 }, 20_000);
-    let mut net = quadratic_swarm(&cfg, 3);
+    let mut net = swarm(&cfg, 3);
     net.recorded = Some(Vec::new());
     net.start_with_edges(exponential_edges(N));
     let mut sent_updates: Vec<(u32, Vec<u8>)> = Vec::new();
@@ -276,7 +259,7 @@ fn excluded_neighbour_is_refused_on_reconnect() {
 #[test]
 fn snapshot_request_flood_sends_a_bounded_number_of_snapshots() {
     let cfg = config(CodecSpec::AdaptiveThreshold { density: 0.05 }, 20_000);
-    let mut net = quadratic_swarm(&cfg, 4);
+    let mut net = swarm(&cfg, 4);
     net.start_with_edges(exponential_edges(N));
     let limit = u64::from(cfg.max_snapshots_per_round);
     let (victim, flooder) = (0, 1);
@@ -317,7 +300,7 @@ fn honest_lossy_links_never_trip_the_policy() {
         misbehaviour_window: 1_000_000,
         ..config(CodecSpec::AdaptiveThreshold { density: 0.1 }, 4_000)
     };
-    let mut net = quadratic_swarm(&cfg, 5);
+    let mut net = swarm(&cfg, 5);
     net.start_with_edges(exponential_edges(N));
     net.set_faults(Some(Faults {
         drop: 0.05,

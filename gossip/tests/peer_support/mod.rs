@@ -69,6 +69,27 @@ pub fn frozen_swarm(config: &PeerConfig, init: &[Vec<f32>], edges: &[(u32, u32)]
     net
 }
 
+/// A lock-step harness (not started) of `Quadratic` peers, peer i pulled towards `centres[i]`
+/// with step size `lr` and seeded with i, all starting from zero.
+pub fn quadratic_swarm(config: &PeerConfig, centres: Vec<Vec<f32>>, lr: f32) -> LockStep {
+    let peers = centres
+        .into_iter()
+        .enumerate()
+        .map(|(i, centre)| {
+            let dim = centre.len();
+            let learner = Quadratic {
+                centre,
+                lr,
+                steps: 0,
+            };
+            let mut c = config.clone();
+            c.seed = i as u64;
+            Peer::new(i as u32, c, Box::new(learner), Array1::zeros(dim)).unwrap()
+        })
+        .collect();
+    LockStep::new(peers, 1_000)
+}
+
 /// Every neighbour's copy of every peer's public vector is bit-identical to the original.
 pub fn assert_copies_exact(net: &LockStep) {
     for p in net.peers() {
