@@ -474,10 +474,10 @@ impl Golomb {
     }
 
     /// Codes `gaps` with the codes of `table` or computed ones; the writer state
-    /// `(acc, nbits, pos)` goes in and comes out by value. Its own function so that register
-    /// allocation sees only this loop: inlined into the expansion loop, the accumulator and bit
-    /// count were spilled to the stack, adding a store-to-load forward to the chain of every
-    /// entry.
+    /// `(acc, nbits, pos)` goes in and comes out by value and the loop runs apart from the
+    /// expansion loop of pass 1: fused with it, the accumulator and bit count were spilled to
+    /// the stack, adding a store-to-load forward to the chain of every entry. Inlined into
+    /// each build of the encoder.
     ///
     /// `G` table codes are joined before they meet the writer (`G` codes of at most
     /// `table_bits` each plus the < 8 pending bits fit in 64), which divides the writer's work

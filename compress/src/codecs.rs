@@ -571,12 +571,13 @@ impl HitSink<'_> {
 }
 
 /// Pass 1 of the fixed-threshold sparse-sign encoder (two passes, of which only the first
-/// reads the input). It is branch-free SIMD over the input: `scan` gives the hit word of each 64
-/// entries and their signs (bit j for entry j, or with `PACKED` already packed to the hits as
-/// `pext` does); the gaps before the hits go to a buffer ([`expand_word`]) and their signs to
-/// the packed sign words while the chunk is hot. The count then fixes the Golomb parameter,
-/// and pass 2 ([`Scan::sparse_sign`], [`Golomb::put_gaps`]) codes the gaps from the buffer
-/// (4 bytes per sent entry). Same bytes as gathering indices and calling [`sparse_sign`].
+/// reads the input). It is branch-free SIMD over the input: `hits` gives the hit word of each
+/// 64 entries and, for a non-empty word only, `signs` their signs (bit j for entry j, or with
+/// `PACKED` already packed to the hits as `pext` does); the gaps before the hits go to a
+/// buffer ([`expand_word`]) and their signs to the packed sign words while the chunk is hot.
+/// The count then fixes the Golomb parameter, and pass 2 ([`Scan::sparse_sign`],
+/// [`Golomb::put_gaps`]) codes the gaps from the buffer (4 bytes per sent entry). Same bytes
+/// as gathering indices and calling [`sparse_sign`].
 #[inline(always)]
 fn threshold_scan_with<const PACKED: bool>(
     input: &[f32],
@@ -594,23 +595,19 @@ fn threshold_scan_with<const PACKED: bool>(
         nonempty: 0,
         next: 0,
     };
-    let mut chunks = input.chunks_exact(64);
-    for (w, chunk) in (&mut chunks).enumerate() {
-        let chunk: &[f32; 64] = chunk.try_into().expect("chunks_exact(64)");
+    let chunks = input.chunks_exact(64);
+    // The tail zero-padded to a whole chunk (padding is never chosen, t > 0); it starts at
+    // 64 × the number of whole chunks like any other.
+    let rem = chunks.remainder();
+    let mut padded = [0f32; 64];
+    padded[..rem.len()].copy_from_slice(rem);
+    let tail = (!rem.is_empty()).then_some(&padded[..]);
+    for (w, chunk) in chunks.chain(tail).enumerate() {
+        let chunk: &[f32; 64] = chunk.try_into().expect("chunks of 64");
         let hit = hits(chunk);
         // Empty words cost nothing more: at low density most are empty.
         if hit != 0 {
             sink.take::<PACKED>(64 * w, hit, signs(chunk, hit));
-        }
-    }
-    let rem = chunks.remainder();
-    if !rem.is_empty() {
-        // Zero padding is never chosen (t > 0).
-        let mut padded = [0f32; 64];
-        padded[..rem.len()].copy_from_slice(rem);
-        let hit = hits(&padded);
-        if hit != 0 {
-            sink.take::<PACKED>(dim - rem.len(), hit, signs(&padded, hit));
         }
     }
     Scan {
@@ -625,13 +622,7 @@ fn threshold_scan_with<const PACKED: bool>(
 fn sparse_sign_from_gaps(dim: usize, t: f32, gaps: &[u32], sign_words: &[u64]) -> Compressed {
     let count = gaps.len();
     let m = golomb_for(count, dim);
-    let sign_bytes = count.div_ceil(8);
-    let mut payload = Vec::with_capacity(sign_bytes + count + 16);
-    for w in sign_words {
-        // Bits past `count` in the last word are zero, so the kept padding is zero.
-        payload.extend_from_slice(&w.to_le_bytes());
-    }
-    payload.truncate(sign_bytes);
+    let payload = sign_bytes(sign_words, count, count + 16);
     let payload = Golomb::new(m).put_gaps(gaps, dim, payload);
     let scale = if count == 0 { 0.0 } else { t };
     Compressed {
@@ -654,6 +645,19 @@ fn finish_threshold(dim: usize, t: f32, rule: ScaleRule, sel: &Selection) -> Com
     sparse_sign(dim, scale, sel)
 }
 
+/// The leading ⌈count/8⌉ bytes of a sparse-sign payload from the packed sign words of
+/// `count` entries (bits past `count` zero, so the kept padding is zero), with room for
+/// `more` bytes after them.
+fn sign_bytes(sign_words: &[u64], count: usize, more: usize) -> Vec<u8> {
+    let n = count.div_ceil(8);
+    let mut payload = Vec::with_capacity(n + more + 8);
+    for w in sign_words {
+        payload.extend_from_slice(&w.to_le_bytes());
+    }
+    payload.truncate(n);
+    payload
+}
+
 /// Golomb parameter for `count` entries among `dim`.
 fn golomb_for(count: usize, dim: usize) -> u32 {
     if dim == 0 {
@@ -669,16 +673,10 @@ fn sparse_sign(dim: usize, scale: f32, sel: &Selection) -> Compressed {
     let count = sel.picked.len();
     let m = golomb_for(count, dim);
     let golomb = Golomb::new(m);
-    let sign_bytes = count.div_ceil(8);
     // Gap bits ≈ count · (log2 m + 2); reserve once.
-    let est = sign_bytes + count * (34 - m.leading_zeros() as usize + 2) / 8 + 16;
-    let mut payload = Vec::with_capacity(est + 8);
-    for w in &sel.signs {
-        payload.extend_from_slice(&w.to_le_bytes());
-    }
-    // Bits past `count` in the last word are zero, so the kept padding is zero.
-    payload.truncate(sign_bytes);
-    let mut gaps = BitWriter::with_capacity(est - sign_bytes);
+    let gap_bytes = count * (34 - m.leading_zeros() as usize + 2) / 8 + 16;
+    let mut payload = sign_bytes(&sel.signs, count, gap_bytes);
+    let mut gaps = BitWriter::with_capacity(gap_bytes);
     golomb.put_index_gaps(&mut gaps, &sel.picked);
     payload.extend_from_slice(&gaps.finish());
     Compressed {
