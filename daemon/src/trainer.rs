@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use murmur_gossip::peer::{
-    Input, Output, Peer, PeerCheckpoint, PeerPhase, RejectReason, TimerToken,
+    Input, Output, Peer, PeerCheckpoint, PeerPhase, PeerStats, RejectReason, TimerToken,
 };
 use tokio::sync::mpsc;
 
@@ -140,9 +140,8 @@ struct Trainer {
     paused: bool,
     done: bool,
     stopped: bool,
-    last_bytes: (u64, u64, u64),
-    /// Duplicates dropped as of the last status update (the metric counts the increase).
-    last_duplicates: u64,
+    /// The peer's counters at the last status update (the metrics count the increase).
+    last_stats: PeerStats,
     timing: crate::status::Timing,
     writer: Option<std::thread::JoinHandle<()>>,
 }
@@ -190,8 +189,7 @@ impl Trainer {
             paused: false,
             done: false,
             stopped: false,
-            last_bytes: (0, 0, 0),
-            last_duplicates: 0,
+            last_stats: PeerStats::default(),
             timing: Default::default(),
             writer: None,
         }
@@ -418,23 +416,22 @@ impl Trainer {
         let m = &self.setup.metrics;
         m.round.set(self.peer.round() as i64);
         m.neighbours.set(self.peer.degree() as i64);
-        let (sent, recv, dense) = self.last_bytes;
-        m.bytes_sent.inc_by(stats.bytes_sent.saturating_sub(sent));
+        let last = &self.last_stats;
+        m.bytes_sent
+            .inc_by(stats.bytes_sent.saturating_sub(last.bytes_sent));
         m.bytes_received
-            .inc_by(stats.bytes_received.saturating_sub(recv));
-        m.dense_update_bytes
-            .inc_by(stats.dense_update_bytes.saturating_sub(dense));
+            .inc_by(stats.bytes_received.saturating_sub(last.bytes_received));
+        m.dense_update_bytes.inc_by(
+            stats
+                .dense_update_bytes
+                .saturating_sub(last.dense_update_bytes),
+        );
         m.duplicates_dropped.inc_by(
             stats
                 .duplicates_dropped
-                .saturating_sub(self.last_duplicates),
+                .saturating_sub(last.duplicates_dropped),
         );
-        self.last_bytes = (
-            stats.bytes_sent,
-            stats.bytes_received,
-            stats.dense_update_bytes,
-        );
-        self.last_duplicates = stats.duplicates_dropped;
+        self.last_stats = stats.clone();
         let rejected = stats.rejected.total();
         if let Ok(mut s) = self.setup.status.lock() {
             s.round = self.peer.round();
