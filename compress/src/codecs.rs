@@ -534,6 +534,25 @@ impl Scan {
     }
 }
 
+/// The 64 slots of `buf` from `at` on: room for a whole word of hits, written before their
+/// number is known. Grows `buf` (doubling) when needed, which is rare.
+#[inline(always)]
+fn word_slots(buf: &mut Vec<u32>, at: usize) -> &mut [u32; 64] {
+    if buf.len() < at + 64 {
+        let len = (at + 64).max(2 * buf.len());
+        buf.resize(len, 0);
+    }
+    (&mut buf[at..at + 64]).try_into().expect("64 slots")
+}
+
+/// Whether the words with hits so far had ≥ 3 hits on average: then pass 1 expands a word
+/// without a loop over its bits (unconditional slots, or vector compression), else with one.
+/// The choice follows the density, not the word, so the branch on it is predicted.
+#[inline(always)]
+fn words_are_dense(hits: usize, nonempty_words: usize) -> bool {
+    hits >= 3 * nonempty_words
+}
+
 /// Where pass 1 of [`threshold_scan_with`] puts the hits of each non-empty word.
 struct HitSink<'a> {
     gaps: &'a mut Vec<u32>,
@@ -548,18 +567,8 @@ impl HitSink<'_> {
     // A method rather than a closure so that it is inlined into each build of the encoder.
     #[inline(always)]
     fn take<const PACKED: bool>(&mut self, base: usize, hit: u64, sign: u64) {
-        let count = self.count;
-        // Room for a whole word of unconditional slots; grows rarely (doubling).
-        if self.gaps.len() < count + 64 {
-            let len = (count + 64).max(2 * self.gaps.len());
-            self.gaps.resize(len, 0);
-        }
-        let out: &mut [u32; 64] = (&mut self.gaps[count..count + 64])
-            .try_into()
-            .expect("64 slots");
-        // Eight unconditional slots once words have had ≥ 3 hits on average: a branch that
-        // follows the density, not the word, so it is predicted.
-        let (packed, k) = if count >= 3 * self.nonempty {
+        let out = word_slots(self.gaps, self.count);
+        let (packed, k) = if words_are_dense(self.count, self.nonempty) {
             expand_word::<8, PACKED>(base as u32, hit, sign, &mut self.next, out)
         } else {
             expand_word::<0, PACKED>(base as u32, hit, sign, &mut self.next, out)

@@ -22,7 +22,7 @@ use std::arch::x86_64::{
 };
 use std::sync::OnceLock;
 
-use super::{Compressed, Scan, Scratch, threshold_scan_with};
+use super::{Compressed, Scan, Scratch, threshold_scan_with, word_slots, words_are_dense};
 use crate::bits::SignPacker;
 
 /// The builds of the fixed-threshold encoder, in increasing order of what they need.
@@ -178,28 +178,23 @@ fn scan_v4(input: &[f32], t: f32, scratch: &mut Scratch) -> Scan {
             w | u64::from(negative) << (16 * k)
         });
         signs.append(_pext_u64(sign, hit), hit.count_ones());
-        // Room for a whole chunk; grows rarely (doubling).
-        if positions.len() < count + 64 {
-            let len = (count + 64).max(2 * positions.len());
-            positions.resize(len, 0);
-        }
+        let out = word_slots(positions, count);
+        let dense = words_are_dense(count, nonempty);
         nonempty += 1;
-        if count < 3 * (nonempty - 1) {
-            // Sparse so far (< 3 hits per word with hits): a walk over the few set bits is
-            // cheaper than four compressions. The branch follows the density, not the word.
+        if !dense {
+            // Sparse so far: a walk over the few set bits is cheaper than four compressions.
             let mut h = hit;
+            let mut n = 0usize;
             while h != 0 {
-                positions[count] = base + h.trailing_zeros();
-                count += 1;
+                out[n] = base + h.trailing_zeros();
+                n += 1;
                 h &= h - 1;
             }
+            count += n;
             continue;
         }
         // The positions of each sixteen lanes' hits compressed into one vector and stored
         // whole, the next store starting after them: no walk over the bits.
-        let out: &mut [u32; 64] = (&mut positions[count..count + 64])
-            .try_into()
-            .expect("64 slots");
         let mut n = 0usize;
         for (k, &m) in hits.iter().enumerate() {
             let index = _mm512_add_epi32(iota, _mm512_set1_epi32((base + 16 * k as u32) as i32));
