@@ -11,7 +11,7 @@ use ndarray::{Array1, Array2};
 
 use crate::data::{Dataset, MinibatchSampler, SamplerState};
 use crate::model::Model;
-use crate::optim::{OptimizerConfig, Sgd, SgdState};
+use crate::optim::{AdamWState, Optimizer, OptimizerConfig, OptimizerState, SgdState};
 
 /// Loss and accuracy of a model on a dataset.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -41,27 +41,37 @@ pub trait LocalLearner: Debug + Send {
     fn load_state(&mut self, bytes: &[u8]) -> Result<(), String>;
 }
 
-/// The learning core's [`LocalLearner`]: minibatch SGD of a [`Model`] on one peer's shard.
+/// The learning core's [`LocalLearner`]: minibatch SGD (or AdamW, as the optimizer
+/// configuration's `kind` says) of a [`Model`] on one peer's shard.
 ///
 /// Steps allocate nothing per sample: the minibatch is gathered into buffers kept between
-/// steps. [`LocalLearner::save_state`] carries the momentum buffer, the step counter (so the
-/// schedule resumes) and the sampler's exact position.
+/// steps. [`LocalLearner::save_state`] carries the optimizer state (momentum buffer or AdamW
+/// moments), the step counter (so the schedule resumes) and the sampler's exact position.
 #[derive(Clone, Debug)]
 pub struct SgdLearner {
     model: Model,
     shard: Dataset,
     test: Arc<Dataset>,
-    sgd: Sgd,
+    sgd: Optimizer,
     sampler: MinibatchSampler,
     batch_x: Array2<f32>,
     batch_y: Array1<f32>,
     grad: Vec<f32>,
 }
 
-/// What [`SgdLearner::save_state`] writes (postcard).
+/// What [`SgdLearner::save_state`] writes (postcard) with SGD: the layout checkpoints had
+/// before AdamW existed, so they still restore.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct SgdLearnerState {
     sgd: SgdState,
+    sampler: SamplerState,
+}
+
+/// What [`SgdLearner::save_state`] writes with AdamW (the learner knows its kind, so the
+/// bytes need no tag).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct AdamWLearnerState {
+    adamw: AdamWState,
     sampler: SamplerState,
 }
 
@@ -85,7 +95,7 @@ impl SgdLearner {
         let sampler = MinibatchSampler::new(shard.len(), batch_size, seed);
         let b = sampler.batch_size();
         SgdLearner {
-            sgd: Sgd::new(optimizer, model.dim()),
+            sgd: Optimizer::new(optimizer, model.dim()),
             batch_x: Array2::zeros((b, shard.dim())),
             batch_y: Array1::zeros(b),
             grad: vec![0.0; model.dim()],
@@ -112,7 +122,7 @@ impl SgdLearner {
     }
 
     /// The optimizer (rate, steps taken).
-    pub fn optimizer(&self) -> &Sgd {
+    pub fn optimizer(&self) -> &Optimizer {
         &self.sgd
     }
 
@@ -158,21 +168,33 @@ impl LocalLearner for SgdLearner {
     }
 
     fn save_state(&self) -> Vec<u8> {
-        postcard::to_stdvec(&SgdLearnerState {
-            sgd: self.sgd.state(),
-            sampler: self.sampler.state(),
-        })
+        let sampler = self.sampler.state();
+        match self.sgd.state() {
+            OptimizerState::Sgd(sgd) => postcard::to_stdvec(&SgdLearnerState { sgd, sampler }),
+            OptimizerState::AdamW(adamw) => {
+                postcard::to_stdvec(&AdamWLearnerState { adamw, sampler })
+            }
+        }
         .expect("postcard encodes learner state")
     }
 
     fn load_state(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let state: SgdLearnerState =
-            postcard::from_bytes(bytes).map_err(|e| format!("learner state: {e}"))?;
+        let bad = |e: postcard::Error| format!("learner state: {e}");
+        let (optimizer, sampler_state) = match self.sgd {
+            Optimizer::Sgd(_) => {
+                let state: SgdLearnerState = postcard::from_bytes(bytes).map_err(bad)?;
+                (OptimizerState::Sgd(state.sgd), state.sampler)
+            }
+            Optimizer::AdamW(_) => {
+                let state: AdamWLearnerState = postcard::from_bytes(bytes).map_err(bad)?;
+                (OptimizerState::AdamW(state.adamw), state.sampler)
+            }
+        };
         // Validate both parts before touching either, so a refusal changes nothing.
         let mut sgd = self.sgd.clone();
-        sgd.restore(state.sgd)?;
+        sgd.restore(optimizer)?;
         let mut sampler = self.sampler.clone();
-        sampler.restore(state.sampler)?;
+        sampler.restore(sampler_state)?;
         self.sgd = sgd;
         self.sampler = sampler;
         Ok(())

@@ -4,8 +4,10 @@
 //! Two halves live here:
 //! - the learning core — [`data`] (loaders, bundled datasets, synthetic generators,
 //!   partitioners), [`model`] (flat-parameter models with analytic gradients), [`optim`]
-//!   (SGD with momentum and schedules), [`train`] (the centralized reference trainer) and
-//!   [`learner`] (the local step a peer takes between gossip rounds);
+//!   (SGD with momentum and schedules, AdamW), [`train`] (the centralized reference trainer) and
+//!   [`learner`] (the local step a peer takes between gossip rounds), and, with the `deep`
+//!   feature (on by default), `deep` (a CNN and a transformer trained by autodiff in candle
+//!   over the same flat parameter vector);
 //! - the gossip state machine — [`message`] (the versioned wire messages) and [`peer`]
 //!   (compressed gossip averaging of the CHOCO-SGD family, driven by `handle(now, input)`).
 //!
@@ -13,6 +15,8 @@
 //! [`peer::Peer`], so a result measured in simulation predicts the daemon.
 
 pub mod data;
+#[cfg(feature = "deep")]
+pub mod deep;
 pub mod learner;
 pub mod message;
 pub mod model;

@@ -1,8 +1,13 @@
-//! Stochastic gradient descent with momentum, weight decay and learning-rate schedules.
+//! The local optimizers: stochastic gradient descent with momentum, weight decay and
+//! learning-rate schedules, and AdamW; both act on one flat `f32` parameter vector, so they
+//! behave the same for every model family and their state checkpoints as plain vectors.
 //!
-//! The update follows PyTorch's `torch.optim.SGD` (Sutskever et al. 2013 for Nesterov):
+//! SGD follows PyTorch's `torch.optim.SGD` (Sutskever et al. 2013 for Nesterov):
 //! `g ← g + wd·p`, `v ← μ·v + g`, then `p ← p − η·v` (heavy-ball) or `p ← p − η·(g + μ·v)`
-//! (Nesterov). The rate `η` at step `t` is `lr × warm-up(t) × schedule(t)`.
+//! (Nesterov). AdamW follows Loshchilov & Hutter, "Decoupled Weight Decay Regularization"
+//! (ICLR 2019), as `torch.optim.AdamW` computes it (see [`AdamW`]). The rate `η` at step `t` is
+//! `lr × warm-up(t) × schedule(t)` for both ([`OptimizerConfig::lr_at`]); [`Optimizer`] picks
+//! one from [`OptimizerConfig::kind`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -105,28 +110,51 @@ impl FromStr for Schedule {
 
 crate::data::serde_via_str!(Schedule);
 
-/// SGD settings (TOML: `[optimizer] lr = 0.1, momentum = 0.9, schedule = "cosine"`).
+/// Which update rule [`Optimizer::new`] builds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// [`Sgd`]: plain, heavy-ball or Nesterov momentum, coupled weight decay.
+    #[default]
+    Sgd,
+    /// [`AdamW`]: Adam moments with bias correction, decoupled weight decay.
+    AdamW,
+}
+
+/// Optimizer settings (TOML: `[optimizer] lr = 0.1, momentum = 0.9, schedule = "cosine"`, or
+/// `kind = "adamw", lr = 3e-3, weight_decay = 0.01`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct OptimizerConfig {
+    /// Update rule: `"sgd"` (the default) or `"adamw"`.
+    pub kind: OptimizerKind,
     /// Base learning rate.
     pub lr: f32,
     /// Momentum coefficient μ (0: plain SGD).
     pub momentum: f32,
     /// Nesterov momentum instead of heavy-ball.
     pub nesterov: bool,
-    /// Coupled weight decay (added to the gradient), on every parameter.
+    /// Weight decay on every parameter: coupled (added to the gradient) for SGD, decoupled
+    /// (`p ← p − η·wd·p`, apart from the adaptive step) for AdamW.
     pub weight_decay: f32,
     /// Learning-rate schedule.
     pub schedule: Schedule,
     /// Linear warm-up: the rate grows as `(t + 1) / warmup_steps` over the first steps.
     pub warmup_steps: u64,
+    /// AdamW: decay of the first-moment (mean) estimate, PyTorch's default 0.9.
+    pub beta1: f32,
+    /// AdamW: decay of the second-moment (uncentred variance) estimate, default 0.999.
+    pub beta2: f32,
+    /// AdamW: added to the root of the second moment, default 1e-8.
+    pub eps: f32,
 }
 
 impl Default for OptimizerConfig {
-    /// `lr = 0.1`, heavy-ball momentum 0.9, no weight decay, cosine decay over the run.
+    /// SGD, `lr = 0.1`, heavy-ball momentum 0.9, no weight decay, cosine decay over the run;
+    /// AdamW's betas and eps at PyTorch's defaults (0.9, 0.999, 1e-8) should `kind` change.
     fn default() -> Self {
         OptimizerConfig {
+            kind: OptimizerKind::Sgd,
             lr: 0.1,
             momentum: 0.9,
             nesterov: false,
@@ -136,6 +164,9 @@ impl Default for OptimizerConfig {
                 floor: 0.0,
             },
             warmup_steps: 0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
         }
     }
 }
@@ -260,5 +291,200 @@ impl Sgd {
         self.velocity = state.velocity;
         self.steps = state.steps;
         Ok(())
+    }
+}
+
+/// AdamW state that a checkpoint must carry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdamWState {
+    /// First-moment estimate `m`, one entry per parameter.
+    pub m: Vec<f32>,
+    /// Second-moment estimate `v`, one entry per parameter.
+    pub v: Vec<f32>,
+    /// Steps taken (the bias corrections and the schedule depend on it).
+    pub steps: u64,
+}
+
+/// AdamW (Loshchilov & Hutter 2019) computed as `torch.optim.AdamW` does, at step `t` (1-based)
+/// with rate `η = lr_at(t − 1)`:
+/// `p ← p·(1 − η·wd)`, `m ← β₁·m + (1 − β₁)·g`, `v ← β₂·v + (1 − β₂)·g²`, then
+/// `p ← p − (η / (1 − β₁ᵗ))·m / (√v / √(1 − β₂ᵗ) + ε)`.
+/// `momentum` and `nesterov` of the configuration are not used.
+#[derive(Clone, Debug)]
+pub struct AdamW {
+    config: OptimizerConfig,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    steps: u64,
+}
+
+impl AdamW {
+    /// An optimizer for `dim` parameters, moments at zero.
+    pub fn new(config: OptimizerConfig, dim: usize) -> Self {
+        AdamW {
+            config,
+            m: vec![0.0; dim],
+            v: vec![0.0; dim],
+            steps: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &OptimizerConfig {
+        &self.config
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The rate the next step will use.
+    pub fn current_lr(&self) -> f32 {
+        self.config.lr_at(self.steps)
+    }
+
+    /// Applies one update to `params` from `grad`; returns the rate used.
+    pub fn step(&mut self, params: &mut [f32], grad: &[f32]) -> f32 {
+        assert_eq!(params.len(), grad.len(), "parameter and gradient lengths");
+        assert_eq!(
+            self.m.len(),
+            params.len(),
+            "optimizer built for another dimension"
+        );
+        let lr = self.current_lr();
+        self.steps += 1;
+        let OptimizerConfig {
+            beta1: b1,
+            beta2: b2,
+            eps,
+            weight_decay: wd,
+            ..
+        } = self.config;
+        let t = i32::try_from(self.steps).unwrap_or(i32::MAX);
+        // Bias corrections in f64: 1 − β₂ᵗ is tiny in the first steps.
+        let step_size = (f64::from(lr) / (1.0 - f64::from(b1).powi(t))) as f32;
+        let inv_sqrt_c2 = (1.0 / (1.0 - f64::from(b2).powi(t)).sqrt()) as f32;
+        let decay = 1.0 - lr * wd;
+        for (((p, m), v), &g) in params
+            .iter_mut()
+            .zip(&mut self.m)
+            .zip(&mut self.v)
+            .zip(grad)
+        {
+            *p *= decay;
+            *m = b1 * *m + (1.0 - b1) * g;
+            *v = b2 * *v + (1.0 - b2) * g * g;
+            *p -= step_size * *m / (v.sqrt() * inv_sqrt_c2 + eps);
+        }
+        lr
+    }
+
+    /// Moments and step counter.
+    pub fn state(&self) -> AdamWState {
+        AdamWState {
+            m: self.m.clone(),
+            v: self.v.clone(),
+            steps: self.steps,
+        }
+    }
+
+    /// Restores [`AdamW::state`]; refuses moments of the wrong length, leaving `self` unchanged.
+    pub fn restore(&mut self, state: AdamWState) -> Result<(), String> {
+        let dim = self.m.len();
+        if state.m.len() != dim || state.v.len() != dim {
+            return Err(format!(
+                "AdamW moments have {} and {} entries, expected {dim}",
+                state.m.len(),
+                state.v.len()
+            ));
+        }
+        self.m = state.m;
+        self.v = state.v;
+        self.steps = state.steps;
+        Ok(())
+    }
+}
+
+/// The optimizer [`OptimizerConfig::kind`] names.
+#[derive(Clone, Debug)]
+pub enum Optimizer {
+    /// Stochastic gradient descent.
+    Sgd(Sgd),
+    /// AdamW.
+    AdamW(AdamW),
+}
+
+/// State of an [`Optimizer`], whichever kind it is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum OptimizerState {
+    /// SGD's momentum buffer and step counter.
+    Sgd(SgdState),
+    /// AdamW's moments and step counter.
+    AdamW(AdamWState),
+}
+
+impl Optimizer {
+    /// The optimizer `config.kind` names, for `dim` parameters.
+    pub fn new(config: OptimizerConfig, dim: usize) -> Self {
+        match config.kind {
+            OptimizerKind::Sgd => Optimizer::Sgd(Sgd::new(config, dim)),
+            OptimizerKind::AdamW => Optimizer::AdamW(AdamW::new(config, dim)),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &OptimizerConfig {
+        match self {
+            Optimizer::Sgd(o) => o.config(),
+            Optimizer::AdamW(o) => o.config(),
+        }
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        match self {
+            Optimizer::Sgd(o) => o.steps(),
+            Optimizer::AdamW(o) => o.steps(),
+        }
+    }
+
+    /// The rate the next step will use.
+    pub fn current_lr(&self) -> f32 {
+        match self {
+            Optimizer::Sgd(o) => o.current_lr(),
+            Optimizer::AdamW(o) => o.current_lr(),
+        }
+    }
+
+    /// Applies one update to `params` from `grad`; returns the rate used.
+    pub fn step(&mut self, params: &mut [f32], grad: &[f32]) -> f32 {
+        match self {
+            Optimizer::Sgd(o) => o.step(params, grad),
+            Optimizer::AdamW(o) => o.step(params, grad),
+        }
+    }
+
+    /// The state a checkpoint must carry.
+    pub fn state(&self) -> OptimizerState {
+        match self {
+            Optimizer::Sgd(o) => OptimizerState::Sgd(o.state()),
+            Optimizer::AdamW(o) => OptimizerState::AdamW(o.state()),
+        }
+    }
+
+    /// Restores [`Optimizer::state`]; refuses a state of the other kind or of the wrong
+    /// length, leaving `self` unchanged.
+    pub fn restore(&mut self, state: OptimizerState) -> Result<(), String> {
+        match (self, state) {
+            (Optimizer::Sgd(o), OptimizerState::Sgd(s)) => o.restore(s),
+            (Optimizer::AdamW(o), OptimizerState::AdamW(s)) => o.restore(s),
+            (Optimizer::Sgd(_), OptimizerState::AdamW(_)) => {
+                Err("state is AdamW's, this optimizer is SGD".into())
+            }
+            (Optimizer::AdamW(_), OptimizerState::Sgd(_)) => {
+                Err("state is SGD's, this optimizer is AdamW".into())
+            }
+        }
     }
 }

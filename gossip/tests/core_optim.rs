@@ -22,6 +22,7 @@ fn heavy_ball_nesterov_and_weight_decay_match_hand_computation() {
         weight_decay: 0.1,
         schedule: Schedule::Constant,
         warmup_steps: 0,
+        ..OptimizerConfig::default()
     };
     // Two steps on one parameter p0 = 1 with gradients 2 then -1.
     // heavy-ball: g1 = 2 + 0.1 = 2.1, v1 = 2.1, p1 = 1 - 1.05 = -0.05;

@@ -76,10 +76,23 @@ fn header(path: &Path, bytes: &[u8], want_dims: u8) -> Result<(Vec<usize>, usize
 /// dataset with `rows × cols` features scaled to 0..1.
 pub fn load_idx(images: impl AsRef<Path>, labels: impl AsRef<Path>) -> Result<Dataset, DataError> {
     let (images, labels) = (images.as_ref(), labels.as_ref());
-    let image_bytes = read_maybe_gzip(images)?;
-    let label_bytes = read_maybe_gzip(labels)?;
-    let (dims, start) = header(images, &image_bytes, 3)?;
-    let (ldims, lstart) = header(labels, &label_bytes, 1)?;
+    parse_idx(
+        images,
+        &read_maybe_gzip(images)?,
+        labels,
+        &read_maybe_gzip(labels)?,
+    )
+}
+
+/// [`load_idx`] on bytes already read (and gunzipped); the paths only name them in errors.
+pub(crate) fn parse_idx(
+    images: &Path,
+    image_bytes: &[u8],
+    labels: &Path,
+    label_bytes: &[u8],
+) -> Result<Dataset, DataError> {
+    let (dims, start) = header(images, image_bytes, 3)?;
+    let (ldims, lstart) = header(labels, label_bytes, 1)?;
     let (n, pixels) = (dims[0], dims[1] * dims[2]);
     if ldims[0] != n {
         return Err(DataError::Shape(format!(

@@ -1,7 +1,8 @@
-//! Datasets: the in-memory [`Dataset`], the bundled sets ([`digits`], [`breast_cancer`]),
-//! file loaders (CSV plain or gzip, LIBSVM/SVMlight, MNIST IDX), seeded synthetic generators,
-//! partitioners that deal a dataset out to peers, feature standardisation and the seeded
-//! minibatch sampler.
+//! Datasets: the in-memory [`Dataset`], the bundled sets ([`digits`], [`breast_cancer`],
+//! [`mnist`], the [`shakespeare`] text), file loaders (CSV plain or gzip, LIBSVM/SVMlight,
+//! MNIST IDX), seeded synthetic generators, partitioners that deal a dataset out to peers,
+//! feature standardisation, the seeded minibatch sampler, and character-level text corpora
+//! ([`TextCorpus`], [`WindowSampler`]) for language models.
 //!
 //! Everything random takes a seed and draws from `ChaCha8Rng`, so a split, a partition or a
 //! minibatch order is a pure function of its inputs.
@@ -26,6 +27,7 @@ macro_rules! serde_via_str {
 pub(crate) use serde_via_str;
 
 mod bundled;
+mod corpus;
 mod error;
 mod idx;
 mod libsvm;
@@ -35,7 +37,8 @@ mod standardize;
 mod synthetic;
 mod text;
 
-pub use bundled::{breast_cancer, digits};
+pub use bundled::{breast_cancer, digits, mnist, shakespeare};
+pub use corpus::{TextCorpus, WindowSampler, WindowSamplerState};
 pub use error::DataError;
 pub use idx::load_idx;
 pub use libsvm::{LibsvmOptions, load_libsvm};
