@@ -182,6 +182,24 @@ impl OptimizerConfig {
         self.lr * warm * self.schedule.factor(t)
     }
 
+    /// Checks every value; the error names the field (as in TOML) and its accepted range.
+    /// A rate of NaN, 0 or below trains nothing (or diverges) without any other sign.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(format!("lr = {} must be a finite number > 0", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(format!("momentum = {} must be in [0, 1)", self.momentum));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(format!(
+                "weight_decay = {} must be a finite number >= 0",
+                self.weight_decay
+            ));
+        }
+        Ok(())
+    }
+
     /// Fills a cosine schedule's open length (`total_steps == 0`) with the run's length.
     pub fn with_horizon(mut self, total_steps: u64) -> Self {
         if let Schedule::Cosine {

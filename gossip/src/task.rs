@@ -149,17 +149,32 @@ pub struct PreparedTask {
 }
 
 impl TaskConfig {
-    /// Loads the data once, splits off the test set, standardises and builds the model.
-    pub fn prepare(&self) -> Result<PreparedTask, TaskError> {
+    /// Checks every numeric setting without loading any data; the error names the field (as
+    /// in TOML, `optimizer.lr`) and its accepted range. [`Self::prepare`] calls it first.
+    pub fn validate(&self) -> Result<(), TaskError> {
         if self.batch_size == 0 {
-            return Err(TaskError::Config("batch_size must be >= 1".into()));
+            return Err(TaskError::Config("batch_size = 0 must be >= 1".into()));
         }
         if !(0.0..1.0).contains(&self.test_fraction) {
             return Err(TaskError::Config(format!(
-                "test_fraction must be in [0, 1), got {}",
+                "test_fraction = {} must be in [0, 1)",
                 self.test_fraction
             )));
         }
+        if !(self.l2.is_finite() && self.l2 >= 0.0) {
+            return Err(TaskError::Config(format!(
+                "l2 = {} must be a finite number >= 0",
+                self.l2
+            )));
+        }
+        self.optimizer
+            .validate()
+            .map_err(|e| TaskError::Config(format!("optimizer.{e}")))
+    }
+
+    /// Loads the data once, splits off the test set, standardises and builds the model.
+    pub fn prepare(&self) -> Result<PreparedTask, TaskError> {
+        self.validate()?;
         let (mut train, mut test) = self.load()?;
         if train.is_empty() {
             return Err(TaskError::Config("the training split is empty".into()));

@@ -27,8 +27,9 @@ use crate::learner::Evaluation;
 /// A model cannot be built for this data shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelError {
-    /// Classification models need `Some(classes)`; logistic regression needs exactly 2.
-    #[error("{model} cannot be trained on {classes:?} classes")]
+    /// Classification models need `Some(classes)`; logistic regression needs exactly 2; linear
+    /// regression needs a regression target (`None`).
+    #[error("{}", classes_message(model, *classes))]
     Classes {
         /// The model asked for.
         model: String,
@@ -38,6 +39,24 @@ pub enum ModelError {
     /// Zero features or a zero-width hidden layer.
     #[error("{0}")]
     Shape(String),
+}
+
+/// What a user reads when the model does not fit the data's labels, with the fix.
+fn classes_message(model: &str, classes: Option<usize>) -> String {
+    match (model, classes) {
+        ("linear", Some(k)) => format!(
+            "model linear fits a regression target, but this data has {k} classes: use softmax \
+             or mlp:<width> (logistic for 2 classes)"
+        ),
+        ("logistic", Some(k)) => format!(
+            "model logistic needs exactly 2 classes, but this data has {k}: use softmax or \
+             mlp:<width>"
+        ),
+        (_, None) => format!(
+            "model {model} needs class labels, but this data is a regression target: use linear"
+        ),
+        (_, Some(k)) => format!("model {model} needs at least 2 classes, but this data has {k}"),
+    }
 }
 
 /// The loss at the end of the network.
@@ -105,7 +124,11 @@ impl ModelSpec {
             ));
         }
         let (head, outputs, hidden): (Head, usize, &[usize]) = match self {
-            ModelSpec::Linear => (Head::Squared, 1, &[]),
+            // On class labels a regression fits the label numbers and its accuracy is 0.
+            ModelSpec::Linear => match classes {
+                None => (Head::Squared, 1, &[]),
+                Some(_) => return Err(wrong()),
+            },
             ModelSpec::Logistic => match classes {
                 Some(2) => (Head::Binary, 1, &[]),
                 _ => return Err(wrong()),
