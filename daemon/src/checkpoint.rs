@@ -6,7 +6,12 @@
 //! Every file is written atomically: temp file, fsync, rename, fsync of the directory. The
 //! metadata file is renamed last and names the checksum of the model file, so a checkpoint is
 //! valid only once both are complete; on start the newest valid one wins and damaged ones are
-//! skipped with a warning.
+//! set aside into `damaged/` with a warning (never counted as kept, never read again).
+//!
+//! Generations: the checkpoints at the top of the directory belong to one run configuration.
+//! A node that must not resume from them (`--fresh`, `checkpoint.resume = false`) first moves
+//! them into `generation-<n>/`, so no valid checkpoint is ever overwritten or pruned by a run
+//! that could not have resumed from it.
 
 use std::collections::HashMap;
 use std::fs;
@@ -20,6 +25,12 @@ use serde::{Deserialize, Serialize};
 
 /// Layout version of the metadata file.
 pub const META_FORMAT: u16 = 1;
+
+/// Subdirectory damaged checkpoints are moved into.
+pub const DAMAGED_DIR: &str = "damaged";
+
+/// Prefix of the subdirectories earlier generations are moved into.
+pub const GENERATION_PREFIX: &str = "generation-";
 
 /// Largest metadata file read back (a guard against a corrupt or hostile file).
 const MAX_META_BYTES: u64 = 1 << 30;
@@ -80,11 +91,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
     ));
     let mut file = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
     drop(file);
     fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    fs::File::open(dir)?.sync_all()?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
     Ok(())
 }
 
@@ -131,9 +145,30 @@ fn model_from_bytes(bytes: &[u8]) -> Result<Vec<f32>> {
         .collect())
 }
 
-/// Saves `cp` in `dir` (created if needed) and keeps only the `keep` newest checkpoints.
-/// Returns the model file's path.
+/// Saves `cp` in `dir` (created if needed) and keeps only the `keep` newest valid
+/// checkpoints. Returns the model file's path.
 pub fn save(dir: &Path, peer_id: &str, cp: &PeerCheckpoint, keep: usize) -> Result<PathBuf> {
+    save_files(dir, peer_id, cp)
+        .with_context(|| {
+            format!(
+                "cannot write checkpoint round {} to {}",
+                cp.round,
+                dir.display()
+            )
+        })
+        .and_then(|path| {
+            prune(dir, keep.max(1)).with_context(|| {
+                format!(
+                    "checkpoint round {} written, pruning {} failed",
+                    cp.round,
+                    dir.display()
+                )
+            })?;
+            Ok(path)
+        })
+}
+
+fn save_files(dir: &Path, peer_id: &str, cp: &PeerCheckpoint) -> Result<PathBuf> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let model = model_bytes(cp, peer_id)?;
     let state = cp.encode();
@@ -149,7 +184,6 @@ pub fn save(dir: &Path, peer_id: &str, cp: &PeerCheckpoint, keep: usize) -> Resu
     write_atomic(&path, &model)?;
     // The metadata goes last: its presence (with the model's checksum) marks completion.
     write_atomic(&meta_path(dir, cp.round), &postcard::to_stdvec(&meta)?)?;
-    prune(dir, keep.max(1))?;
     Ok(path)
 }
 
@@ -172,13 +206,97 @@ fn rounds(dir: &Path) -> Vec<u64> {
     rounds
 }
 
+/// Keeps the `keep` newest *valid* checkpoints: damaged ones met on the way are set aside
+/// (a damaged file with a high round number must not push valid ones out), older ones
+/// removed.
 fn prune(dir: &Path, keep: usize) -> Result<()> {
-    for round in rounds(dir).into_iter().skip(keep) {
+    let mut valid = 0;
+    for round in rounds(dir) {
+        if valid < keep {
+            match load(dir, round) {
+                Ok(_) => valid += 1,
+                Err(e) => set_aside_damaged(dir, round, &e),
+            }
+            continue;
+        }
         // Metadata first, so a crash in between leaves no half-valid checkpoint behind.
-        fs::remove_file(meta_path(dir, round))?;
+        let meta = meta_path(dir, round);
+        fs::remove_file(&meta).with_context(|| format!("removing {}", meta.display()))?;
         let _ = fs::remove_file(model_path(dir, round));
     }
     Ok(())
+}
+
+/// Moves both files of the checkpoint at `round` (those present) into `to`.
+fn move_checkpoint(dir: &Path, round: u64, to: &Path) -> Result<()> {
+    fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for path in [meta_path(dir, round), model_path(dir, round)] {
+        if let Some(name) = path.file_name().filter(|_| path.exists()) {
+            fs::rename(&path, to.join(name))
+                .with_context(|| format!("moving {} to {}", path.display(), to.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Moves a damaged checkpoint into `damaged/`, where nothing reads or counts it.
+fn set_aside_damaged(dir: &Path, round: u64, why: &anyhow::Error) {
+    let to = dir.join(DAMAGED_DIR);
+    match move_checkpoint(dir, round, &to) {
+        Ok(()) => tracing::warn!(
+            round,
+            reason = %format!("{why:#}"),
+            moved_to = %to.display(),
+            "damaged checkpoint set aside"
+        ),
+        Err(e) => tracing::warn!(
+            round,
+            reason = %format!("{why:#}"),
+            error = %format!("{e:#}"),
+            "damaged checkpoint could not be set aside"
+        ),
+    }
+}
+
+/// The newest valid checkpoint in `dir`, after setting aside every damaged one newer than it
+/// (what a node resumes from).
+pub fn recover(dir: &Path) -> Option<Loaded> {
+    for round in rounds(dir) {
+        match load(dir, round) {
+            Ok(loaded) => return Some(loaded),
+            Err(e) => set_aside_damaged(dir, round, &e),
+        }
+    }
+    None
+}
+
+/// Moves every checkpoint at the top of `dir` into a new `generation-<n>/` (n one past the
+/// highest there) and returns that directory; None when there was nothing to move.
+pub fn start_new_generation(dir: &Path) -> Result<Option<PathBuf>> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(None);
+    };
+    let mut files = Vec::new();
+    let mut last = 0u64;
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name.strip_prefix(GENERATION_PREFIX) {
+            last = last.max(n.parse().unwrap_or(0));
+        } else if name.starts_with("round-") {
+            files.push(entry.path());
+        }
+    }
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let to = dir.join(format!("{GENERATION_PREFIX}{}", last + 1));
+    fs::create_dir(&to).with_context(|| format!("creating {}", to.display()))?;
+    for path in files {
+        let name = path.file_name().expect("a directory entry has a name");
+        fs::rename(&path, to.join(name))
+            .with_context(|| format!("moving {} to {}", path.display(), to.display()))?;
+    }
+    Ok(Some(to))
 }
 
 /// Loads and verifies the checkpoint at `round`.
@@ -289,6 +407,75 @@ mod tests {
         assert_eq!(newest(&dir).unwrap().meta.round, 20);
         fs::remove_dir_all(&dir).unwrap();
         assert!(newest(&dir).is_none());
+    }
+
+    /// A checkpoint file pair at `round` that fails its checks (another round's files).
+    fn plant_damaged(dir: &Path, round: u64, from: u64) {
+        fs::copy(meta_path(dir, from), meta_path(dir, round)).unwrap();
+        fs::copy(model_path(dir, from), model_path(dir, round)).unwrap();
+        assert!(load(dir, round).is_err());
+    }
+
+    #[test]
+    fn damaged_checkpoints_with_higher_rounds_never_push_valid_ones_out() {
+        let dir = temp_dir("damaged-high");
+        save(&dir, "peer", &cp(10), 2).unwrap();
+        plant_damaged(&dir, 900, 10);
+        plant_damaged(&dir, 1000, 10);
+        // Resuming sets the damaged ones aside and finds round 10.
+        assert_eq!(recover(&dir).unwrap().meta.round, 10);
+        assert_eq!(rounds(&dir), vec![10]);
+        assert_eq!(rounds(&dir.join(DAMAGED_DIR)), vec![1000, 900]);
+        // Damaged ones appearing while running are set aside by pruning, not kept.
+        plant_damaged(&dir, 700, 10);
+        save(&dir, "peer", &cp(20), 2).unwrap();
+        assert_eq!(
+            rounds(&dir),
+            vec![20, 10],
+            "the two newest valid ones are kept"
+        );
+        save(&dir, "peer", &cp(30), 2).unwrap();
+        assert_eq!(rounds(&dir), vec![30, 20]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_new_generation_moves_every_checkpoint_aside_untouched() {
+        let dir = temp_dir("generation");
+        assert!(start_new_generation(&dir).unwrap().is_none());
+        save(&dir, "peer", &cp(10), 3).unwrap();
+        save(&dir, "peer", &cp(20), 3).unwrap();
+        let first = start_new_generation(&dir).unwrap().unwrap();
+        assert_eq!(first, dir.join("generation-1"));
+        assert!(rounds(&dir).is_empty());
+        assert_eq!(newest(&first).unwrap().peer, cp(20));
+        save(&dir, "peer", &cp(20), 3).unwrap();
+        let second = start_new_generation(&dir).unwrap().unwrap();
+        assert_eq!(second, dir.join("generation-2"));
+        assert_eq!(
+            rounds(&first),
+            vec![20, 10],
+            "the first generation is untouched"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_names_the_checkpoint_and_its_cause() {
+        let dir = temp_dir("unwritable");
+        fs::create_dir_all(&dir).unwrap();
+        // A file where the directory should be: fails for root too (unlike permissions).
+        let blocked = dir.join("file");
+        fs::write(&blocked, b"").unwrap();
+        let err = format!(
+            "{:#}",
+            save(&blocked.join("ckpt"), "peer", &cp(7), 2).unwrap_err()
+        );
+        assert!(
+            err.contains("cannot write checkpoint round 7 to") && err.contains("Not a directory"),
+            "{err}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use libp2p::{Multiaddr, PeerId};
 use murmur_gossip::peer::{Algorithm, CodecSpec, CopyStorage, Mode, PeerConfig};
-use murmur_gossip::task::TaskConfig;
+use murmur_gossip::task::{TaskConfig, TaskError};
+use murmur_topology::NeighbourRule;
 use serde::{Deserialize, Serialize};
 
 use crate::adversary::AdversaryKind;
@@ -103,6 +105,37 @@ impl Default for NodeConfig {
 }
 
 impl NodeConfig {
+    fn validate(&self) -> Result<()> {
+        for addr in &self.listen {
+            addr.parse::<Multiaddr>().map_err(|e| {
+                anyhow::anyhow!("node.listen (--listen) = {addr:?} is not a multiaddr ({e}), e.g. /ip4/0.0.0.0/tcp/4001")
+            })?;
+        }
+        for addr in &self.bootstrap {
+            bootstrap_peer(addr)?;
+        }
+        for addr in &self.announce {
+            addr.parse::<Multiaddr>().map_err(|e| {
+                anyhow::anyhow!("node.announce (--announce) = {addr:?} is not a multiaddr ({e})")
+            })?;
+        }
+        at_least("node.max_connections", self.max_connections.into(), 1)?;
+        at_least(
+            "node.max_connections_per_peer",
+            self.max_connections_per_peer.into(),
+            1,
+        )?;
+        at_least("node.max_pending", self.max_pending.into(), 1)?;
+        at_least("node.idle_timeout_secs", self.idle_timeout_secs, 1)?;
+        at_least(
+            "node.discovery_interval_secs",
+            self.discovery_interval_secs,
+            1,
+        )?;
+        at_least("node.ping_interval_secs", self.ping_interval_secs, 1)?;
+        Ok(())
+    }
+
     /// The identity key path.
     pub fn identity_path(&self) -> PathBuf {
         self.identity_file
@@ -127,6 +160,31 @@ pub struct AccessConfig {
     pub max_bytes_per_sec: f64,
     /// Depth of the rate buckets, in seconds of traffic.
     pub burst_secs: f64,
+}
+
+impl AccessConfig {
+    fn validate(&self) -> Result<()> {
+        for id in &self.allow_peers {
+            id.parse::<PeerId>().map_err(|_| {
+                anyhow::anyhow!(
+                    "access.allow_peers (--allow) = {id:?} is not a peer id; a peer id looks \
+                     like 12D3KooW... (`murmur id --data-dir <dir>` prints a node's)"
+                )
+            })?;
+        }
+        at_least(
+            "access.max_frame_bytes (--max-frame-bytes)",
+            self.max_frame_bytes as u64,
+            1024,
+        )?;
+        positive(
+            "access.max_frames_per_sec (--max-frames-per-sec)",
+            self.max_frames_per_sec,
+        )?;
+        positive("access.max_bytes_per_sec", self.max_bytes_per_sec)?;
+        positive("access.burst_secs", self.burst_secs)?;
+        Ok(())
+    }
 }
 
 impl Default for AccessConfig {
@@ -372,11 +430,22 @@ impl Default for HttpConfig {
 }
 
 /// Log output.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// JSON lines instead of text (filter with RUST_LOG).
     pub json: bool,
+    /// Seconds between one-line progress logs (round, rate, accuracy, neighbours); 0: none.
+    pub progress_secs: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            json: false,
+            progress_secs: 60,
+        }
+    }
 }
 
 /// FOR ROBUSTNESS TESTS AND DEMOS ONLY: turns this node into a hostile peer whose outgoing
@@ -412,12 +481,82 @@ impl Config {
         toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
     }
 
+    /// Checks every numeric and enumerated setting, so a nonsense value stops the node at
+    /// start instead of training nothing (`lr = nan`) or refusing every peer
+    /// (`max_connections = 0`). The message names the setting, its flag and the range.
+    pub fn validate(&self) -> Result<()> {
+        self.node.validate()?;
+        self.access.validate()?;
+        let shard = &self.shard;
+        at_least("shard.count (--shards)", shard.count as u64, 1)?;
+        if shard.index >= shard.count {
+            bail!(
+                "shard.index (--shard) = {} must be below shard.count (--shards) = {}",
+                shard.index,
+                shard.count
+            );
+        }
+        self.task.validate().map_err(|e| match e {
+            TaskError::Config(msg) => anyhow::anyhow!("task.{msg}"),
+            other => anyhow::anyhow!("task: {other}"),
+        })?;
+        self.gossip
+            .peer_config()
+            .context("gossip settings (see `murmur config`)")?;
+        let rule = self.topology.rule.parse::<NeighbourRule>().map_err(|e| {
+            anyhow::anyhow!("topology.rule (--topology) = {:?}: {e}", self.topology.rule)
+        })?;
+        if rule == (NeighbourRule::RandomK { k: 0 }) {
+            bail!(
+                "topology.rule (--topology) = \"random-k:0\": K must be at least 1 \
+                 (random-k:0 is the plain ring: write ring)"
+            );
+        }
+        if let Some(rounds) = self.run.max_rounds {
+            at_least("run.max_rounds (--max-rounds)", rounds, 1)?;
+        }
+        at_least("run.eval_every (--eval-every)", self.run.eval_every, 1)?;
+        at_least("checkpoint.keep", self.checkpoint.keep as u64, 1)?;
+        positive("testing.scale", f64::from(self.testing.scale))?;
+        Ok(())
+    }
+
     /// The checkpoint directory.
     pub fn checkpoint_dir(&self) -> PathBuf {
         self.checkpoint
             .dir
             .clone()
             .unwrap_or_else(|| self.node.data_dir.join("checkpoints"))
+    }
+}
+
+/// `key = value must be >= min` unless `value >= min`.
+fn at_least(key: &str, value: u64, min: u64) -> Result<()> {
+    if value < min {
+        bail!("{key} = {value} must be >= {min}");
+    }
+    Ok(())
+}
+
+/// `key = value must be a finite number > 0` unless it is one.
+fn positive(key: &str, value: f64) -> Result<()> {
+    if !(value.is_finite() && value > 0.0) {
+        bail!("{key} = {value} must be a finite number > 0");
+    }
+    Ok(())
+}
+
+/// The peer id at the end of a bootstrap multiaddr (`.../p2p/<id>`).
+pub fn bootstrap_peer(addr: &str) -> Result<(Multiaddr, PeerId)> {
+    let ma: Multiaddr = addr.parse().map_err(|e| {
+        anyhow::anyhow!("node.bootstrap (--bootstrap) = {addr:?} is not a multiaddr ({e})")
+    })?;
+    match ma.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(peer)) => Ok((ma, peer)),
+        _ => bail!(
+            "node.bootstrap (--bootstrap) = {addr:?} must end in /p2p/<peer id>: copy the whole \
+             `listening ...` line the other node printed"
+        ),
     }
 }
 

@@ -76,16 +76,35 @@ pub fn spawn_node(binary: &Path, dir: &Path, args: &[String], timeout: Duration)
         }
         if let Some(exit) = node.child.try_wait()? {
             bail!(
-                "murmur run exited with {exit} before listening; see {}",
-                dir.join("node.log").display()
+                "murmur run --data-dir {} exited with {exit} before listening:\n{}",
+                dir.display(),
+                log_tail(&dir.join("node.log"))
             );
         }
         if start.elapsed() > timeout {
             let _ = node.child.kill();
-            bail!("murmur run did not start listening within {timeout:?}");
+            bail!(
+                "murmur run --data-dir {} did not start listening within {timeout:?}:\n{}",
+                dir.display(),
+                log_tail(&dir.join("node.log"))
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Lines of a node's log shown when it failed.
+const LOG_TAIL_LINES: usize = 12;
+
+/// The last lines of a node's log, indented, plus where the rest is: a failed start shows its
+/// reason right away instead of only naming a file.
+pub fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+    let mut out: String = tail.iter().map(|l| format!("    {l}\n")).collect();
+    out.push_str(&format!("(full log: {})", path.display()));
+    out
 }
 
 impl Node {
@@ -316,15 +335,27 @@ pub fn run_swarm(
     ));
     let mut last_print = Instant::now();
     let statuses = loop {
+        for node in &mut nodes {
+            if let Some(exit) = node.child.try_wait()? {
+                bail!(
+                    "the node in {} exited with {exit} while training:\n{}",
+                    node.dir.display(),
+                    log_tail(&node.dir.join("node.log"))
+                );
+            }
+        }
         let statuses: Vec<Status> = nodes.iter().map(|n| n.status()).collect::<Result<_>>()?;
         if statuses.iter().all(|s| s.done) {
             break statuses;
         }
         if start.elapsed() > opts.timeout {
             bail!(
-                "timed out after {:?}; rounds {:?}",
+                "the swarm did not finish {} rounds within {:?} (rounds reached: {:?}; logs in \
+                 {}): pass --timeout <secs> to wait longer, or --rounds to train fewer",
+                opts.rounds,
                 opts.timeout,
-                statuses.iter().map(|s| s.round).collect::<Vec<_>>()
+                statuses.iter().map(|s| s.round).collect::<Vec<_>>(),
+                dir.display()
             );
         }
         if last_print.elapsed() > Duration::from_secs(2) {

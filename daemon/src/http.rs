@@ -95,25 +95,57 @@ async fn handle(mut stream: TcpStream, endpoint: &Endpoint) -> Result<()> {
     Ok(())
 }
 
-/// `GET path` from `addr` (host:port); returns the body of a 200 response.
+/// `GET path` from `addr` (host:port, a host name such as `localhost` included); returns the
+/// body of a 200 response. Every error names the address and what to check.
 pub fn get(addr: &str, path: &str, timeout: Duration) -> Result<String> {
     use std::io::{Read, Write};
-    let sock = addr
-        .parse::<std::net::SocketAddr>()
-        .with_context(|| format!("{addr:?} is not host:port"))?;
-    let mut stream = std::net::TcpStream::connect_timeout(&sock, timeout)
-        .with_context(|| format!("connecting to {addr}"))?;
+    use std::net::ToSocketAddrs;
+    let candidates: Vec<std::net::SocketAddr> = addr
+        .to_socket_addrs()
+        .with_context(|| {
+            format!("{addr:?} is not host:port (e.g. 127.0.0.1:9464 or localhost:9464)")
+        })?
+        .collect();
+    let mut last = None;
+    let mut stream = None;
+    for sock in &candidates {
+        match std::net::TcpStream::connect_timeout(sock, timeout) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let Some(mut stream) = stream else {
+        let cause = last.map_or("no address".to_string(), |e| e.to_string());
+        bail!(
+            "cannot connect to {addr} ({cause}): is the node running, and is this its `http` \
+             address (printed at start, `http.listen` in its config)?"
+        );
+    };
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .context("malformed HTTP response")?;
+    let exchange = |stream: &mut std::net::TcpStream| -> std::io::Result<String> {
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    };
+    let response = exchange(&mut stream).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => anyhow::anyhow!(
+            "{addr} accepted the connection but sent no answer within {:.0?}: is it a murmur \
+             node's HTTP endpoint?",
+            timeout
+        ),
+        _ => anyhow::anyhow!("reading {path} from {addr}: {e}"),
+    })?;
+    let (head, body) = response.split_once("\r\n\r\n").with_context(|| {
+        format!("{addr} did not answer with HTTP: is it a murmur node's HTTP endpoint?")
+    })?;
     let status_line = head.lines().next().unwrap_or("");
     if !status_line.contains(" 200 ") {
         bail!("{addr}{path}: {status_line}");
@@ -170,6 +202,33 @@ mod tests {
         assert_eq!(model, vec![1.5, -2.0]);
         let err = get(&addr, "/nope", t).unwrap_err().to_string();
         assert!(err.contains("404"), "{err}");
+        let port = addr.rsplit(':').next().unwrap();
+        let by_name = get(&format!("localhost:{port}"), "/status", t).unwrap();
+        assert!(by_name.contains("\"round\":42"), "{by_name}");
         drop(drive);
+    }
+
+    #[test]
+    fn a_silent_server_and_a_closed_port_are_named_with_their_address() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = silent.local_addr().unwrap().to_string();
+        let err = get(&addr, "/status", Duration::from_millis(200))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&addr)
+                && err.contains("sent no answer within")
+                && !err.contains("os error"),
+            "{err}"
+        );
+        drop(silent);
+        let err = get(&addr, "/status", Duration::from_millis(200))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("cannot connect to {addr}"))
+                && err.contains("is the node running"),
+            "{err}"
+        );
     }
 }

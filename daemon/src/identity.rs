@@ -16,15 +16,21 @@ use rand::RngCore;
 pub fn load_or_create(path: &Path) -> Result<Keypair> {
     match fs::read(path) {
         Ok(bytes) => {
-            let mode = fs::metadata(path)?.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                bail!(
-                    "identity key {} has mode {mode:o}; it must not be readable by others (chmod 600)",
-                    path.display()
-                );
-            }
-            Keypair::from_protobuf_encoding(&bytes)
-                .with_context(|| format!("identity key {} is not a libp2p key", path.display()))
+            refuse_readable_by_others(path, "identity key")?;
+            // libp2p's own error names a cargo feature (rsa) for any unknown key type, an empty
+            // file included: say what the file is instead.
+            Keypair::from_protobuf_encoding(&bytes).map_err(|_| {
+                anyhow::anyhow!(
+                    "identity key {} is not a libp2p key ({}): restore it from a backup, or \
+                     move it away to start with a new key (the node gets a new peer id)",
+                    path.display(),
+                    if bytes.is_empty() {
+                        "the file is empty".to_string()
+                    } else {
+                        format!("{} bytes that do not decode", bytes.len())
+                    }
+                )
+            })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -53,9 +59,31 @@ pub fn load_or_create(path: &Path) -> Result<Keypair> {
 pub fn load_psk(path: &Path) -> Result<PreSharedKey> {
     let text = fs::read_to_string(path)
         .with_context(|| format!("reading pre-shared key {}", path.display()))?;
-    text.trim()
-        .parse::<PreSharedKey>()
-        .map_err(|e| anyhow::anyhow!("pre-shared key {}: {e}", path.display()))
+    refuse_readable_by_others(path, "pre-shared key")?;
+    text.trim().parse::<PreSharedKey>().map_err(|_| {
+        anyhow::anyhow!(
+            "pre-shared key {} is not a swarm.key file: expected the lines \
+             /key/swarm/psk/1.0.0/, /base16/ and 64 hex digits (`murmur psk <file>` writes one)",
+            path.display()
+        )
+    })
+}
+
+/// A secret (the identity or the network key) readable by group or others is refused.
+fn refuse_readable_by_others(path: &Path, what: &str) -> Result<()> {
+    let mode = fs::metadata(path)
+        .with_context(|| format!("reading {what} {}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "{what} {} has mode {mode:o}; a secret must not be readable by others: chmod 600 {}",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// A fresh random pre-shared key in the `swarm.key` format.
@@ -113,8 +141,45 @@ mod tests {
         write_secret(&path, &generate_psk()).unwrap();
         load_psk(&path).unwrap();
         assert!(write_secret(&path, "again").is_err(), "never overwrites");
-        fs::write(dir.join("bad.key"), "/key/swarm/psk/1.0.0/\n/base16/\nzz\n").unwrap();
-        assert!(load_psk(&dir.join("bad.key")).is_err());
+        write_secret(
+            &dir.join("bad.key"),
+            "/key/swarm/psk/1.0.0/\n/base16/\nzz\n",
+        )
+        .unwrap();
+        let err = load_psk(&dir.join("bad.key")).unwrap_err().to_string();
+        assert!(
+            err.contains("is not a swarm.key file") && err.contains("murmur psk <file>"),
+            "{err}"
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_psk_readable_by_others_is_refused_like_the_identity_key() {
+        let dir = temp_dir("psk-mode");
+        let path = dir.join("swarm.key");
+        write_secret(&path, &generate_psk()).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load_psk(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("has mode 644") && err.contains("chmod 600"),
+            "{err}"
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_empty_identity_key_is_named_as_such_not_as_a_cargo_feature() {
+        let dir = temp_dir("empty-key");
+        let path = dir.join("identity.key");
+        write_secret(&path, "").unwrap();
+        let err = load_or_create(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("is not a libp2p key (the file is empty)")
+                && err.contains("new peer id")
+                && !err.contains("feature"),
+            "{err}"
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -7,6 +7,7 @@
 //! - [`trainer`]: the training thread that owns the peer and its compute;
 //! - [`checkpoint`]: atomic safetensors + metadata checkpoints;
 //! - [`identity`]: the persistent key (0600) and the private-network key;
+//! - [`preflight`]: the data-directory lock and the listen-port check;
 //! - [`status`] and [`http`]: JSON status, Prometheus metrics and their endpoint;
 //! - [`config`]: the TOML configuration; [`task`]: configuration → learner;
 //! - [`demo`]: the one-command local swarm (and the process harness of the tests);
@@ -20,6 +21,7 @@ pub mod http;
 pub mod identity;
 pub mod net;
 pub mod node;
+pub mod preflight;
 pub mod status;
 pub mod task;
 pub mod trainer;

@@ -1,6 +1,7 @@
 //! `murmur`: the daemon (`run`), its status client (`status`), a one-command local swarm
 //! (`demo`), a network-vs-compute measurement (`bench`) and helpers (`config`, `psk`, `id`).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -154,6 +155,10 @@ struct RunArgs {
     /// (huge, nan, wrong-dim, replay, flood).
     #[arg(long)]
     adversary: Option<murmur_daemon::adversary::AdversaryKind>,
+    /// Start from round 0 even if checkpoints exist: they are moved into a new checkpoint
+    /// generation (checkpoints/generation-N), never deleted or overwritten.
+    #[arg(long)]
+    fresh: bool,
 }
 
 impl RunArgs {
@@ -289,23 +294,29 @@ struct DemoArgs {
 }
 
 impl DemoArgs {
-    fn options(&self) -> DemoOptions {
-        DemoOptions {
+    fn options(&self) -> Result<DemoOptions> {
+        anyhow::ensure!(self.peers >= 1, "--peers = 0 must be >= 1");
+        anyhow::ensure!(self.rounds >= 1, "--rounds = 0 must be >= 1");
+        anyhow::ensure!(self.timeout >= 1, "--timeout = 0 must be >= 1 (seconds)");
+        Ok(DemoOptions {
             peers: self.peers,
             rounds: self.rounds,
             extra: self.extra.clone(),
             dir: self.dir.clone(),
             keep: self.keep,
             timeout: Duration::from_secs(self.timeout),
-        }
+        })
     }
 }
 
 fn init_logs(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal: log files and pipes get plain text.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -314,13 +325,26 @@ fn init_logs(json: bool) {
     }
 }
 
-fn main() -> Result<()> {
+fn main() {
     let cli = Cli::parse();
-    match cli.command {
+    if let Err(e) = run_command(cli.command) {
+        // The whole chain on one line, in the user's terms (no Rust debug output).
+        eprintln!("murmur: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run_command(command: Command) -> Result<()> {
+    match command {
         Command::Run(args) => {
+            let start = if args.fresh {
+                node::Start::Fresh
+            } else {
+                node::Start::Resume
+            };
             let config = (*args).config()?;
             init_logs(config.log.json);
-            node::run(config)
+            node::run(config, start)
         }
         Command::Status { addr, json } => {
             let body = http::get(&addr, "/status", Duration::from_secs(5))?;
@@ -339,7 +363,7 @@ fn main() -> Result<()> {
                 "murmur demo: {} daemons on 127.0.0.1, bundled digits, {} rounds each",
                 args.peers, args.rounds
             );
-            let report = demo::run_swarm(&exe, &args.options(), |line| println!("  {line}"))?;
+            let report = demo::run_swarm(&exe, &args.options()?, |line| println!("  {line}"))?;
             demo::print_report(&report, start.elapsed().as_secs_f64());
             Ok(())
         }
@@ -402,14 +426,29 @@ fn annotated_default_config() -> Result<String> {
     Ok(text)
 }
 
+/// The status phase in words (the JSON keeps the short machine names).
+fn phase_text(s: &murmur_daemon::status::Status) -> String {
+    if s.done {
+        return format!(
+            "done: trained its {} rounds, still serving its model",
+            s.round
+        );
+    }
+    match s.phase.as_str() {
+        "idle" => "idle: waiting for peers before the first round".to_string(),
+        "starting" => "starting: waiting for the neighbours' hellos".to_string(),
+        "wants-compute" | "training" => "training".to_string(),
+        "mixing" => "training (waiting for the neighbours' updates)".to_string(),
+        "isolated" => "paused: no neighbours (training resumes when one is back)".to_string(),
+        "stopped" => "stopped".to_string(),
+        other => other.to_string(),
+    }
+}
+
 fn print_status(s: &murmur_daemon::status::Status) {
     println!("peer       {}", s.peer_id);
     println!("shard      {} of {}", s.shard.0, s.shard.1);
-    println!(
-        "phase      {}{}",
-        s.phase,
-        if s.done { " (done)" } else { "" }
-    );
+    println!("phase      {}", phase_text(s));
     println!("round      {}", s.round);
     if let Some(a) = s.accuracy {
         println!(
@@ -449,9 +488,13 @@ fn print_status(s: &murmur_daemon::status::Status) {
     if let Some((from, round)) = &s.adopted {
         println!("adopted    model of {from} at round {round}");
     }
+    let last = match s.last_checkpoint {
+        Some(round) => format!("last at round {round}"),
+        None => "none yet".to_string(),
+    };
     println!(
-        "checkpoints {} (last round {:?}); up {:.0}s",
-        s.checkpoints, s.last_checkpoint, s.uptime_secs
+        "checkpoints {} written ({last}); up {:.0}s",
+        s.checkpoints, s.uptime_secs
     );
     for l in &s.listen {
         println!("listen     {l}");
@@ -473,7 +516,7 @@ fn bench(args: &DemoArgs) -> Result<()> {
     );
     let mut shares = Vec::new();
     for overlap in [false, true] {
-        let mut opts = args.options();
+        let mut opts = args.options()?;
         opts.extra
             .extend(["--overlap".to_string(), overlap.to_string()]);
         let report = demo::run_swarm(&exe, &opts, |_| {})?;

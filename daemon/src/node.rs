@@ -3,7 +3,7 @@
 //! event loop — and runs until SIGINT/SIGTERM.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use libp2p::PeerId;
@@ -14,25 +14,88 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::http::{self, Endpoint};
 use crate::net::{Exit, Net};
-use crate::status::{Metrics, Status};
+use crate::preflight::DataDirLock;
+use crate::status::{Metrics, SharedStatus, Status};
 use crate::{checkpoint, identity, task, trainer};
 use murmur_topology::NeighbourRule;
 
 /// Frames queued for the training thread before new ones are refused.
 const INBOX_FRAMES: usize = 4096;
 
+/// How a node treats the checkpoints it finds at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Start {
+    /// Resume from the newest valid checkpoint; refuse to start if it does not fit.
+    #[default]
+    Resume,
+    /// Start from round 0 in a new checkpoint generation (the old one is moved aside).
+    Fresh,
+}
+
 /// Runs a node until it is stopped by a signal (or its training thread ends).
-pub fn run(config: Config) -> Result<()> {
+pub fn run(config: Config, start: Start) -> Result<()> {
+    config.validate()?;
+    // Before anything touches the directory: one node per data dir.
+    let _lock = DataDirLock::acquire(&config.node.data_dir)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run_async(config))
+    rt.block_on(run_async(config, start))
 }
 
-async fn run_async(config: Config) -> Result<()> {
+/// Restores the peer from the newest valid checkpoint (Some(round)), or starts fresh (None).
+/// A checkpoint this configuration cannot resume from is never overwritten: the node refuses
+/// to start, or with [`Start::Fresh`] (or `checkpoint.resume = false`) moves it into a new
+/// generation first.
+fn resume_or_refuse(peer: &mut Peer<PeerId>, config: &Config, start: Start) -> Result<Option<u64>> {
+    let dir = config.checkpoint_dir();
+    let Some(loaded) = checkpoint::recover(&dir) else {
+        return Ok(None);
+    };
+    let round = loaded.meta.round;
+    if start == Start::Fresh || !config.checkpoint.resume {
+        if let Some(kept) = checkpoint::start_new_generation(&dir)? {
+            tracing::info!(round, kept = %kept.display(), "fresh start: previous checkpoints moved");
+            println!(
+                "fresh start: the previous checkpoints (newest round {round}) are kept in {}",
+                kept.display()
+            );
+        }
+        return Ok(None);
+    }
+    let theirs = loaded.peer.fingerprint;
+    let ours = peer.config().fingerprint;
+    match peer.restore(loaded.peer) {
+        Ok(()) => Ok(Some(round)),
+        Err(e) => {
+            let why = if theirs != ours {
+                format!(
+                    "it was written for model fingerprint {theirs:#018x} and this configuration's \
+                     model has fingerprint {ours:#018x} (another --model, data set or shape)"
+                )
+            } else {
+                format!("it does not fit this configuration ({e})")
+            };
+            anyhow::bail!(
+                "cannot resume from the checkpoint at round {round} in {}: {why}. Start with \
+                 the settings that wrote it to resume, or pass --fresh to start from round 0 in \
+                 a new checkpoint generation (the old checkpoints are moved to {}{}N, not deleted)",
+                dir.display(),
+                dir.join("").display(),
+                checkpoint::GENERATION_PREFIX
+            )
+        }
+    }
+}
+
+async fn run_async(config: Config, start: Start) -> Result<()> {
     let started = Instant::now();
-    std::fs::create_dir_all(&config.node.data_dir)
-        .with_context(|| format!("creating {}", config.node.data_dir.display()))?;
+    // A second node on a fixed port would bind it too (SO_REUSEPORT) and split its traffic.
+    for addr in &config.node.listen {
+        if let Ok(ma) = addr.parse() {
+            crate::preflight::check_tcp_port_free(&ma)?;
+        }
+    }
     let key = identity::load_or_create(&config.node.identity_path())?;
     let me = key.public().to_peer_id();
     let psk = config
@@ -51,26 +114,18 @@ async fn run_async(config: Config) -> Result<()> {
     let prepared = task::prepare(&config)?;
     let mut peer = Peer::new(me, prepared.peer_config, prepared.learner, prepared.init)
         .context("building the peer")?;
-    let mut resumed_from = None;
-    if config.checkpoint.resume
-        && let Some(loaded) = checkpoint::newest(&config.checkpoint_dir())
-    {
-        let round = loaded.meta.round;
-        match peer.restore(loaded.peer) {
-            Ok(()) => {
-                tracing::info!(round, "resumed from checkpoint");
-                println!("resumed round={round}");
-                resumed_from = Some(round);
-            }
-            Err(e) => tracing::warn!(round, error = %e, "checkpoint does not fit this node"),
-        }
+    let resumed_from = resume_or_refuse(&mut peer, &config, start)?;
+    if let Some(round) = resumed_from {
+        tracing::info!(round, "resumed from checkpoint");
+        println!("resumed round={round}");
     }
 
     // Metrics and status.
     let mut registry = Registry::default();
     let metrics = Metrics::default();
     metrics.register(&mut registry);
-    let libp2p_metrics = libp2p::metrics::Metrics::new(registry.sub_registry_with_prefix("libp2p"));
+    // libp2p-metrics adds its own `libp2p` prefix (a sub-registry would double it).
+    let libp2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
     let status = Arc::new(Mutex::new(Status {
         peer_id: me.to_string(),
         shard: (config.shard.index, config.shard.count),
@@ -151,8 +206,17 @@ async fn run_async(config: Config) -> Result<()> {
             }
         }
     });
+    let progress = (config.log.progress_secs > 0).then(|| {
+        tokio::spawn(log_progress(
+            status.clone(),
+            Duration::from_secs(config.log.progress_secs),
+        ))
+    });
     let exit = net.run(sig_rx).await;
     uptime.abort();
+    if let Some(progress) = progress {
+        progress.abort();
+    }
     let _ = train_thread.join();
     match exit {
         Exit::Clean => {
@@ -160,6 +224,37 @@ async fn run_async(config: Config) -> Result<()> {
             Ok(())
         }
         Exit::TrainerGone => anyhow::bail!("the training thread stopped unexpectedly"),
+    }
+}
+
+/// Logs one line every `every`: where training is and how fast it goes, so an operator
+/// tailing the log sees the node is alive without polling `murmur status`.
+async fn log_progress(status: SharedStatus, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    let mut last_round = None;
+    loop {
+        tick.tick().await;
+        let Ok(s) = status.lock().map(|s| s.clone()) else {
+            return;
+        };
+        let rate = last_round.map_or(0.0, |r: u64| {
+            s.round.saturating_sub(r) as f64 / every.as_secs_f64()
+        });
+        last_round = Some(s.round);
+        let accuracy = s
+            .accuracy
+            .map_or("not evaluated yet".to_string(), |a| format!("{a:.4}"));
+        let phase = if s.done { "done" } else { s.phase.as_str() };
+        tracing::info!(
+            round = s.round,
+            rounds_per_sec = %format!("{rate:.1}"),
+            accuracy = %accuracy,
+            neighbours = s.neighbours.len(),
+            phase,
+            sent_bytes = s.bytes_sent,
+            "progress"
+        );
     }
 }
 

@@ -212,7 +212,38 @@ impl Metrics {
             "Checkpoints written",
             self.checkpoints.clone(),
         );
+        for reason in Self::REJECT_REASONS {
+            drop(
+                self.rejected
+                    .get_or_create(&vec![("reason".to_string(), reason.to_string())]),
+            );
+        }
     }
+
+    /// Every reason a frame can be rejected for, so each `murmur_rejected_total` series exists
+    /// (at 0) from the start: a dashboard or alert sees "no rejections", not "no data".
+    pub const REJECT_REASONS: [&'static str; 18] = [
+        // Access control and queues (the swarm loop).
+        "connection-refused",
+        "frame-too-large",
+        "inbox-full",
+        "malformed-envelope",
+        "not-neighbour",
+        "outbox-full",
+        "rate-limit",
+        // The gossip protocol (the peer's RejectReason, kebab-case).
+        "message",
+        "wrong-dimension",
+        "non-finite",
+        "fingerprint-mismatch",
+        "algorithm-mismatch",
+        "codec",
+        "not-a-neighbour",
+        "unexpected-message",
+        "unsolicited-snapshot",
+        "invalid-field",
+        "rate-limited",
+    ];
 
     /// Counts one rejection.
     pub fn reject(&self, reason: &str) {
@@ -240,6 +271,10 @@ mod tests {
         assert!(
             text.contains("murmur_rejected_total{reason=\"rate-limit\"} 2"),
             "{text}"
+        );
+        assert!(
+            text.contains("murmur_rejected_total{reason=\"wrong-dimension\"} 0"),
+            "every reason is there from the start: {text}"
         );
     }
 

@@ -361,7 +361,9 @@ impl Trainer {
                         self.evaluate();
                     }
                 }
-                Output::CheckpointDue { .. } => self.checkpoint(false),
+                Output::CheckpointDue { .. } => {
+                    let _ = self.checkpoint(false);
+                }
                 Output::ModelAdopted { from, round } => {
                     let steps = self.peer.stats().local_steps;
                     tracing::info!(%from, round, steps, "adopted the neighbourhood's model");
@@ -451,7 +453,7 @@ impl Trainer {
     async fn finish_training(&mut self) {
         self.done = true;
         self.evaluate();
-        self.checkpoint(false);
+        let _ = self.checkpoint(false);
         self.update_status();
         let acc = self.peer.evaluate().accuracy.unwrap_or(f32::NAN);
         tracing::info!(
@@ -462,8 +464,9 @@ impl Trainer {
         println!("done round={} accuracy={acc:.4}", self.peer.round());
     }
 
-    /// Saves a checkpoint: on a writer thread normally, inline (and waited for) when `sync`.
-    fn checkpoint(&mut self, sync: bool) {
+    /// Saves a checkpoint: on a writer thread normally, inline (and waited for) when `sync`,
+    /// then returning the failure's cause, if any.
+    fn checkpoint(&mut self, sync: bool) -> Result<(), String> {
         let cp: PeerCheckpoint = self.peer.checkpoint();
         let dir = self.setup.checkpoint_dir.clone();
         let keep = self.setup.keep;
@@ -482,13 +485,22 @@ impl Trainer {
                     s.last_checkpoint = Some(cp.round);
                 }
                 tracing::debug!(round = cp.round, path = %path.display(), "checkpoint written");
+                Ok(())
             }
-            Err(e) => tracing::error!(error = %e, "checkpoint failed"),
+            Err(e) => {
+                // The whole chain: "cannot write checkpoint ...: creating ...: <the OS error>".
+                let cause = format!("{e:#}");
+                tracing::error!(round = cp.round, error = %cause, "checkpoint failed");
+                Err(cause)
+            }
         };
         if sync {
-            job();
+            job()
         } else {
-            self.writer = Some(std::thread::spawn(job));
+            self.writer = Some(std::thread::spawn(move || {
+                let _ = job();
+            }));
+            Ok(())
         }
     }
 
@@ -496,10 +508,13 @@ impl Trainer {
         if let Some(previous) = self.writer.take() {
             let _ = previous.join();
         }
-        self.checkpoint(true);
+        let saved = self.checkpoint(true);
         self.evaluate();
         let round = self.peer.round();
-        println!("checkpoint round={round}");
+        match saved {
+            Ok(()) => println!("checkpoint round={round}"),
+            Err(cause) => println!("checkpoint FAILED round={round}: {cause}"),
+        }
         let now = self.now();
         let out = self.peer.handle(now, Input::Shutdown);
         self.act(out).await;

@@ -73,3 +73,72 @@ pub(crate) fn wait_for(
 pub(crate) fn log(node: &Node) -> String {
     std::fs::read_to_string(node.dir.join("node.log")).unwrap_or_default()
 }
+
+/// What a command that is expected to exit by itself printed.
+#[derive(Debug)]
+pub(crate) struct Exited {
+    pub(crate) success: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+/// Runs `murmur <args>` to completion; panics (after killing it) if it is still running after
+/// `timeout`, so a command that should refuse to start but does not fails the test instead of
+/// hanging it.
+pub(crate) fn run_to_exit(args: &[&str], timeout: Duration) -> Exited {
+    use std::process::{Command, Stdio};
+    let dir = std::env::temp_dir().join(format!(
+        "murmur-test-exit-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (out, err) = (dir.join("stdout"), dir.join("stderr"));
+    let mut child = Command::new(binary())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "murmur {args:?} still running after {timeout:?}; stdout:\n{}\nstderr:\n{}",
+                std::fs::read_to_string(&out).unwrap_or_default(),
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let exited = Exited {
+        success: status.success(),
+        stdout: std::fs::read_to_string(&out).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err).unwrap_or_default(),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    exited
+}
+
+static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Asserts that `murmur <args>` fails at once and its error contains every one of `expected`.
+pub(crate) fn assert_refused(args: &[&str], expected: &[&str]) -> String {
+    let exited = run_to_exit(args, Duration::from_secs(20));
+    assert!(!exited.success, "murmur {args:?} succeeded: {exited:?}");
+    for text in expected {
+        assert!(
+            exited.stderr.contains(text),
+            "murmur {args:?}: {text:?} missing from stderr:\n{}",
+            exited.stderr
+        );
+    }
+    exited.stderr
+}
