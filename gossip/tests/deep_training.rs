@@ -47,7 +47,7 @@ fn cnn_learns_mnist() {
     }
     let after = learner.evaluate(&p);
     eprintln!("cnn: {before:?} -> {after:?}");
-    // Measured: 2.30 -> 0.32 nats, 90% accuracy after 150 steps (4800 images, 0.6 epoch).
+    // Measured: 2.30 -> 0.30 nats, 92% accuracy after 150 steps (4800 images, 0.6 epoch).
     // The bound asks for a third of that drop in loss and far less than that accuracy.
     assert!(after.loss < before.loss / 3.0, "{before:?} -> {after:?}");
     assert!(after.accuracy.unwrap() > 0.75, "{after:?}");
@@ -86,6 +86,9 @@ fn transformer_beats_the_unigram_baseline_on_shakespeare() {
     }
     let after = learner.evaluate(&p);
     eprintln!("transformer: unigram {unigram:.3}, {before:?} -> {after:?} after {steps} steps");
+    // Measured: 4.40 (ln 80) -> 2.79 nats/char after 150 steps (2400 windows of 33
+    // characters) against a unigram loss of 3.27 on the same 32 windows: beating it needs the
+    // model to use the context, and it does by half a nat.
     assert!(
         f64::from(after.loss) < unigram,
         "{after:?} vs unigram {unigram}"
