@@ -3,12 +3,15 @@
 //! pre-shared key) and murmur's `/murmur/gossip/1` protocol.
 //!
 //! # Live topology
-//! Every node applies the topology crate's neighbour rule to the murmur peers it knows (found
-//! through Kademlia walks, identify and, if enabled, mDNS). It tells each chosen peer
-//! `Select(true)` (and `Select(false)` when it stops choosing it); an edge is reported up to
-//! the training thread only when both ends selected each other and a connection exists, so
-//! the peer never mixes with a half-agreed edge. Edges are re-chosen whenever the set of known
-//! peers changes (a peer arrives, leaves or fails to answer).
+//! Which peers are neighbours is decided by the topology crate's sans-IO
+//! [`EdgeAgreement`]: it applies the neighbour rule to the murmur peers this node knows (found
+//! through Kademlia walks, identify and, if enabled, mDNS), runs the versioned, acknowledged
+//! `Select` handshake with each chosen peer, and reports an edge up to the training thread only
+//! when both ends chose each other and a connection exists, so the peer never mixes with a
+//! half-agreed edge. A lost `Select` (two peers dialling each other at once get two
+//! connections, and the one closed may carry it) is repaired by the handshake's answers and
+//! resends instead of leaving a one-sided edge. This loop only does the I/O: it feeds the
+//! agreement what the swarm saw and carries out the actions it queues.
 //!
 //! # Access control
 //! A pre-shared key (libp2p pnet) wraps every TCP connection before the noise handshake, so a
@@ -18,7 +21,7 @@
 //! over the size cap fail the stream before allocation. Every refusal is counted as a
 //! rejection (`murmur_rejected_total{reason=..}` and `rejected_access` in the status).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -42,7 +45,9 @@ use crate::config::Config;
 use crate::status::{Metrics, SharedStatus};
 use crate::trainer::{Event, Inbox, Outbound};
 use crate::wire::{PROTOCOL, Wire, read_frame, write_frame};
-use murmur_topology::NeighbourRule;
+use murmur_topology::{
+    AgreementAction, AgreementConfig, EdgeAgreement, GossipVerdict, NeighbourRule,
+};
 
 /// Kademlia protocol of murmur's own DHT (kept apart from the public IPFS DHT).
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/murmur/kad/1.0.0");
@@ -204,15 +209,12 @@ impl Bucket {
 pub struct Net {
     swarm: Swarm<Behaviour>,
     me: PeerId,
-    rule: NeighbourRule,
-    known: BTreeSet<PeerId>,
-    connected: BTreeSet<PeerId>,
-    chosen: BTreeSet<PeerId>,
-    selected_me: BTreeSet<PeerId>,
-    up: BTreeSet<PeerId>,
+    /// Known, chosen, connected, agreed and excluded peers (the sans-IO handshake).
+    edges: EdgeAgreement<PeerId>,
+    /// The zero of the agreement's clock.
+    epoch: Instant,
+    /// Gossip frames from peers whose edge is pending, delivered when it comes up.
     early: HashMap<PeerId, Vec<Vec<u8>>>,
-    failed: HashMap<PeerId, Instant>,
-    excluded: HashMap<PeerId, Instant>,
     buckets: HashMap<PeerId, (Bucket, Bucket)>,
     access: crate::config::AccessConfig,
     inbox: Inbox,
@@ -265,18 +267,18 @@ impl Net {
             .accept(PROTOCOL)
             .expect("the gossip protocol is registered once");
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_FRAMES);
+        let agreement = AgreementConfig {
+            failed_backoff: FAILED_BACKOFF,
+            excluded_for: EXCLUDED_FOR,
+            ..AgreementConfig::default()
+        };
         Net {
             swarm,
             me,
-            rule,
-            known: BTreeSet::new(),
-            connected: BTreeSet::new(),
-            chosen: BTreeSet::new(),
-            selected_me: BTreeSet::new(),
-            up: BTreeSet::new(),
+            // A new incarnation per process life, so a restart's versions never look stale.
+            edges: EdgeAgreement::new(me, rule, rand::random(), agreement),
+            epoch: Instant::now(),
             early: HashMap::new(),
-            failed: HashMap::new(),
-            excluded: HashMap::new(),
             buckets: HashMap::new(),
             access: config.access.clone(),
             inbox,
@@ -369,7 +371,12 @@ impl Net {
                     None => return if stopping { Exit::Clean } else { Exit::TrainerGone },
                 },
                 _ = walk.tick() => self.walk(),
-                _ = second.tick() => self.maybe_start(),
+                _ = second.tick() => {
+                    let now = self.now();
+                    self.edges.tick(now);
+                    self.apply_edges();
+                    self.maybe_start();
+                }
                 signal = shutdown.recv() => {
                     if stopping || signal.is_none() {
                         if signal.is_some() {
@@ -391,10 +398,10 @@ impl Net {
         if self.started {
             return;
         }
-        let peers = self.known.len() + 1;
+        let peers = self.edges.known().len() + 1;
         // A node given bootstrap addresses waits for a first edge, so a joiner can adopt the
         // swarm's model instead of training from scratch.
-        let edge_ready = !self.up.is_empty() || !self.has_bootstrap;
+        let edge_ready = !self.edges.up().is_empty() || !self.has_bootstrap;
         if (peers >= self.min_peers && edge_ready) || Instant::now() >= self.start_by {
             self.started = true;
             tracing::info!(peers, "starting training");
@@ -403,7 +410,7 @@ impl Net {
     }
 
     fn walk(&mut self) {
-        let lonely = self.known.is_empty();
+        let lonely = self.edges.known().is_empty();
         let kad = &mut self.swarm.behaviour_mut().kad;
         // A full bootstrap refreshes every bucket (many queries); once there is a view, one
         // random walk per period finds newcomers at a fraction of the traffic.
@@ -412,9 +419,6 @@ impl Net {
         } else {
             kad.get_closest_peers(PeerId::random());
         }
-        let now = Instant::now();
-        self.failed
-            .retain(|_, at| now.duration_since(*at) < FAILED_BACKOFF);
     }
 
     fn reject(&mut self, reason: &str) {
@@ -500,89 +504,69 @@ impl Net {
     }
 
     fn send_gossip(&mut self, to: PeerId, bytes: Vec<u8>) {
-        if self.up.contains(&to) {
+        if self.edges.is_up(&to) {
             self.send_wire(to, &Wire::Gossip(bytes));
         }
     }
 
-    /// Drops a misbehaving neighbour: unselected, disconnected, and kept out of the neighbour
-    /// set for [`EXCLUDED_FOR`] (rediscovery and its `Select` do not bring it back).
-    fn exclude(&mut self, peer: PeerId) {
-        tracing::warn!(%peer, "disconnecting a misbehaving neighbour");
-        self.excluded.insert(peer, Instant::now());
-        self.selected_me.remove(&peer);
-        self.remove_known(&peer);
-        self.writers.remove(&peer);
-        let _ = self.swarm.disconnect_peer_id(peer);
+    /// The agreement's clock: time since this loop was built.
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
     }
 
-    fn is_excluded(&mut self, peer: &PeerId) -> bool {
-        match self.excluded.get(peer) {
-            Some(at) if at.elapsed() < EXCLUDED_FOR => true,
-            Some(_) => {
-                self.excluded.remove(peer);
-                false
-            }
-            None => false,
-        }
+    /// Drops a misbehaving neighbour: its edge goes down, it is disconnected and kept out of
+    /// the neighbour set for [`EXCLUDED_FOR`] (rediscovery and its `Select` do not bring it
+    /// back).
+    fn exclude(&mut self, peer: PeerId) {
+        tracing::warn!(%peer, "disconnecting a misbehaving neighbour");
+        let now = self.now();
+        self.edges.exclude(&peer, now);
+        self.apply_edges();
     }
 
     fn add_known(&mut self, peer: PeerId) {
-        if peer != self.me
-            && !self.failed.contains_key(&peer)
-            && !self.is_excluded(&peer)
-            && self.known.insert(peer)
-        {
-            tracing::debug!(%peer, known = self.known.len(), "peer discovered");
-            self.refresh();
-        }
+        let now = self.now();
+        self.edges.discovered(peer, now);
+        self.apply_edges();
     }
 
-    fn remove_known(&mut self, peer: &PeerId) {
-        if self.known.remove(peer) {
-            tracing::debug!(%peer, known = self.known.len(), "peer forgotten");
-            self.refresh();
-        }
-    }
-
-    /// Recomputes the neighbour choice and the edges that are up.
-    fn refresh(&mut self) {
-        let chosen = self.rule.neighbours(&self.me, &self.known);
-        for peer in chosen.difference(&self.chosen).copied().collect::<Vec<_>>() {
-            self.send_wire(peer, &Wire::Select(true));
-        }
-        for peer in self.chosen.difference(&chosen).copied().collect::<Vec<_>>() {
-            if self.connected.contains(&peer) {
-                self.send_wire(peer, &Wire::Select(false));
-            }
-            self.early.remove(&peer);
-        }
-        self.chosen = chosen;
-        let up: BTreeSet<PeerId> = self
-            .chosen
-            .iter()
-            .filter(|p| self.selected_me.contains(p) && self.connected.contains(p))
-            .copied()
-            .collect();
-        for peer in self.up.difference(&up) {
-            tracing::info!(%peer, "neighbour down");
-            self.inbox.control(Event::NeighbourDown(*peer));
-        }
-        for peer in up.difference(&self.up).copied().collect::<Vec<_>>() {
-            tracing::info!(%peer, "neighbour up");
-            self.inbox.control(Event::NeighbourUp(peer));
-            for frame in self.early.remove(&peer).unwrap_or_default() {
-                if !self.inbox.frame(peer, frame) {
-                    self.reject("inbox-full");
+    /// Carries out what the edge agreement decided: sends its `Select`s, reports edges up
+    /// (with the frames held for them) and down, closes excluded peers' connections.
+    fn apply_edges(&mut self) {
+        let mut changed = false;
+        while let Some(action) = self.edges.poll() {
+            match action {
+                AgreementAction::Send(peer, select) => self.send_wire(peer, &Wire::Select(select)),
+                AgreementAction::Up(peer) => {
+                    changed = true;
+                    tracing::info!(%peer, "neighbour up");
+                    self.inbox.control(Event::NeighbourUp(peer));
+                    for frame in self.early.remove(&peer).unwrap_or_default() {
+                        if !self.inbox.frame(peer, frame) {
+                            self.reject("inbox-full");
+                        }
+                    }
+                }
+                AgreementAction::Down(peer) => {
+                    changed = true;
+                    tracing::info!(%peer, "neighbour down");
+                    self.early.remove(&peer);
+                    self.inbox.control(Event::NeighbourDown(peer));
+                }
+                AgreementAction::Disconnect(peer) => {
+                    self.writers.remove(&peer);
+                    let _ = self.swarm.disconnect_peer_id(peer);
                 }
             }
         }
-        self.up = up;
-        self.metrics.known_peers.set(self.known.len() as i64);
+        let known = self.edges.known().len();
+        self.metrics.known_peers.set(known as i64);
         if let Ok(mut s) = self.status.lock() {
-            s.known_peers = self.known.len();
-            s.connected_peers = self.connected.len();
-            s.neighbours = self.up.iter().map(|p| p.to_string()).collect();
+            s.known_peers = known;
+            s.connected_peers = self.edges.connected_count();
+            if changed {
+                s.neighbours = self.edges.up().iter().map(|p| p.to_string()).collect();
+            }
         }
     }
 
@@ -603,27 +587,16 @@ impl Net {
             self.reject("rate-limit");
             return;
         }
+        let now = self.now();
         match Wire::decode(&frame) {
-            Ok(Wire::Select(on)) => {
-                let changed = if on {
-                    self.selected_me.insert(peer)
-                } else {
-                    self.selected_me.remove(&peer)
-                };
-                // A peer that selects us is a murmur peer we may not have found yet.
-                if on && !self.known.contains(&peer) {
-                    self.failed.remove(&peer);
-                    self.add_known(peer);
-                } else if changed {
-                    self.refresh();
-                }
-            }
-            Ok(Wire::Gossip(bytes)) => {
-                if self.up.contains(&peer) {
+            Ok(Wire::Select(select)) => self.edges.on_select(peer, select, now),
+            Ok(Wire::Gossip(bytes)) => match self.edges.on_gossip(&peer, now) {
+                GossipVerdict::Deliver => {
                     if !self.inbox.frame(peer, bytes) {
                         self.reject("inbox-full");
                     }
-                } else if self.chosen.contains(&peer) {
+                }
+                GossipVerdict::Hold => {
                     // The edge is being agreed: the frame may have overtaken the Select.
                     let early = self.early.entry(peer).or_default();
                     if early.len() < EARLY_FRAMES {
@@ -631,12 +604,12 @@ impl Net {
                     } else {
                         self.reject("not-neighbour");
                     }
-                } else {
-                    self.reject("not-neighbour");
                 }
-            }
+                GossipVerdict::Reject => self.reject("not-neighbour"),
+            },
             Err(_) => self.reject("malformed-envelope"),
         }
+        self.apply_edges();
     }
 
     fn write_node_file(&self) {
@@ -682,13 +655,9 @@ impl Net {
                 num_established,
                 ..
             } if num_established.get() == 1 => {
-                self.connected.insert(peer_id);
-                self.failed.remove(&peer_id);
-                if self.chosen.contains(&peer_id) {
-                    // The other end may have restarted and forgotten our choice.
-                    self.send_wire(peer_id, &Wire::Select(true));
-                }
-                self.refresh();
+                let now = self.now();
+                self.edges.connected(peer_id, now);
+                self.apply_edges();
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -696,21 +665,14 @@ impl Net {
                 cause,
                 ..
             } => {
-                self.connected.remove(&peer_id);
                 self.writers.remove(&peer_id);
-                self.selected_me.remove(&peer_id);
                 self.early.remove(&peer_id);
                 self.buckets.remove(&peer_id);
                 // An idle close (no cause) keeps the peer known; an error (crash, reset,
                 // shutdown) forgets it until it is rediscovered.
-                if cause.is_some() {
-                    self.known.remove(&peer_id);
-                }
-                self.refresh();
-                if self.chosen.contains(&peer_id) {
-                    // Still a neighbour by the rule: reconnect (a failed dial forgets it).
-                    self.send_wire(peer_id, &Wire::Select(true));
-                }
+                let now = self.now();
+                self.edges.disconnected(&peer_id, cause.is_some(), now);
+                self.apply_edges();
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
@@ -718,10 +680,9 @@ impl Net {
                 ..
             } => {
                 tracing::debug!(%peer, %error, "dial failed");
-                if !self.connected.contains(&peer) {
-                    self.failed.insert(peer, Instant::now());
-                    self.remove_known(&peer);
-                }
+                let now = self.now();
+                self.edges.dial_failed(&peer, now);
+                self.apply_edges();
             }
             SwarmEvent::IncomingConnectionError { error, .. } => {
                 // Wrong pre-shared key, failed handshake, over the limits, not allowed.
@@ -743,7 +704,6 @@ impl Net {
                     for addr in info.listen_addrs {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                     }
-                    self.failed.remove(&peer_id);
                     self.add_known(peer_id);
                 }
             }
@@ -771,8 +731,9 @@ impl Net {
                     let _ = self.swarm.close_connection(event.connection);
                     // Unreachable: let the neighbour rule pick someone else until it is back
                     // (it is taken back as soon as it connects or discovery finds it again).
-                    self.failed.insert(event.peer, Instant::now());
-                    self.remove_known(&event.peer);
+                    let now = self.now();
+                    self.edges.unreachable(&event.peer, now);
+                    self.apply_edges();
                 }
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {

@@ -22,9 +22,9 @@ const LEN_BYTES: usize = 4;
 /// One frame on `/murmur/gossip/1`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Wire {
-    /// "I (do not) want you as a neighbour": sent whenever the sender's choice changes and
-    /// again on every new connection.
-    Select(bool),
+    /// "I (do not) want you as a neighbour", versioned and acknowledged (see
+    /// [`murmur_topology::agreement`]).
+    Select(murmur_topology::Select),
     /// A `murmur_gossip::message::Message` frame, passed to the peer unchanged.
     Gossip(Vec<u8>),
 }
@@ -117,12 +117,24 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 
+    fn select(chooses: bool) -> Wire {
+        Wire::Select(murmur_topology::Select {
+            chooses,
+            version: murmur_topology::Version {
+                incarnation: 0x1234_5678_9abc,
+                counter: 3,
+            },
+            acked: murmur_topology::Version::default(),
+            query: true,
+        })
+    }
+
     #[test]
     fn random_and_mutated_frames_never_panic_and_never_allocate_past_the_cap() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let valid = [
-            Wire::Select(true).encode(),
+            select(true).encode(),
             Wire::Gossip(vec![1, 2, 3, 4, 5, 6, 7, 8]).encode(),
         ];
         let (mut accepted, mut refused) = (0u32, 0u32);
@@ -167,14 +179,10 @@ mod tests {
 
     #[test]
     fn envelopes_round_trip_and_trailing_bytes_are_rejected() {
-        for wire in [
-            Wire::Select(true),
-            Wire::Select(false),
-            Wire::Gossip(vec![]),
-        ] {
+        for wire in [select(true), select(false), Wire::Gossip(vec![])] {
             assert_eq!(Wire::decode(&wire.encode()).unwrap(), wire);
         }
-        let mut bytes = Wire::Select(true).encode();
+        let mut bytes = select(true).encode();
         bytes.push(0);
         assert!(Wire::decode(&bytes).is_err());
         assert!(Wire::decode(&[9, 9, 9]).is_err());

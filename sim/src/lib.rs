@@ -6,6 +6,8 @@
 //!   that keep results bit-identical on any number of threads.
 //! - [`network`]: per-link latency distributions, uplink bandwidth, loss, reordering.
 //! - [`compute`]: per-peer compute speed and stragglers.
+//! - [`links`]: the connection layer under the gossip (dial races, duplicate connections,
+//!   lost frames, resets) driving the daemon's edge agreement, to test it at scale.
 //! - [`faults`]: churn (leave, crash, restart from checkpoint, join) and partitions.
 //! - [`adversary`]: hostile peers (huge or non-finite values, wrong dimension, replays,
 //!   floods).
@@ -20,6 +22,7 @@ pub mod compute;
 pub mod engine;
 pub mod experiment;
 pub mod faults;
+pub mod links;
 pub mod metrics;
 pub mod network;
 pub mod plot;

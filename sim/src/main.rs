@@ -43,6 +43,27 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Print a topology: edges, Metropolis–Hastings weights, spectral gap.
     Topology(TopologyArgs),
+    /// The connection layer: dial races, lost frames and resets against the edge agreement.
+    Links(LinksArgs),
+}
+
+#[derive(Args, Debug)]
+struct LinksArgs {
+    /// Nodes (node 0 is the bootstrap node).
+    #[arg(long, default_value_t = 64)]
+    peers: usize,
+    /// Neighbour rule: ring, exponential or random-k:K.
+    #[arg(long, default_value = "exponential")]
+    rule: String,
+    /// Seeds to run (0..seeds).
+    #[arg(long, default_value_t = 20)]
+    seeds: u64,
+    /// Frame loss while turbulent (0..1).
+    #[arg(long, default_value_t = 0.05)]
+    drop: f64,
+    /// Connection resets per second while turbulent.
+    #[arg(long, default_value_t = 0.5)]
+    resets_per_sec: f64,
 }
 
 #[derive(Args, Debug)]
@@ -145,6 +166,7 @@ fn main() {
         Command::Sweep(a) => sweep(a),
         Command::Bench(a) => bench::run(&a),
         Command::Topology(a) => topology(&a),
+        Command::Links(a) => links(&a),
     };
     if let Err(e) = result {
         eprintln!("murmur-sim: {e:#}");
@@ -275,6 +297,69 @@ fn sweep(args: SweepArgs) -> anyhow::Result<()> {
     for l in lines {
         println!("summary: {l}");
     }
+    Ok(())
+}
+
+fn links(args: &LinksArgs) -> anyhow::Result<()> {
+    use murmur_sim::links::{LinksConfig, run_links};
+    if !(0.0..1.0).contains(&args.drop) {
+        anyhow::bail!("--drop must be in [0, 1), got {}", args.drop);
+    }
+    if args.peers < 2 || args.seeds == 0 {
+        anyhow::bail!("--peers must be at least 2 and --seeds at least 1");
+    }
+    let rule = args
+        .rule
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--rule: {e}"))?;
+    println!(
+        "{:>5} {:>10} {:>7} {:>8} {:>10} {:>11} {:>8} {:>9} {:>9}",
+        "seed",
+        "asymmetric",
+        "agreed",
+        "missing",
+        "max_degree",
+        "duplicates",
+        "lost",
+        "rejected",
+        "settle_s"
+    );
+    let (mut asymmetric, mut missing, mut rejected_after_quiet, mut worst_settle) =
+        (0, 0, 0, 0.0f64);
+    let mut max_degree = 0;
+    let mut bound = 0;
+    for seed in 0..args.seeds {
+        let config = LinksConfig {
+            peers: args.peers,
+            rule,
+            seed,
+            drop: args.drop,
+            resets_per_sec: args.resets_per_sec,
+            ..LinksConfig::default()
+        };
+        let r = run_links(&config);
+        println!(
+            "{seed:>5} {:>10} {:>7} {:>8} {:>10} {:>11} {:>8} {:>9} {:>9.2}",
+            r.asymmetric,
+            r.agreed,
+            r.missing,
+            r.max_degree,
+            r.duplicate_connections,
+            r.frames_lost,
+            r.rejected_after_quiet,
+            r.settle_secs
+        );
+        asymmetric += r.asymmetric;
+        missing += r.missing;
+        rejected_after_quiet += r.rejected_after_quiet;
+        worst_settle = worst_settle.max(r.settle_secs);
+        max_degree = max_degree.max(r.max_degree);
+        bound = r.degree_bound;
+    }
+    println!(
+        "summary: peers={} seeds={} asymmetric={asymmetric} missing={missing} rejected_after_quiet={rejected_after_quiet} max_degree={max_degree} degree_bound={bound} worst_settle_s={worst_settle:.2}",
+        args.peers, args.seeds
+    );
     Ok(())
 }
 

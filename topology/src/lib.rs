@@ -11,12 +11,13 @@
 //!   [`closed_form`] holds the reference values for structured graphs.
 //! - [`schedule`] / [`spec`]: time-varying schedules (one-peer exponential, epidemic) and the
 //!   textual [`TopologySpec`] ("ring", "random-regular:4", ...).
-//! - [`neighbour`] / [`confirm`]: live neighbour choice over a peer's view, and the
-//!   confirmation state an edge needs before it carries gossip.
+//! - [`neighbour`] / [`agreement`]: live neighbour choice over a peer's view, and the sans-IO
+//!   handshake that keeps every edge agreed by both of its ends (or by neither) through lost
+//!   frames, duplicate connections and restarts.
 //! - [`export`]: DOT and JSON, and [`describe`] for the `murmur-sim topology` command.
 
+pub mod agreement;
 pub mod closed_form;
-pub mod confirm;
 pub mod export;
 pub mod generators;
 pub mod graph;
@@ -26,7 +27,9 @@ pub mod schedule;
 pub mod spec;
 pub mod spectral;
 
-pub use confirm::{EdgeChange, EdgeConfirmation, EdgeState};
+pub use agreement::{
+    AgreementAction, AgreementConfig, EdgeAgreement, GossipVerdict, Select, Version,
+};
 pub use export::{Format, describe, describe_as};
 pub use neighbour::{NeighbourRule, ViewGraph, ring_position};
 pub use schedule::{Round, Schedule};

@@ -16,8 +16,8 @@
 //!    [`NeighbourRule::max_degree`] with a decision that depends only on the two ends' picks
 //!    (so a change of view only moves edges near the change).
 //!
-//! While views differ, the two ends of an edge may disagree about it; [`crate::confirm`]
-//! tracks the handshake that lets an edge carry gossip only once both ends chose it.
+//! While views differ, the two ends of an edge may disagree about it; [`crate::agreement`]
+//! runs the handshake that lets an edge carry gossip only once both ends chose it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

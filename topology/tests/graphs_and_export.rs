@@ -1,11 +1,8 @@
-//! Generator invariants, edge confirmation, and the DOT/JSON/describe output.
-
-use std::collections::BTreeSet;
+//! Generator invariants and the DOT/JSON/describe output (edge agreement: `agreement.rs`).
 
 use murmur_topology::export::{graph_to_dot, graph_to_json};
 use murmur_topology::{
-    EdgeChange, EdgeConfirmation, EdgeState, Format, Graph, MixingMatrix, NeighbourRule,
-    TopologySpec, describe, describe_as, metropolis_weight,
+    Format, Graph, MixingMatrix, TopologySpec, describe, describe_as, metropolis_weight,
 };
 
 #[test]
@@ -59,76 +56,6 @@ fn metropolis_weight_matches_the_matrix() {
     let w = MixingMatrix::metropolis_hastings(&g);
     assert_eq!(w.weight(0, 3), metropolis_weight(4, 1));
     assert!((w.self_weight(0) - 0.2).abs() < 1e-15);
-}
-
-#[test]
-fn an_edge_carries_gossip_only_once_both_ends_confirm() {
-    let mut me: EdgeConfirmation<u32> = EdgeConfirmation::new();
-    assert!(
-        me.set_chosen(BTreeSet::from([1, 2])).is_empty(),
-        "no one confirmed yet"
-    );
-    assert_eq!(me.state(&1), Some(EdgeState::Proposed));
-    assert_eq!(me.peer_announced(1, true), Some(EdgeChange::Up(1)));
-    assert_eq!(me.state(&1), Some(EdgeState::Confirmed));
-    // Peer 3 chose me, but my view does not pick it: offered, not active.
-    assert_eq!(me.peer_announced(3, true), None);
-    assert_eq!(me.state(&3), Some(EdgeState::Offered));
-    assert_eq!(me.active(), BTreeSet::from([1]));
-    // My view catches up and picks 3 too; 1 drops out of my choice.
-    let previous = me.chosen().clone();
-    let changes = me.set_chosen(BTreeSet::from([2, 3]));
-    assert_eq!(changes, vec![EdgeChange::Down(1), EdgeChange::Up(3)]);
-    assert_eq!(me.announcements(&previous), vec![(3, true), (1, false)]);
-    // 3 changes its mind; then 2 leaves before ever confirming.
-    assert_eq!(me.peer_announced(3, false), Some(EdgeChange::Down(3)));
-    assert_eq!(me.peer_gone(&2), None);
-    assert!(me.active().is_empty());
-}
-
-#[test]
-fn confirmation_settles_on_the_rule_graph_once_views_agree() {
-    // Two peers whose views differ disagree on some edges; after they agree, every chosen edge
-    // is confirmed by its other end.
-    let rule = NeighbourRule::RandomK { k: 3 };
-    let view: BTreeSet<u64> = (0..40).map(|i| i * 7919).collect();
-    let mut stale = view.clone();
-    stale.remove(&(5 * 7919));
-    let peers: Vec<u64> = view.iter().copied().collect();
-    let mut state: Vec<EdgeConfirmation<u64>> = vec![EdgeConfirmation::new(); peers.len()];
-    // Half the peers start from the stale view.
-    let run = |views: &dyn Fn(usize) -> BTreeSet<u64>, state: &mut Vec<EdgeConfirmation<u64>>| {
-        let mut messages = Vec::new();
-        for (i, &p) in peers.iter().enumerate() {
-            if !views(i).contains(&p) {
-                continue;
-            }
-            let previous = state[i].chosen().clone();
-            state[i].set_chosen(rule.neighbours(&p, &views(i)));
-            for (to, chooses) in state[i].announcements(&previous) {
-                messages.push((p, to, chooses));
-            }
-        }
-        for (from, to, chooses) in messages {
-            let j = peers.iter().position(|&q| q == to).unwrap();
-            state[j].peer_announced(from, chooses);
-        }
-    };
-    run(
-        &|i| {
-            if i % 2 == 0 {
-                stale.clone()
-            } else {
-                view.clone()
-            }
-        },
-        &mut state,
-    );
-    run(&|_| view.clone(), &mut state);
-    let graph = rule.graph(&view);
-    for (i, p) in peers.iter().enumerate() {
-        assert_eq!(state[i].active(), graph.neighbours_of(p), "peer {p}");
-    }
 }
 
 #[test]
