@@ -57,15 +57,26 @@ async fn handle(mut stream: TcpStream, endpoint: &Endpoint) -> Result<()> {
     let head = String::from_utf8_lossy(&buf);
     let mut parts = head.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let wants_openmetrics = head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("accept:") && l.contains("openmetrics"));
     let (code, content_type, body) = match (method, path) {
         ("GET", "/metrics") => {
             let mut text = String::new();
             prometheus_client::encoding::text::encode(&mut text, &endpoint.registry)?;
-            (
-                "200 OK",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                text,
-            )
+            if wants_openmetrics {
+                (
+                    "200 OK",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    text,
+                )
+            } else {
+                (
+                    "200 OK",
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    openmetrics_to_prometheus_text(&text),
+                )
+            }
         }
         ("GET", "/status") => {
             let status = endpoint.status.lock().expect("status lock").clone();
@@ -93,6 +104,34 @@ async fn handle(mut stream: TcpStream, endpoint: &Endpoint) -> Result<()> {
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await?;
     Ok(())
+}
+
+/// The classic Prometheus text format (0.0.4) from OpenMetrics text, for clients that do not
+/// ask for OpenMetrics (curl, `promtool check metrics`, older scrapers). OpenMetrics names a
+/// counter family `x` and its sample `x_total`; the classic format wants HELP and TYPE on
+/// `x_total` itself, or the counter reads as undocumented. `# UNIT` and `# EOF` do not exist
+/// there.
+pub fn openmetrics_to_prometheus_text(text: &str) -> String {
+    let counters: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|tag| {
+            let rest = line.strip_prefix(tag)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters
+                .contains(name)
+                .then(|| format!("{tag}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line).trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// `GET path` from `addr` (host:port, a host name such as `localhost` included); returns the
@@ -206,6 +245,19 @@ mod tests {
         let by_name = get(&format!("localhost:{port}"), "/status", t).unwrap();
         assert!(by_name.contains("\"round\":42"), "{by_name}");
         drop(drive);
+    }
+
+    #[test]
+    fn the_classic_format_puts_help_and_type_on_the_counter_sample_name() {
+        let open = "# HELP murmur_bytes_sent Gossip bytes sent.\n# TYPE murmur_bytes_sent counter\n\
+                    murmur_bytes_sent_total 5\n# HELP murmur_round Next round.\n\
+                    # TYPE murmur_round gauge\nmurmur_round 3\n# UNIT x_seconds seconds\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_prometheus_text(open),
+            "# HELP murmur_bytes_sent_total Gossip bytes sent.\n\
+             # TYPE murmur_bytes_sent_total counter\nmurmur_bytes_sent_total 5\n\
+             # HELP murmur_round Next round.\n# TYPE murmur_round gauge\nmurmur_round 3\n"
+        );
     }
 
     #[test]
