@@ -378,7 +378,8 @@ impl ExperimentResult {
     pub fn write(&self, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         let mut written = Vec::new();
         let metrics = dir.join(format!("{}_metrics.csv", self.name));
-        let mut w = MetricsWriter::create(&metrics, MetricsFormat::Csv)?;
+        let mut w = MetricsWriter::create(&metrics, MetricsFormat::Csv)
+            .with_context(|| format!("cannot write {}", metrics.display()))?;
         for o in &self.outcomes {
             for r in &o.rows {
                 w.write(&o.name, r)?;

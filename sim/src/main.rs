@@ -198,11 +198,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut table = read_table(&args.file)?;
     args.overrides.apply(&mut table)?;
     let scenario = Scenario::from_table(table)?;
-    std::fs::create_dir_all(&args.out)?;
+    create_out_dir(&args.out)?;
+    let scenario_file = args.out.join("scenario.toml");
     std::fs::write(
-        args.out.join("scenario.toml"),
+        &scenario_file,
         toml::to_string(&scenario).context("serialising the scenario")?,
-    )?;
+    )
+    .with_context(|| format!("cannot write {}", scenario_file.display()))?;
     let bar = progress_bar(scenario.rounds.max(1));
     let b = bar.clone();
     let outcome = scenario::run(&scenario, move |variant, row: &EvalRow| {
@@ -210,29 +212,28 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         b.set_message(format!("{variant} acc={:.3}", row.accuracy_avg));
     })?;
     bar.finish_and_clear();
-    let mut w = MetricsWriter::create(
-        &args.out.join(match scenario.metrics_format {
-            murmur_sim::metrics::MetricsFormat::Csv => "metrics.csv",
-            murmur_sim::metrics::MetricsFormat::Jsonl => "metrics.jsonl",
-        }),
-        scenario.metrics_format,
-    )?;
-    for v in &outcome.variants {
-        for r in &v.rows {
-            w.write(&v.name, r)?;
+    let metrics_file = args.out.join(match scenario.metrics_format {
+        murmur_sim::metrics::MetricsFormat::Csv => "metrics.csv",
+        murmur_sim::metrics::MetricsFormat::Jsonl => "metrics.jsonl",
+    });
+    let write_metrics = || -> std::io::Result<()> {
+        let mut w = MetricsWriter::create(&metrics_file, scenario.metrics_format)?;
+        for v in &outcome.variants {
+            for r in &v.rows {
+                w.write(&v.name, r)?;
+            }
         }
-    }
-    w.finish()?;
+        w.finish()
+    };
+    write_metrics().with_context(|| format!("cannot write {}", metrics_file.display()))?;
     print_table(&outcome);
     let summary = outcome.summary();
-    let json: serde_json::Map<String, serde_json::Value> = summary
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-        .collect();
+    let summary_file = args.out.join("summary.json");
     std::fs::write(
-        args.out.join("summary.json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
+        &summary_file,
+        serde_json::to_string_pretty(&outcome.summary_json())?,
+    )
+    .with_context(|| format!("cannot write {}", summary_file.display()))?;
     let line: Vec<String> = summary.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!("summary: {}", line.join(" "));
     Ok(())
@@ -267,8 +268,18 @@ fn print_table(outcome: &scenario::Outcome) {
     }
 }
 
+/// Creates `--out` (and its parents); the error names the directory.
+fn create_out_dir(out: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| {
+        format!(
+            "--out {}: cannot create the output directory",
+            out.display()
+        )
+    })
+}
+
 fn sweep(args: SweepArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.out)?;
+    create_out_dir(&args.out)?;
     let mut lines = Vec::new();
     for file in &args.files {
         let mut table = read_table(file)?;
@@ -363,7 +374,14 @@ fn links(args: &LinksArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Largest graph `murmur-sim topology` builds: its report (weights, spectral gap) needs
+/// memory and time growing faster than n, and a billion nodes aborted allocating 24 GB.
+const MAX_TOPOLOGY_NODES: usize = 100_000;
+
 fn topology(args: &TopologyArgs) -> anyhow::Result<()> {
+    if args.n == 0 || args.n > MAX_TOPOLOGY_NODES {
+        anyhow::bail!("--n = {} must be in 1..={MAX_TOPOLOGY_NODES}", args.n);
+    }
     let spec: murmur_topology::TopologySpec = args
         .spec
         .parse()

@@ -100,27 +100,52 @@ impl LatencyDist {
         (ms.max(0.0) * 1000.0).round() as Micros
     }
 
+    /// Checks the parameters; the error names the TOML key (`network.latency.min_ms`) and
+    /// its accepted range.
     fn validate(&self) -> Result<(), String> {
-        let ok = match *self {
-            LatencyDist::Constant { ms } => ms.is_finite() && ms >= 0.0,
+        let at_least_zero = |key: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "network.latency.{key} = {v} must be a finite number >= 0"
+                ))
+            }
+        };
+        match *self {
+            LatencyDist::Constant { ms } => at_least_zero("ms", ms),
             LatencyDist::Uniform { min_ms, max_ms } => {
-                min_ms.is_finite() && max_ms.is_finite() && 0.0 <= min_ms && min_ms <= max_ms
+                at_least_zero("min_ms", min_ms)?;
+                at_least_zero("max_ms", max_ms)?;
+                if min_ms > max_ms {
+                    return Err(format!(
+                        "network.latency.min_ms = {min_ms} must be <= max_ms = {max_ms}"
+                    ));
+                }
+                Ok(())
             }
             LatencyDist::Normal {
                 mean_ms,
                 std_ms,
                 min_ms,
-            } => mean_ms.is_finite() && std_ms.is_finite() && std_ms >= 0.0 && min_ms >= 0.0,
+            } => {
+                at_least_zero("mean_ms", mean_ms)?;
+                at_least_zero("std_ms", std_ms)?;
+                at_least_zero("min_ms", min_ms)
+            }
             LatencyDist::LogNormal {
                 median_ms,
                 sigma,
                 min_ms,
-            } => median_ms > 0.0 && sigma.is_finite() && sigma >= 0.0 && min_ms >= 0.0,
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(format!("invalid latency distribution {self:?}"))
+            } => {
+                if !(median_ms.is_finite() && median_ms > 0.0) {
+                    return Err(format!(
+                        "network.latency.median_ms = {median_ms} must be a finite number > 0"
+                    ));
+                }
+                at_least_zero("sigma", sigma)?;
+                at_least_zero("min_ms", min_ms)
+            }
         }
     }
 }
@@ -164,18 +189,22 @@ impl NetworkConfig {
     /// Checks ranges.
     pub fn validate(&self) -> Result<(), String> {
         self.latency.validate()?;
-        let prob = |p: f64| (0.0..=1.0).contains(&p);
-        if !prob(self.loss) || !prob(self.reorder) {
-            return Err("network.loss and network.reorder must be probabilities".into());
+        for (key, p) in [("loss", self.loss), ("reorder", self.reorder)] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!(
+                    "network.{key} = {p} must be a probability in [0, 1]"
+                ));
+            }
         }
-        if !(self.bandwidth_mbps.is_finite() && self.bandwidth_mbps >= 0.0) {
-            return Err("network.bandwidth_mbps must be >= 0".into());
-        }
-        if !(self.link_spread.is_finite() && self.link_spread >= 0.0) {
-            return Err("network.link_spread must be >= 0".into());
-        }
-        if !(self.reorder_ms >= 0.0 && self.detect_ms >= 0.0) {
-            return Err("network.reorder_ms and network.detect_ms must be >= 0".into());
+        for (key, v) in [
+            ("bandwidth_mbps", self.bandwidth_mbps),
+            ("link_spread", self.link_spread),
+            ("reorder_ms", self.reorder_ms),
+            ("detect_ms", self.detect_ms),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("network.{key} = {v} must be a finite number >= 0"));
+            }
         }
         Ok(())
     }

@@ -226,7 +226,27 @@ impl Scenario {
         if self.rounds == 0 && self.duration_s.is_none() {
             bail!("set rounds or duration_s");
         }
-        self.gossip.algorithm()?;
+        if self.eval_every == 0 && self.eval_every_s.is_none() {
+            bail!(
+                "eval_every = 0 never evaluates: it must be >= 1, or set eval_every_s to evaluate \
+                 by simulated time only"
+            );
+        }
+        if let Some(s) = self.eval_every_s
+            && !(s.is_finite() && s > 0.0)
+        {
+            bail!("eval_every_s = {s} must be a finite number > 0");
+        }
+        // Every range is checked here, before any data is loaded, with the key's name.
+        self.task.validate().map_err(|e| match e {
+            murmur_gossip::task::TaskError::Config(msg) => anyhow::anyhow!("task.{msg}"),
+            other => anyhow::anyhow!("task: {other}"),
+        })?;
+        self.peer_config(0)?
+            .validate()
+            .map_err(|e| anyhow::anyhow!("[peer]/[gossip]: {e}"))?;
+        self.network.validate().map_err(anyhow::Error::msg)?;
+        self.compute.validate().map_err(anyhow::Error::msg)?;
         Ok(())
     }
 
@@ -400,6 +420,17 @@ impl Outcome {
             .find(|v| v.name.ends_with(suffix))
     }
 
+    /// The summary as a JSON object (`summary.json`) with typed values: numbers as numbers
+    /// (NaN, which JSON lacks, as null), only names as strings.
+    pub fn summary_json(&self) -> serde_json::Value {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .summary()
+            .into_iter()
+            .map(|(k, v)| (k, typed_value(&v)))
+            .collect();
+        serde_json::Value::Object(map)
+    }
+
     /// key=value pairs of the summary line.
     pub fn summary(&self) -> Vec<(String, String)> {
         let m = self.main();
@@ -444,6 +475,21 @@ impl Outcome {
         kv.push(("sim_time_s".into(), format!("{:.2}", last.time_s)));
         kv.push(("wall_s".into(), format!("{:.2}", m.wall_s)));
         kv
+    }
+}
+
+/// A summary value as JSON: an integer, a float, null for NaN, otherwise the text.
+fn typed_value(text: &str) -> serde_json::Value {
+    if let Ok(n) = text.parse::<u64>() {
+        return n.into();
+    }
+    if let Ok(n) = text.parse::<i64>() {
+        return n.into();
+    }
+    match text.parse::<f64>() {
+        Ok(x) if x.is_finite() => x.into(),
+        Ok(_) => serde_json::Value::Null,
+        Err(_) => text.into(),
     }
 }
 
@@ -495,4 +541,18 @@ pub fn run_engine(
         report: Some(report),
         wall_s: start.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::typed_value;
+
+    #[test]
+    fn summary_values_are_typed_numbers_and_names_stay_text() {
+        assert_eq!(typed_value("812000"), serde_json::json!(812000));
+        assert_eq!(typed_value("0.9550"), serde_json::json!(0.955));
+        assert_eq!(typed_value("3.000e-3"), serde_json::json!(0.003));
+        assert_eq!(typed_value("NaN"), serde_json::Value::Null);
+        assert_eq!(typed_value("quick"), serde_json::json!("quick"));
+    }
 }
