@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use libp2p::{Multiaddr, PeerId};
-use murmur_gossip::peer::{Algorithm, CodecSpec, CopyStorage, Mode, PeerConfig};
+use murmur_gossip::peer::{Algorithm, CodecSpec, CopyStorage, Mode, PeerConfig, PushSchedule};
 use murmur_gossip::task::{TaskConfig, TaskError};
 use murmur_topology::NeighbourRule;
 use serde::{Deserialize, Serialize};
@@ -230,6 +230,10 @@ pub struct GossipConfig {
     pub local_steps: u32,
     /// `round-tagged` (wait for the neighbours' round, bounded by the timeout) or `async`.
     pub mode: String,
+    /// Push-sum targets each round: `all` (every neighbour), `one-peer-exponential` (one
+    /// neighbour per round, cycling clockwise round the hash ring) or `random:K` (K
+    /// neighbours drawn afresh each round, Epidemic Learning).
+    pub push: String,
     /// Round-tagged: longest wait for a round's updates (ms).
     pub round_timeout_ms: u64,
     /// Async: largest staleness still mixed (rounds).
@@ -273,6 +277,7 @@ impl Default for GossipConfig {
             gamma: 0.05,
             local_steps: p.local_steps,
             mode: "round-tagged".to_string(),
+            push: "all".to_string(),
             round_timeout_ms: 1_000,
             max_staleness: 4,
             damping: 1.0,
@@ -319,6 +324,23 @@ impl GossipConfig {
             },
             other => bail!("gossip.mode {other:?}: expected round-tagged or async"),
         };
+        let push = match self.push.as_str() {
+            "all" => PushSchedule::All,
+            "one-peer-exponential" => PushSchedule::OnePeerExponential,
+            other => match other.strip_prefix("random:").map(str::parse::<usize>) {
+                Some(Ok(k)) if k >= 1 => PushSchedule::Random { k },
+                _ => bail!(
+                    "gossip.push {other:?}: expected all, one-peer-exponential or random:K with K >= 1"
+                ),
+            },
+        };
+        if push != PushSchedule::All && algorithm != Algorithm::PushSum {
+            bail!(
+                "gossip.push = {:?} needs gossip.algorithm = \"push-sum\" (it is {:?})",
+                self.push,
+                self.algorithm
+            );
+        }
         let copies = match self.copies.as_str() {
             "per-neighbour" => CopyStorage::PerNeighbour,
             "aggregate" => CopyStorage::Aggregate,
@@ -329,6 +351,7 @@ impl GossipConfig {
             copies,
             local_steps: self.local_steps,
             mode,
+            push,
             overlap_compute: self.overlap_compute,
             clip_radius: self.clip_radius,
             noise_std: self.noise_std,

@@ -102,6 +102,16 @@ struct RunArgs {
     /// Averaging algorithm: choco, dpsgd, push-sum.
     #[arg(long)]
     algorithm: Option<String>,
+    /// Round-tagged (wait for the neighbours' round, bounded by the round timeout) or async.
+    #[arg(long, value_parser = ["round-tagged", "async"])]
+    mode: Option<String>,
+    /// Push-sum targets per round: all, one-peer-exponential, random:K.
+    #[arg(long)]
+    push: Option<String>,
+    /// CHOCO storage of the neighbours' public copies: per-neighbour, or aggregate (three
+    /// model-sized vectors whatever the degree).
+    #[arg(long, value_parser = ["per-neighbour", "aggregate"])]
+    copies: Option<String>,
     /// CHOCO codec (dense, threshold:0.01, topk:0.01, sign, qsgd:16, ...).
     #[arg(long)]
     codec: Option<String>,
@@ -127,7 +137,9 @@ struct RunArgs {
     /// Overlap the next round's compute with this round's communication (true/false).
     #[arg(long)]
     overlap: Option<bool>,
-    /// Neighbour rule: ring, exponential, random-k:<k>.
+    /// Neighbour rule: ring, exponential, random-k:<k>; or one-peer-exponential (the
+    /// exponential rule's edges with push-sum pushing to one neighbour per round, as
+    /// `--push one-peer-exponential`).
     #[arg(long)]
     topology: Option<String>,
     /// Checkpoint every N rounds (0: only on shutdown).
@@ -200,6 +212,15 @@ impl RunArgs {
         if let Some(v) = self.algorithm {
             c.gossip.algorithm = v;
         }
+        if let Some(v) = self.mode {
+            c.gossip.mode = v;
+        }
+        if let Some(v) = self.push {
+            c.gossip.push = v;
+        }
+        if let Some(v) = self.copies {
+            c.gossip.copies = v;
+        }
         if let Some(v) = self.codec {
             c.gossip.codec = v;
         }
@@ -243,7 +264,13 @@ impl RunArgs {
             c.gossip.overlap_compute = v;
         }
         if let Some(v) = self.topology {
-            c.topology.rule = v;
+            if v == "one-peer-exponential" {
+                // A time-varying graph over the exponential rule's edges.
+                c.topology.rule = "exponential".into();
+                c.gossip.push = v;
+            } else {
+                c.topology.rule = v;
+            }
         }
         if let Some(v) = self.checkpoint_every {
             c.checkpoint.every = v;

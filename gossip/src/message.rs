@@ -1,4 +1,4 @@
-//! The gossip wire messages: a versioned postcard envelope around five kinds of message.
+//! The gossip wire messages: a versioned postcard envelope around seven kinds of message.
 //!
 //! Every frame a peer sends is `varint(PROTOCOL_VERSION) ++ postcard(Message)`. Decoding is
 //! strict and never panics on untrusted bytes: the size cap is checked before anything is
@@ -13,13 +13,16 @@
 //! | [`Update`] | once per round to every neighbour | sequence number, round, degree, one `murmur-compress` frame |
 //! | [`SnapshotRequest`] | a gap, duplicate, reconnect or new neighbour whose public copy is unknown | nonce, whether the sender's model is wanted (joining) |
 //! | [`Snapshot`] | answer to a request | the dense public copy x̂ at a sequence number (and the model x for joiners) |
-//! | [`PushShare`] | push-sum only, once per round per out-neighbour | round, push-sum weight share, dense value share |
+//! | [`PushShare`] | push-sum only, once per round per out-neighbour | round, push-sum weight share, the sender's de-biased model |
+//! | [`PushMark`] | push-sum only, once per round to every neighbour pushed nothing | round (paces round-tagged push-sum) |
 //! | `Goodbye` | a peer leaves cleanly | nothing |
 
 use serde::{Deserialize, Serialize};
 
 /// Version of the wire format; a frame with another version is rejected before its body is read.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version 2: push-sum shares carry the de-biased model (version 1 carried the numerator share)
+/// and push-sum has round markers.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Which averaging algorithm a peer runs; both ends of an edge must agree (checked in [`Hello`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -93,15 +96,27 @@ pub struct Snapshot {
     pub model: Option<Vec<f32>>,
 }
 
-/// Push-sum share: the receiver adds `values` to its numerator and `weight` to its weight.
+/// Push-sum share: the receiver adds `weight × values` to its numerator and `weight` to its
+/// weight. The values are the sender's de-biased model, not the numerator share, so they
+/// keep the model's scale however small the weight gets (the weight is f64; a numerator in
+/// f32 would underflow once weights shrink).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PushShare {
     /// Round the share was pushed in (used to drop duplicates).
     pub round: u64,
     /// Share of the push-sum weight.
     pub weight: f64,
-    /// Share of the numerator (weight × de-biased model).
+    /// The sender's de-biased model x when it pushed.
     pub values: Vec<f32>,
+}
+
+/// Push-sum round marker: the sender finished pushing round `round` and pushed nothing to the
+/// receiver (its targets were others). Round-tagged push-sum waits for a share or a marker of
+/// the round from every neighbour, so fast peers do not run ahead of slow ones.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PushMark {
+    /// The round the sender finished pushing.
+    pub round: u64,
 }
 
 /// Every message a peer sends or receives.
@@ -119,6 +134,8 @@ pub enum Message {
     PushShare(PushShare),
     /// The sender leaves; the receiver drops it as a neighbour.
     Goodbye,
+    /// See [`PushMark`].
+    PushMark(PushMark),
 }
 
 /// Why a frame could not be decoded.
@@ -199,6 +216,7 @@ impl Message {
             Message::Snapshot(_) => "snapshot",
             Message::PushShare(_) => "push-share",
             Message::Goodbye => "goodbye",
+            Message::PushMark(_) => "push-mark",
         }
     }
 }
@@ -283,6 +301,7 @@ mod tests {
                 values: vec![3.0],
             }),
             Message::Goodbye,
+            Message::PushMark(PushMark { round: 7 }),
         ]
     }
 
@@ -309,11 +328,12 @@ mod tests {
     #[test]
     fn version_trailing_and_truncation_are_named() {
         let mut bytes = samples()[1].encode();
-        bytes[0] = 2;
+        let other = PROTOCOL_VERSION as u8 + 1;
+        bytes[0] = other;
         assert_eq!(
             Message::decode(&bytes, 1 << 20),
             Err(MessageError::UnsupportedVersion {
-                got: 2,
+                got: u16::from(other),
                 supported: PROTOCOL_VERSION
             })
         );
@@ -335,7 +355,7 @@ mod tests {
 
     #[test]
     fn huge_claimed_lengths_fail_without_allocating() {
-        // version 1, Snapshot tag, then a vector length of 2^62 with no data behind it.
+        // the version, Snapshot tag, then a vector length of 2^62 with no data behind it.
         let mut bytes = postcard::to_stdvec(&PROTOCOL_VERSION).unwrap();
         bytes.push(3); // Snapshot
         bytes.extend([1, 1, 1, 1]); // nonce, seq, round, degree

@@ -124,7 +124,7 @@ fn hostile_frames_are_rejected_without_state_change() {
     expect_rejected(
         &mut net,
         1,
-        vec![1, 200, 7, 7],
+        vec![PROTOCOL_VERSION as u8, 200, 7, 7],
         |r| matches!(r, RejectReason::Message(MessageError::Malformed(_))),
         "garbage",
     );

@@ -27,7 +27,8 @@ pub enum Algorithm {
     Dpsgd,
     /// Stochastic gradient push (Assran et al., ICML 2019): column-stochastic shares of
     /// (weight × model, weight) pushed to out-neighbours; works on directed and time-varying
-    /// graphs. Dense, and it mixes whatever shares have arrived (it never waits).
+    /// graphs (see [`PushSchedule`]). Dense; shares are mixed on arrival, and a round ends when
+    /// every neighbour's share or marker of it arrived (or at the timeout). Round-tagged only.
     PushSum,
 }
 
@@ -66,6 +67,28 @@ pub enum Mode {
     },
 }
 
+/// Whom a push-sum peer pushes to each round when the driver gives no explicit targets
+/// ([`super::Input::PushTargets`] overrides it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PushSchedule {
+    /// Every neighbour, every round (a static undirected graph).
+    #[default]
+    All,
+    /// One neighbour per round, cycling through the neighbours in clockwise order on the hash
+    /// ring (`murmur_topology::ring_position`) from this peer. Over the exponential neighbour
+    /// rule's edges (successor, fingers at ring distances 2^(64−ℓ), predecessor) this is the
+    /// one-peer exponential graph over the ring (Ying et al., NeurIPS 2021): one message per
+    /// peer per round, and the union of a period is the whole neighbour graph.
+    OnePeerExponential,
+    /// `k` neighbours drawn afresh each round from the peer's seed and the round (Epidemic
+    /// Learning, de Vos et al., NeurIPS 2023, over the neighbour set).
+    Random {
+        /// Targets per round (≥ 1).
+        k: usize,
+    },
+}
+
 /// Where a CHOCO peer keeps what it knows of its neighbours' public copies.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -94,6 +117,8 @@ pub struct PeerConfig {
     pub local_steps: u32,
     /// Round-tagged or asynchronous.
     pub mode: Mode,
+    /// Push-sum: whom to push to each round.
+    pub push: PushSchedule,
     /// Round-tagged CHOCO / D-PSGD: ask for the next round's compute as soon as this round's
     /// update is sent, so local steps overlap the wait for the neighbours (the gradient is
     /// then one mix stale; CHOCO-SGD's gradient and gossip steps are independent). The next
@@ -155,6 +180,7 @@ impl Default for PeerConfig {
             copies: CopyStorage::PerNeighbour,
             local_steps: 1,
             mode: Mode::RoundTagged { timeout: 1_000_000 },
+            push: PushSchedule::All,
             overlap_compute: false,
             clip_radius: None,
             noise_std: 0.0,
@@ -204,6 +230,15 @@ pub enum ConfigError {
     /// A combination the aggregate copy storage cannot support.
     #[error("aggregate copy storage needs {0}")]
     Aggregate(&'static str),
+    /// Push-sum without round pacing: a fast peer gives its weight away faster than it gets
+    /// weight back, and four daemons on loopback ended at 63% accuracy with models far apart.
+    #[error(
+        "push-sum runs round-tagged only (its rounds are paced by shares and round markers); the asynchronous mode is for CHOCO and D-PSGD"
+    )]
+    PushSumAsync,
+    /// A push schedule other than `all` with an algorithm that does not push.
+    #[error("a push schedule (one-peer-exponential, random:K) needs the push-sum algorithm")]
+    PushSchedule,
     /// Zero-sized model or message cap.
     #[error("{0} must be > 0")]
     Zero(&'static str),
@@ -244,6 +279,15 @@ impl PeerConfig {
                     "round-tagged mode (staleness is per neighbour)",
                 ));
             }
+        }
+        if self.algorithm == Algorithm::PushSum && matches!(self.mode, Mode::Async { .. }) {
+            return Err(ConfigError::PushSumAsync);
+        }
+        if self.push != PushSchedule::All && self.algorithm != Algorithm::PushSum {
+            return Err(ConfigError::PushSchedule);
+        }
+        if self.push == (PushSchedule::Random { k: 0 }) {
+            return Err(ConfigError::Zero("push random k"));
         }
         if self.max_message_bytes == Some(0) {
             return Err(ConfigError::Zero("max_message_bytes"));

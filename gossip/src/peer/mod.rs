@@ -13,10 +13,15 @@
 //!   x_i += γ Σ_j w_ij (x̂_j − x̂_i). The residual x_i − x̂_i is exactly what has not been sent
 //!   yet, so nothing is lost to compression, only delayed.
 //! - **Exact D-PSGD** (Lian et al. 2017): the dense model is sent and x_i ← Σ_j w_ij x_j.
-//! - **Push-sum / SGP** (Kempe et al. 2003; Assran et al. 2019): weight and numerator shares
-//!   pushed to out-neighbours ([`Input::PushTargets`], default: every neighbour); the model is
-//!   the de-biased ratio, and shares are mixed in on arrival. Mass is conserved exactly, so
-//!   late shares count once, later.
+//! - **Push-sum / SGP** (Kempe et al. 2003; Assran et al. 2019): weight shares pushed with the
+//!   de-biased model to out-neighbours ([`Input::PushTargets`], default: every neighbour); the
+//!   model is the de-biased ratio, and shares are mixed in on arrival (in f64). Mass is
+//!   conserved exactly, so late shares count once, later. Round-tagged push-sum paces rounds
+//!   like CHOCO: every neighbour pushed nothing gets a [`crate::message::PushMark`], and a
+//!   round ends when a share or a marker of it came from every neighbour (or at the round
+//!   timeout), so a fast peer cannot give its weight away faster than it gets weight back
+//!   (SGP's synchronous variant; the unpaced form is not offered: see
+//!   [`ConfigError::PushSumAsync`]).
 //!
 //! Weights are Metropolis–Hastings, w_ij = 1 / (1 + max(d_i, d_j)), from the degree each
 //! neighbour reports in its hello and in every update, recomputed whenever a degree changes.
@@ -72,13 +77,17 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 pub use checkpoint::{CHECKPOINT_FORMAT, CheckpointError, PeerCheckpoint, RngState};
-pub use config::{Algorithm, ConfigError, CopyStorage, Micros, Mode, PeerConfig};
+pub use config::{Algorithm, ConfigError, CopyStorage, Micros, Mode, PeerConfig, PushSchedule};
 pub use stats::{PeerStats, RejectCounts};
 
 use crate::learner::{Evaluation, LocalLearner};
 use crate::message::{
-    AlgorithmKind, Hello, Message, MessageError, PushShare, Snapshot, SnapshotRequest, Update,
+    AlgorithmKind, Hello, Message, MessageError, PushMark, PushShare, Snapshot, SnapshotRequest,
+    Update,
 };
+
+/// Domain separation of the push-sum target draws from the peer's other random streams.
+const PUSH_DRAW_SALT: u64 = 0x7075_7368_7261_6e64; // "pushrand"
 
 /// Largest degree a neighbour may report (a sanity bound on an untrusted field).
 pub const MAX_DEGREE: u32 = 1 << 16;
@@ -982,7 +991,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                 {
                     self.stats.round_timeouts += 1;
                     self.stats.late_neighbours += waiting.len() as u64;
-                    self.mix_and_complete(now);
+                    self.finish_mixing(now);
                 }
             }
             TimerPurpose::GapCheck => {
@@ -1084,9 +1093,29 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             }
             AlgorithmKind::PushSum => {
                 self.push_send();
-                self.complete_round(now);
+                let Mode::RoundTagged { timeout } = self.config.mode else {
+                    unreachable!("validated: push-sum is round-tagged")
+                };
+                self.wait_for_round(now, timeout);
             }
         }
+    }
+
+    /// Round-tagged push-sum: waits for a share or a marker of this round from every
+    /// neighbour whose hello arrived (bounded by `timeout`).
+    fn wait_for_round(&mut self, now: Micros, timeout: Micros) {
+        let waiting: BTreeSet<I> = self
+            .neighbours
+            .iter()
+            .filter(|(_, nb)| nb.hello_seen)
+            .map(|(j, _)| j.clone())
+            .collect();
+        self.phase = Phase::Mixing {
+            round: self.round,
+            waiting,
+        };
+        self.schedule(now + timeout, TimerPurpose::RoundDeadline(self.round));
+        self.check_ready(now);
     }
 
     /// Runs the H local steps on x and returns their mean loss (NaN when H = 0 or when the
@@ -1170,14 +1199,26 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         };
         let round = *round;
         let neighbours = &self.neighbours;
+        // Push-sum holds no copies: only the round's share or marker is waited for.
+        let copies = self.kind != AlgorithmKind::PushSum;
         // Wait for this round's update of every neighbour waited for, and for the snapshot of
         // any of them being resynchronised.
         waiting.retain(|j| {
-            neighbours
-                .get(j)
-                .is_some_and(|nb| nb.copy.is_none() || nb.heard_round.is_none_or(|r| r < round))
+            neighbours.get(j).is_some_and(|nb| {
+                (copies && nb.copy.is_none()) || nb.heard_round.is_none_or(|r| r < round)
+            })
         });
         if waiting.is_empty() {
+            self.finish_mixing(now);
+        }
+    }
+
+    /// The round's gossip is in (or its deadline passed): mix and complete. Push-sum mixed its
+    /// shares on arrival, so it only completes.
+    fn finish_mixing(&mut self, now: Micros) {
+        if self.kind == AlgorithmKind::PushSum {
+            self.complete_round(now);
+        } else {
             self.mix_and_complete(now);
         }
     }
@@ -1338,33 +1379,70 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
 
     // ------------------------------------------------------------------ push-sum
 
-    fn push_send(&mut self) {
-        let targets: Vec<I> = match &self.push_targets {
-            Some(t) => t
+    /// This round's push targets: the driver's explicit ones (current neighbours only), or the
+    /// configured [`PushSchedule`] over the neighbours.
+    fn push_round_targets(&self) -> Vec<I> {
+        if let Some(t) = &self.push_targets {
+            return t
                 .iter()
                 .filter(|j| self.neighbours.contains_key(*j))
                 .cloned()
-                .collect(),
-            None => self.neighbours.keys().cloned().collect(),
-        };
+                .collect();
+        }
+        let all: Vec<I> = self.neighbours.keys().cloned().collect();
+        if all.is_empty() {
+            return all;
+        }
+        match self.config.push {
+            PushSchedule::All => all,
+            PushSchedule::OnePeerExponential => {
+                let me = murmur_topology::ring_position(&self.id);
+                let mut ring: Vec<(u64, I)> = all
+                    .into_iter()
+                    .map(|j| (murmur_topology::ring_position(&j).wrapping_sub(me), j))
+                    .collect();
+                ring.sort();
+                let at = (self.round % ring.len() as u64) as usize;
+                vec![ring.swap_remove(at).1]
+            }
+            PushSchedule::Random { k } => {
+                let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ PUSH_DRAW_SALT);
+                rng.set_stream(self.round);
+                rand::seq::index::sample(&mut rng, all.len(), k.min(all.len()))
+                    .into_iter()
+                    .map(|i| all[i].clone())
+                    .collect()
+            }
+        }
+    }
+
+    fn push_send(&mut self) {
+        let targets = self.push_round_targets();
         let share = 1.0 / (targets.len() as f64 + 1.0);
         let weight = self.push_weight * share;
-        let values: Vec<f32> = self
-            .model
-            .iter()
-            .map(|x| (f64::from(*x) * weight) as f32)
-            .collect();
         self.push_weight = weight;
         self.last_update_round = self.round;
         let bytes = Message::PushShare(PushShare {
             round: self.round,
             weight,
-            values,
+            values: self.model.to_vec(),
         })
         .encode();
+        let others: Vec<I> = self
+            .neighbours
+            .iter()
+            .filter(|(j, nb)| nb.hello_seen && !targets.contains(j))
+            .map(|(j, _)| j.clone())
+            .collect();
         for j in targets {
             self.stats.push_shares_sent += 1;
             self.send(j, bytes.clone());
+        }
+        if !others.is_empty() {
+            let mark = Message::PushMark(PushMark { round: self.round }).encode();
+            for j in others {
+                self.send(j, mark.clone());
+            }
         }
     }
 
@@ -1389,7 +1467,8 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             Message::Update(u) => self.on_update(now, &from, u),
             Message::SnapshotRequest(r) => self.on_snapshot_request(&from, r),
             Message::Snapshot(s) => self.on_snapshot(now, &from, s),
-            Message::PushShare(p) => self.on_push_share(&from, p),
+            Message::PushShare(p) => self.on_push_share(now, &from, p),
+            Message::PushMark(m) => self.on_push_mark(now, &from, m),
             Message::Goodbye => {
                 self.stats.goodbyes_received += 1;
                 self.on_down(now, from.clone());
@@ -1836,7 +1915,17 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         self.out.push(Output::ModelAdopted { from, round });
     }
 
-    fn on_push_share(&mut self, from: &I, p: PushShare) -> Result<(), RejectReason> {
+    fn on_push_mark(&mut self, now: Micros, from: &I, m: PushMark) -> Result<(), RejectReason> {
+        if self.kind != AlgorithmKind::PushSum {
+            return Err(RejectReason::UnexpectedMessage { what: "push-mark" });
+        }
+        let nb = self.neighbours.get_mut(from).expect("checked by caller");
+        nb.heard_round = Some(nb.heard_round.map_or(m.round, |r| r.max(m.round)));
+        self.check_ready(now);
+        Ok(())
+    }
+
+    fn on_push_share(&mut self, now: Micros, from: &I, p: PushShare) -> Result<(), RejectReason> {
         if self.kind != AlgorithmKind::PushSum {
             return Err(RejectReason::UnexpectedMessage { what: "push-share" });
         }
@@ -1855,14 +1944,15 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             nb.push_rounds.pop_first();
         }
         nb.heard_round = Some(nb.heard_round.map_or(p.round, |r| r.max(p.round)));
-        // Mixed on arrival: (numerator, weight) += share, model = numerator / weight. Every
+        // Mixed on arrival: (numerator, weight) += (ω·v, ω), model = numerator / weight. Every
         // share counts exactly once whenever it arrives, so mass is conserved.
         let w = self.push_weight;
         let new_w = w + p.weight;
         for (x, v) in self.model.iter_mut().zip(&p.values) {
-            *x = ((f64::from(*x) * w + f64::from(*v)) / new_w) as f32;
+            *x = ((f64::from(*x) * w + f64::from(*v) * p.weight) / new_w) as f32;
         }
         self.push_weight = new_w;
+        self.check_ready(now);
         Ok(())
     }
 }
