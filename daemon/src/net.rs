@@ -221,6 +221,8 @@ pub struct Net {
     outbox: mpsc::Receiver<Outbound>,
     started: bool,
     has_bootstrap: bool,
+    /// Peer ids of the bootstrap addresses: a failed dial to one is an operator's problem.
+    bootstrap_peers: std::collections::BTreeSet<PeerId>,
     start_by: Instant,
     min_peers: usize,
     discovery_every: Duration,
@@ -285,6 +287,7 @@ impl Net {
             outbox,
             started: false,
             has_bootstrap: !config.node.bootstrap.is_empty(),
+            bootstrap_peers: std::collections::BTreeSet::new(),
             start_by: Instant::now() + Duration::from_secs(config.node.start_timeout_secs),
             min_peers: config.node.min_peers,
             discovery_every: Duration::from_secs(config.node.discovery_interval_secs.max(1)),
@@ -331,6 +334,7 @@ impl Net {
                 .behaviour_mut()
                 .kad
                 .add_address(&peer, ma.clone());
+            self.bootstrap_peers.insert(peer);
             if let Err(e) = self.swarm.dial(ma.clone()) {
                 tracing::warn!(%ma, error = %e, "bootstrap dial failed");
             }
@@ -679,7 +683,12 @@ impl Net {
                 error,
                 ..
             } => {
-                tracing::debug!(%peer, %error, "dial failed");
+                if self.bootstrap_peers.contains(&peer) {
+                    // Otherwise the only sign is "no neighbours: training paused" 20 s later.
+                    tracing::warn!(%peer, %error, "cannot reach bootstrap peer: check the --bootstrap address and that the node there is running");
+                } else {
+                    tracing::debug!(%peer, %error, "dial failed");
+                }
                 let now = self.now();
                 self.edges.dial_failed(&peer, now);
                 self.apply_edges();

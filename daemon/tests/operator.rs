@@ -158,3 +158,30 @@ fn a_running_node_logs_progress_in_plain_text_and_status_reads_as_words() {
         "ANSI escape codes in a log file:\n{text}"
     );
 }
+
+#[test]
+fn an_unreachable_bootstrap_peer_is_logged_at_once() {
+    let dir = TempDir::new("bootstrap");
+    let id = run_to_exit(
+        &["id", "--data-dir", dir.join("other").to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let bootstrap = format!("/ip4/127.0.0.1/tcp/{closed}/p2p/{}", id.stdout.trim());
+    let node = start(&dir.join("n"), &args(&["--bootstrap", &bootstrap]));
+    let began = std::time::Instant::now();
+    while !common::log(&node).contains("cannot reach bootstrap peer")
+        && began.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = common::log(&node);
+    assert!(
+        text.contains("cannot reach bootstrap peer")
+            && text.contains("check the --bootstrap address"),
+        "{text}"
+    );
+}
