@@ -121,11 +121,13 @@ struct RunArgs {
     /// Local SGD steps per round.
     #[arg(long)]
     local_steps: Option<u32>,
-    /// Data: digits, breast-cancer, or csv:<path> (label in the last column; more options in
+    /// Data: digits, breast-cancer, mnist (bundled MNIST-10k), shakespeare (bundled text), or
+    /// csv:<path> (label in the last column; more options in
     /// the config file's [task.data] table).
     #[arg(long)]
     data: Option<String>,
-    /// Model: softmax, logistic, linear, mlp:32, mlp:64,32.
+    /// Model: softmax, logistic, linear, mlp:32, mlp:64,32, cnn, cnn:C1,C2,FC, transformer,
+    /// transformer:layers=L,width=W,heads=H,context=T.
     #[arg(long)]
     model: Option<String>,
     /// Partition of the training set: iid, dirichlet:<alpha>, shards:<per peer>.
@@ -235,6 +237,8 @@ impl RunArgs {
             c.task.data = match v.as_str() {
                 "digits" => DataSource::Digits,
                 "breast-cancer" => DataSource::BreastCancer,
+                "mnist" => DataSource::Mnist,
+                "shakespeare" => DataSource::Shakespeare,
                 other => match other.strip_prefix("csv:") {
                     Some(path) => DataSource::Csv {
                         path: path.into(),
@@ -242,7 +246,7 @@ impl RunArgs {
                         test_path: None,
                     },
                     None => anyhow::bail!(
-                        "--data {other:?}: expected digits, breast-cancer or csv:<path>"
+                        "--data {other:?}: expected digits, breast-cancer, mnist, shakespeare or csv:<path>"
                     ),
                 },
             };
@@ -300,41 +304,97 @@ impl RunArgs {
 
 #[derive(Args, Debug, Clone)]
 struct DemoArgs {
+    /// What the swarm trains: digits (softmax on the bundled UCI digits) or mnist-cnn (the
+    /// LeNet-style CNN on the bundled MNIST-10k).
+    #[arg(long, default_value = "digits", value_parser = ["digits", "mnist-cnn"])]
+    task: String,
     /// Daemons to start.
     #[arg(long, default_value_t = 8)]
     peers: usize,
-    /// Rounds each daemon trains.
-    #[arg(long, default_value_t = 1000)]
-    rounds: u64,
+    /// Rounds each daemon trains (default: 1000 for digits, 300 for mnist-cnn).
+    #[arg(long)]
+    rounds: Option<u64>,
     /// Working directory (default: a temporary one, removed afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Keep the working directory.
     #[arg(long)]
     keep: bool,
-    /// Give up after this many seconds.
-    #[arg(long, default_value_t = 120)]
-    timeout: u64,
+    /// Give up after this many seconds (default: 120 for digits, 900 for mnist-cnn).
+    #[arg(long)]
+    timeout: Option<u64>,
     /// Extra `murmur run` flags for every daemon (after `--`).
     #[arg(last = true)]
     extra: Vec<String>,
 }
 
+/// A bundled demo task: its `murmur run` flags, default rounds and timeout, and what it says.
+struct DemoTask {
+    flags: &'static [&'static str],
+    rounds: u64,
+    timeout_secs: u64,
+    what: &'static str,
+}
+
 impl DemoArgs {
+    fn task(&self) -> DemoTask {
+        match self.task.as_str() {
+            "mnist-cnn" => DemoTask {
+                flags: &DEMO_MNIST_CNN,
+                rounds: 300,
+                timeout_secs: 900,
+                what: "the LeNet-style CNN (cnn:8,32,128, 73,594 parameters) on the bundled MNIST-10k",
+            },
+            _ => DemoTask {
+                flags: &[],
+                rounds: 1000,
+                timeout_secs: 120,
+                what: "softmax regression on the bundled digits",
+            },
+        }
+    }
+
+    fn rounds(&self) -> u64 {
+        self.rounds.unwrap_or_else(|| self.task().rounds)
+    }
+
     fn options(&self) -> Result<DemoOptions> {
+        let task = self.task();
+        let rounds = self.rounds();
+        let timeout = self.timeout.unwrap_or(task.timeout_secs);
         anyhow::ensure!(self.peers >= 1, "--peers = 0 must be >= 1");
-        anyhow::ensure!(self.rounds >= 1, "--rounds = 0 must be >= 1");
-        anyhow::ensure!(self.timeout >= 1, "--timeout = 0 must be >= 1 (seconds)");
+        anyhow::ensure!(rounds >= 1, "--rounds = 0 must be >= 1");
+        anyhow::ensure!(timeout >= 1, "--timeout = 0 must be >= 1 (seconds)");
+        // The task's flags first, so flags after `--` override them.
+        let mut extra: Vec<String> = task.flags.iter().map(|s| s.to_string()).collect();
+        extra.extend(self.extra.iter().cloned());
         Ok(DemoOptions {
             peers: self.peers,
-            rounds: self.rounds,
-            extra: self.extra.clone(),
+            rounds,
+            extra,
             dir: self.dir.clone(),
             keep: self.keep,
-            timeout: Duration::from_secs(self.timeout),
+            timeout: Duration::from_secs(timeout),
         })
     }
 }
+
+/// `murmur demo --task mnist-cnn`: MNIST-10k (first 8000 train, IID shards; the first 1000 of
+/// the last 2000 evaluated), the CNN, SGD with momentum, CHOCO with the threshold codec.
+const DEMO_MNIST_CNN: [&str; 12] = [
+    "--data",
+    "mnist",
+    "--model",
+    "cnn",
+    "--lr",
+    "0.1",
+    "--codec",
+    "threshold:0.02",
+    "--gamma",
+    "0.1",
+    "--eval-every",
+    "50",
+];
 
 fn init_logs(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -387,8 +447,10 @@ fn run_command(command: Command) -> Result<()> {
             let start = Instant::now();
             let exe = std::env::current_exe()?;
             println!(
-                "murmur demo: {} daemons on 127.0.0.1, bundled digits, {} rounds each",
-                args.peers, args.rounds
+                "murmur demo: {} daemons on 127.0.0.1, {}, {} rounds each",
+                args.peers,
+                args.task().what,
+                args.rounds()
             );
             let report = demo::run_swarm(&exe, &args.options()?, |line| println!("  {line}"))?;
             demo::print_report(&report, start.elapsed().as_secs_f64());
@@ -535,7 +597,8 @@ fn bench(args: &DemoArgs) -> Result<()> {
     let exe = std::env::current_exe()?;
     println!(
         "murmur bench: {} daemons on loopback, {} rounds, overlap off vs on",
-        args.peers, args.rounds
+        args.peers,
+        args.rounds()
     );
     println!(
         "{:<8} {:>9} {:>9} {:>9} {:>10} {:>9}",
@@ -581,7 +644,7 @@ fn bench(args: &DemoArgs) -> Result<()> {
     println!(
         "summary: peers={} rounds={} wait_share={:.3} compute_share={:.3} wait_share_overlap={:.3} compute_share_overlap={:.3} rounds_per_sec={:.1} rounds_per_sec_overlap={:.1} seconds={:.1}",
         args.peers,
-        args.rounds,
+        args.rounds(),
         shares[0].0,
         shares[0].1,
         shares[1].0,

@@ -38,7 +38,23 @@ pub fn prepare(config: &Config) -> Result<Prepared> {
             .with_horizon(rounds * u64::from(config.gossip.local_steps.max(1)));
     }
     let prepared = task.prepare().context("preparing the task")?;
-    let learner = prepared.learner(shard.index, shard.count);
+    let shards = prepared.peer_shards(shard.count);
+    ensure!(
+        !shards[shard.index].is_empty(),
+        "shard {} of {} gets no training data ({} samples or tokens for {} shards)",
+        shard.index,
+        shard.count,
+        prepared.train_len(),
+        shard.count
+    );
+    let learner = prepared
+        .learner_for(&shards[shard.index], shard.index as u64)
+        .context("preparing the task")?;
+    tracing::info!(
+        params = prepared.dim(),
+        evaluation = %prepared.evaluation_note(),
+        "task ready"
+    );
     let init = prepared.init_params(config.task.seed);
     let mut peer_config = config.gossip.peer_config()?;
     // Independent codec/noise streams per node, reproducible from the base seed.
@@ -51,7 +67,7 @@ pub fn prepare(config: &Config) -> Result<Prepared> {
     peer_config.checkpoint_every = config.checkpoint.every;
     Ok(Prepared {
         peer_config,
-        learner: Box::new(learner),
+        learner,
         init,
     })
 }

@@ -1,7 +1,14 @@
 //! A learning task as configuration: which data, which model, which optimizer, how the data
 //! is dealt to peers. The simulator and the daemon both build their learners only through
-//! [`TaskConfig::prepare`] and [`PreparedTask::learner`], so neither duplicates data or model
-//! logic and both train the very same thing.
+//! [`TaskConfig::prepare`] and [`PreparedTask::learner_for`] (or [`PreparedTask::learner`] for
+//! the analytic-gradient models), so neither duplicates data or model logic and both train the
+//! very same thing.
+//!
+//! Two kinds of data: samples (a [`Dataset`] of features and labels, dealt to peers by the
+//! partition) and, with the `deep` feature, text (a [`crate::data::TextCorpus`] split into
+//! training and validation by position, dealt to peers as contiguous blocks). `data.kind =
+//! "mnist"` and `"shakespeare"` are bundled: MNIST-10k splits by position too (with the default
+//! `test_fraction = 0.2`, the first 8000 digits train and the last 2000 test).
 //!
 //! TOML form (every field optional, defaults: bundled digits, softmax regression):
 //! ```toml
@@ -22,10 +29,14 @@ use std::sync::Arc;
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "deep")]
+use crate::data::TextCorpus;
 use crate::data::{
     self, CsvOptions, DataError, Dataset, Labels, LibsvmOptions, Partition, Standardizer, Synthetic,
 };
-use crate::learner::SgdLearner;
+#[cfg(feature = "deep")]
+use crate::deep::{DeepLearner, DeepModel};
+use crate::learner::{LocalLearner, SgdLearner};
 use crate::model::{Model, ModelError, ModelSpec};
 use crate::optim::OptimizerConfig;
 use crate::train::{CentralizedTrainer, TrainConfig};
@@ -37,6 +48,12 @@ pub enum DataSource {
     /// The bundled UCI digits (8×8, 10 classes), pixels in 0..1.
     #[default]
     Digits,
+    /// The bundled MNIST-10k (10,000 real 28×28 digits, 10 classes, pixels in 0..1), split by
+    /// position: the last `test_fraction` of the file is the test set.
+    Mnist,
+    /// The bundled Shakespeare text (1.27 MB, ten plays) for character-level language models,
+    /// split by position: the last `test_fraction` of the text is the validation set.
+    Shakespeare,
     /// The bundled Wisconsin breast cancer set (30 features, 2 classes); standardise it.
     BreastCancer,
     /// A CSV file, plain or gzip.
@@ -117,6 +134,10 @@ pub struct TaskConfig {
     pub seed: u64,
     /// Epochs of the centralized reference run.
     pub epochs: usize,
+    /// Deep models: evaluate on the first this many test images (CNN) or validation windows
+    /// (transformer) instead of the learner's default (1000 images, 64 windows); a fixed
+    /// subset, so successive evaluations compare. The analytic models always use all of it.
+    pub eval_limit: Option<usize>,
 }
 
 impl Default for TaskConfig {
@@ -134,6 +155,7 @@ impl Default for TaskConfig {
             standardize: false,
             seed: 0,
             epochs: 30,
+            eval_limit: None,
         }
     }
 }
@@ -141,11 +163,68 @@ impl Default for TaskConfig {
 /// A task with its data loaded, split and standardised, ready to hand out learners.
 #[derive(Clone, Debug)]
 pub struct PreparedTask {
+    /// What it was prepared from.
     config: TaskConfig,
-    model: Model,
-    train: Arc<Dataset>,
-    test: Arc<Dataset>,
-    standardizer: Option<Standardizer>,
+    /// The instantiated model.
+    model: PreparedModel,
+    /// The loaded data.
+    data: TaskData,
+}
+
+/// The instantiated model of a task.
+#[derive(Clone, Debug)]
+enum PreparedModel {
+    /// An analytic-gradient model over the flat vector.
+    Flat(Model),
+    /// A network trained by autodiff.
+    #[cfg(feature = "deep")]
+    Deep(DeepModel),
+}
+
+/// The loaded data of a task.
+#[derive(Clone, Debug)]
+enum TaskData {
+    /// Features and labels.
+    Samples {
+        /// The training split (before partitioning).
+        train: Arc<Dataset>,
+        /// The shared test split.
+        test: Arc<Dataset>,
+        /// Fitted on the training split, applied to both.
+        standardizer: Option<Standardizer>,
+    },
+    /// A text corpus.
+    #[cfg(feature = "deep")]
+    Text {
+        /// The beginning of the text.
+        train: Arc<TextCorpus>,
+        /// The end of the text.
+        valid: Arc<TextCorpus>,
+    },
+}
+
+/// One peer's part of the training data (from [`PreparedTask::peer_shards`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Shard {
+    /// Indices of training samples.
+    Samples(Vec<usize>),
+    /// A contiguous block of the training text (token positions).
+    Text(std::ops::Range<usize>),
+}
+
+impl Shard {
+    /// Samples or tokens in the shard.
+    pub fn len(&self) -> usize {
+        match self {
+            Shard::Samples(i) => i.len(),
+            Shard::Text(r) => r.len(),
+        }
+    }
+
+    /// Whether the shard holds no data.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl TaskConfig {
@@ -175,6 +254,10 @@ impl TaskConfig {
     /// Loads the data once, splits off the test set, standardises and builds the model.
     pub fn prepare(&self) -> Result<PreparedTask, TaskError> {
         self.validate()?;
+        #[cfg(feature = "deep")]
+        if self.data == DataSource::Shakespeare {
+            return self.prepare_text();
+        }
         let (mut train, mut test) = self.load()?;
         if train.is_empty() {
             return Err(TaskError::Config("the training split is empty".into()));
@@ -184,13 +267,43 @@ impl TaskConfig {
             s.apply(&mut train);
             s.apply(&mut test);
         }
-        let model = self.model.build_for(&train, self.l2)?;
+        let model = match &self.model {
+            #[cfg(feature = "deep")]
+            ModelSpec::Deep(spec) => {
+                PreparedModel::Deep(spec.build_for_images(&train).map_err(ModelError::from)?)
+            }
+            flat => PreparedModel::Flat(flat.build_for(&train, self.l2)?),
+        };
         Ok(PreparedTask {
             config: self.clone(),
             model,
-            train: Arc::new(train),
-            test: Arc::new(test),
-            standardizer,
+            data: TaskData::Samples {
+                train: Arc::new(train),
+                test: Arc::new(test),
+                standardizer,
+            },
+        })
+    }
+
+    /// The bundled Shakespeare text, split by position, with a transformer.
+    #[cfg(feature = "deep")]
+    fn prepare_text(&self) -> Result<PreparedTask, TaskError> {
+        let all = TextCorpus::from_bytes(data::shakespeare())?;
+        let (train, valid) = all.split(self.test_fraction);
+        let ModelSpec::Deep(spec) = &self.model else {
+            return Err(TaskError::Config(format!(
+                "model = {:?} cannot train on text (data = shakespeare): use transformer or transformer:layers=L,width=W,heads=H,context=T",
+                self.model.to_string()
+            )));
+        };
+        let model = spec.build_for_text(&train).map_err(ModelError::from)?;
+        Ok(PreparedTask {
+            config: self.clone(),
+            model: PreparedModel::Deep(model),
+            data: TaskData::Text {
+                train: Arc::new(train),
+                valid: Arc::new(valid),
+            },
         })
     }
 
@@ -198,6 +311,20 @@ impl TaskConfig {
         let split = |all: Dataset| all.train_test_split(self.test_fraction, self.seed);
         Ok(match &self.data {
             DataSource::Digits => split(data::digits()),
+            DataSource::Mnist => {
+                let all = data::mnist();
+                let n_test = ((all.len() as f64) * self.test_fraction).round() as usize;
+                let cut = all.len() - n_test;
+                let train: Vec<usize> = (0..cut).collect();
+                let test: Vec<usize> = (cut..all.len()).collect();
+                (all.subset(&train), all.subset(&test))
+            }
+            DataSource::Shakespeare => {
+                return Err(TaskError::Config(
+                    "data = shakespeare needs murmur-gossip's `deep` feature (built without it)"
+                        .into(),
+                ));
+            }
             DataSource::BreastCancer => split(data::breast_cancer()),
             DataSource::Csv {
                 path,
@@ -401,86 +528,299 @@ impl PreparedTask {
         &self.config
     }
 
-    /// The instantiated model.
+    /// The analytic-gradient model. Panics on a deep model (see [`Self::deep_model`]).
     pub fn model(&self) -> &Model {
-        &self.model
+        self.flat_model()
+            .expect("a deep model: use PreparedTask::deep_model")
+    }
+
+    /// The analytic-gradient model (`None` for a deep model).
+    pub fn flat_model(&self) -> Option<&Model> {
+        match &self.model {
+            PreparedModel::Flat(m) => Some(m),
+            #[cfg(feature = "deep")]
+            PreparedModel::Deep(_) => None,
+        }
+    }
+
+    /// The deep model (`None` for an analytic-gradient one).
+    #[cfg(feature = "deep")]
+    pub fn deep_model(&self) -> Option<&DeepModel> {
+        match &self.model {
+            PreparedModel::Deep(m) => Some(m),
+            PreparedModel::Flat(_) => None,
+        }
     }
 
     /// Length of the flat parameter vector.
     pub fn dim(&self) -> usize {
-        self.model.dim()
+        match &self.model {
+            PreparedModel::Flat(m) => m.dim(),
+            #[cfg(feature = "deep")]
+            PreparedModel::Deep(m) => m.dim(),
+        }
     }
 
-    /// The whole training split (before partitioning).
+    /// Whether the task is language modelling on text (its evaluation's loss is the
+    /// validation loss in nats per character and its accuracy next-character accuracy).
+    pub fn is_text(&self) -> bool {
+        !matches!(self.data, TaskData::Samples { .. })
+    }
+
+    /// The whole training split (before partitioning). Panics on a text task (see
+    /// [`Self::train_len`] and [`Self::peer_shards`]).
     pub fn train(&self) -> &Arc<Dataset> {
-        &self.train
+        match &self.data {
+            TaskData::Samples { train, .. } => train,
+            #[cfg(feature = "deep")]
+            TaskData::Text { .. } => panic!("a text task has no sample training set"),
+        }
     }
 
-    /// The shared test split.
+    /// The shared test split. Panics on a text task.
     pub fn test(&self) -> &Arc<Dataset> {
-        &self.test
+        match &self.data {
+            TaskData::Samples { test, .. } => test,
+            #[cfg(feature = "deep")]
+            TaskData::Text { .. } => panic!("a text task has no sample test set"),
+        }
+    }
+
+    /// Training samples, or training tokens of a text task.
+    pub fn train_len(&self) -> usize {
+        match &self.data {
+            TaskData::Samples { train, .. } => train.len(),
+            #[cfg(feature = "deep")]
+            TaskData::Text { train, .. } => train.len(),
+        }
     }
 
     /// The fitted standardiser, if the task standardises.
     pub fn standardizer(&self) -> Option<&Standardizer> {
-        self.standardizer.as_ref()
+        match &self.data {
+            TaskData::Samples { standardizer, .. } => standardizer.as_ref(),
+            #[cfg(feature = "deep")]
+            TaskData::Text { .. } => None,
+        }
     }
 
-    /// Initial parameters (zeros for convex models, seeded for an MLP).
+    /// Initial parameters (zeros for convex models, seeded for an MLP or a deep model).
     pub fn init_params(&self, seed: u64) -> Array1<f32> {
-        self.model.init(seed)
+        match &self.model {
+            PreparedModel::Flat(m) => m.init(seed),
+            #[cfg(feature = "deep")]
+            PreparedModel::Deep(m) => Array1::from(m.init(seed)),
+        }
     }
 
     /// Identifies the model family and shape (not the data), so peers refuse to average
     /// vectors that mean different things.
     pub fn fingerprint(&self) -> u64 {
-        crate::message::fingerprint(
-            format!(
+        let text = match &self.model {
+            PreparedModel::Flat(m) => format!(
                 "{} features={} classes={:?} dim={}",
-                self.model.spec(),
-                self.model.features(),
-                self.model.classes(),
-                self.model.dim()
-            )
-            .as_bytes(),
+                m.spec(),
+                m.features(),
+                m.classes(),
+                m.dim()
+            ),
+            #[cfg(feature = "deep")]
+            PreparedModel::Deep(m) => {
+                format!("{} shape={:?} dim={}", m.spec(), m.data_shape(), m.dim())
+            }
+        };
+        crate::message::fingerprint(text.as_bytes())
+    }
+
+    /// What evaluation runs on, for the output: e.g. "the first 1000 of 2000 test images".
+    pub fn evaluation_note(&self) -> String {
+        match (&self.model, &self.data) {
+            #[cfg(feature = "deep")]
+            (PreparedModel::Deep(m), TaskData::Text { valid, .. }) => {
+                let context = m.window().map_or(1, |w| w.saturating_sub(1));
+                let windows = valid
+                    .eval_windows(
+                        context,
+                        self.config
+                            .eval_limit
+                            .unwrap_or(crate::deep::DEFAULT_EVAL_WINDOWS),
+                    )
+                    .len();
+                format!(
+                    "validation loss (nats per character) on {windows} fixed windows of {context} characters ({} of {} validation characters)",
+                    windows * context,
+                    valid.len()
+                )
+            }
+            #[cfg(feature = "deep")]
+            (PreparedModel::Deep(_), TaskData::Samples { test, .. }) => {
+                let n = test.len().min(
+                    self.config
+                        .eval_limit
+                        .unwrap_or(crate::deep::DEFAULT_EVAL_IMAGES),
+                );
+                format!(
+                    "test accuracy on the first {n} of {} test images",
+                    test.len()
+                )
+            }
+            (_, TaskData::Samples { test, .. }) => {
+                format!("test accuracy on all {} test samples", test.len())
+            }
+            #[cfg(feature = "deep")]
+            (PreparedModel::Flat(_), TaskData::Text { .. }) => unreachable!("refused by prepare"),
+        }
+    }
+
+    /// Cross-entropy of the training text's character frequencies on the validation windows
+    /// the evaluation uses (nats per character): the loss to beat. `None` for sample tasks.
+    pub fn unigram_loss(&self) -> Option<f64> {
+        match (&self.model, &self.data) {
+            #[cfg(feature = "deep")]
+            (PreparedModel::Deep(m), TaskData::Text { train, valid }) => {
+                let context = m.window()?.saturating_sub(1);
+                let limit = self
+                    .config
+                    .eval_limit
+                    .unwrap_or(crate::deep::DEFAULT_EVAL_WINDOWS);
+                Some(train.unigram_loss(&valid.eval_targets(context, limit)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Each peer's training sample indices for a swarm of `peers`. Panics on a text task (use
+    /// [`Self::peer_shards`]).
+    pub fn shards(&self, peers: usize) -> Vec<Vec<usize>> {
+        data::partition(
+            self.train(),
+            peers,
+            &self.config.partition,
+            self.config.seed,
         )
     }
 
-    /// Each peer's training sample indices for a swarm of `peers`.
-    pub fn shards(&self, peers: usize) -> Vec<Vec<usize>> {
-        data::partition(&self.train, peers, &self.config.partition, self.config.seed)
+    /// Each peer's part of the training data: the partition's sample indices, or contiguous
+    /// blocks of the training text.
+    pub fn peer_shards(&self, peers: usize) -> Vec<Shard> {
+        match &self.data {
+            TaskData::Samples { .. } => {
+                self.shards(peers).into_iter().map(Shard::Samples).collect()
+            }
+            #[cfg(feature = "deep")]
+            TaskData::Text { train, .. } => {
+                let n = train.len();
+                (0..peers)
+                    .map(|i| Shard::Text(i * n / peers..(i + 1) * n / peers))
+                    .collect()
+            }
+        }
+    }
+
+    /// All the training data as one shard (for the all-reduce baseline).
+    pub fn whole_shard(&self) -> Shard {
+        match &self.data {
+            TaskData::Samples { train, .. } => Shard::Samples((0..train.len()).collect()),
+            #[cfg(feature = "deep")]
+            TaskData::Text { train, .. } => Shard::Text(0..train.len()),
+        }
     }
 
     /// Peer `peer_index`'s learner in a swarm of `peers`: its shard of the training split,
     /// the shared test split, the task's optimizer and batch size, a sampler seeded from the
-    /// task seed and the index. Panics if `peer_index >= peers` or `peers` exceeds the
-    /// training samples.
+    /// task seed and the index. Panics if `peer_index >= peers`, if `peers` exceeds the
+    /// training samples, or on a deep model (use [`Self::learner_for`]).
     pub fn learner(&self, peer_index: usize, peers: usize) -> SgdLearner {
         assert!(peer_index < peers, "peer {peer_index} of {peers}");
         let shard = &self.shards(peers)[peer_index];
         self.learner_on(shard, peer_index as u64)
     }
 
-    /// A learner on an explicit set of training indices (e.g. from a cached [`Self::shards`]).
+    /// An analytic-model learner on an explicit set of training indices (e.g. from a cached
+    /// [`Self::shards`]). Panics on a deep model (use [`Self::learner_for`]).
     pub fn learner_on(&self, indices: &[usize], stream: u64) -> SgdLearner {
+        let Some(model) = self.flat_model() else {
+            panic!("learner_on builds analytic-model learners; use learner_for")
+        };
         SgdLearner::new(
-            self.model.clone(),
-            self.train.subset(indices),
-            self.test.clone(),
+            model.clone(),
+            self.train().subset(indices),
+            self.test().clone(),
             self.config.optimizer.clone(),
             self.config.batch_size,
-            self.config
-                .seed
-                .wrapping_add(stream.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            self.learner_seed(stream),
         )
     }
 
+    /// The learner of any model on `shard` (its sampler seeded from the task seed and
+    /// `stream`); refuses a shard the model cannot train on (e.g. shorter than one window).
+    pub fn learner_for(
+        &self,
+        shard: &Shard,
+        stream: u64,
+    ) -> Result<Box<dyn LocalLearner>, TaskError> {
+        match (&self.model, &self.data, shard) {
+            (PreparedModel::Flat(_), TaskData::Samples { .. }, Shard::Samples(indices)) => {
+                if indices.is_empty() {
+                    return Err(TaskError::Config("a peer's shard is empty".into()));
+                }
+                Ok(Box::new(self.learner_on(indices, stream)))
+            }
+            #[cfg(feature = "deep")]
+            (PreparedModel::Deep(m), TaskData::Samples { train, test, .. }, Shard::Samples(i)) => {
+                let mut learner = DeepLearner::images(
+                    m.clone(),
+                    train.subset(i),
+                    test.clone(),
+                    self.config.optimizer.clone(),
+                    self.config.batch_size,
+                    self.learner_seed(stream),
+                )
+                .map_err(ModelError::from)?;
+                if let Some(limit) = self.config.eval_limit {
+                    learner = learner.with_eval_limit(limit);
+                }
+                Ok(Box::new(learner))
+            }
+            #[cfg(feature = "deep")]
+            (PreparedModel::Deep(m), TaskData::Text { train, valid }, Shard::Text(range)) => {
+                let mut learner = DeepLearner::text(
+                    m.clone(),
+                    train.slice(range.clone()),
+                    valid.clone(),
+                    self.config.optimizer.clone(),
+                    self.config.batch_size,
+                    self.learner_seed(stream),
+                )
+                .map_err(ModelError::from)?;
+                if let Some(limit) = self.config.eval_limit {
+                    learner = learner.with_eval_limit(limit);
+                }
+                Ok(Box::new(learner))
+            }
+            _ => Err(TaskError::Config(
+                "this shard does not belong to this task's data".into(),
+            )),
+        }
+    }
+
+    /// The sampler seed of learner `stream`.
+    fn learner_seed(&self, stream: u64) -> u64 {
+        self.config
+            .seed
+            .wrapping_add(stream.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
     /// The centralized reference trainer for this task (`epochs`, batch, optimizer, seed).
+    /// Panics on a deep model or a text task (the simulator's all-reduce baseline covers them).
     pub fn centralized(&self) -> CentralizedTrainer {
+        let Some(model) = self.flat_model() else {
+            panic!("the centralized reference trainer runs the analytic models only")
+        };
         CentralizedTrainer::new(
-            self.model.clone(),
-            (*self.train).clone(),
-            self.test.clone(),
+            model.clone(),
+            (**self.train()).clone(),
+            self.test().clone(),
             TrainConfig {
                 epochs: self.config.epochs,
                 batch_size: self.config.batch_size,

@@ -105,7 +105,8 @@ fn task_config_reads_toml_with_defaults() {
     assert_eq!(task.data, DataSource::Digits);
     let back: TaskConfig = toml::from_str(&toml::to_string(&task).unwrap()).unwrap();
     assert_eq!(back, task);
-    assert!(toml::from_str::<TaskConfig>("model = \"cnn\"").is_err());
+    // "cnn" and "transformer" are models now (feature `deep`); an unknown name is refused.
+    assert!(toml::from_str::<TaskConfig>("model = \"resnet\"").is_err());
     assert!(toml::from_str::<TaskConfig>("partition = \"dirichlet:-1\"").is_err());
 }
 

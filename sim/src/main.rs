@@ -227,6 +227,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     write_metrics().with_context(|| format!("cannot write {}", metrics_file.display()))?;
     print_table(&outcome);
+    println!(
+        "{} parameters; evaluated on {} (average model: acc(avg); each peer: mean, worst)",
+        outcome.params, outcome.evaluation
+    );
+    if let Some(u) = outcome.unigram_loss {
+        println!(
+            "unigram (character-frequency) loss of the same windows: {u:.4} nats per character"
+        );
+    }
     let summary = outcome.summary();
     let summary_file = args.out.join("summary.json");
     std::fs::write(
@@ -241,8 +250,16 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 
 fn print_table(outcome: &scenario::Outcome) {
     println!(
-        "{:<28} {:>9} {:>9} {:>9} {:>8} {:>14} {:>10} {:>10}",
-        "variant", "acc(avg)", "acc(mean)", "acc(worst)", "rounds", "bytes", "saved(x)", "sim_s"
+        "{:<28} {:>9} {:>9} {:>9} {:>9} {:>8} {:>14} {:>10} {:>10}",
+        "variant",
+        "acc(avg)",
+        "acc(mean)",
+        "acc(worst)",
+        "loss(avg)",
+        "rounds",
+        "bytes",
+        "saved(x)",
+        "sim_s"
     );
     let dense = outcome
         .find("dpsgd")
@@ -255,11 +272,12 @@ fn print_table(outcome: &scenario::Outcome) {
             (None, None) => f64::NAN,
         };
         println!(
-            "{:<28} {:>9.4} {:>9.4} {:>9.4} {:>8} {:>14} {:>10.1} {:>10.2}",
+            "{:<28} {:>9.4} {:>9.4} {:>9.4} {:>9.4} {:>8} {:>14} {:>10.1} {:>10.2}",
             v.name,
             l.accuracy_avg,
             l.accuracy_mean,
             l.accuracy_worst,
+            l.test_loss_avg,
             l.round,
             l.bytes,
             saved,

@@ -279,18 +279,25 @@ impl Scenario {
     /// Builds the engine for this scenario on a prepared task.
     pub fn engine(&self, task: &PreparedTask) -> anyhow::Result<Engine> {
         let comm = topo::build(&self.topology, self.peers, self.seed)?;
-        let shards = task.shards(self.peers);
+        let shards = task.peer_shards(self.peers);
         if let Some(i) = shards.iter().position(|s| s.is_empty()) {
             bail!(
-                "peer {i} gets no training samples ({} samples for {} peers)",
-                task.train().len(),
+                "peer {i} gets no training data ({} samples for {} peers)",
+                task.train_len(),
                 self.peers
             );
+        }
+        // Refuse a shard the model cannot train on (e.g. shorter than one window) at start.
+        for (i, shard) in shards.iter().enumerate() {
+            task.learner_for(shard, i as u64)
+                .map_err(|e| anyhow::anyhow!("peer {i}: task: {e}"))?;
         }
         let shards = Arc::new(shards);
         let learner_task = task.clone();
         let factory = Box::new(move |i: usize| -> Box<dyn LocalLearner> {
-            Box::new(learner_task.learner_on(&shards[i], i as u64))
+            learner_task
+                .learner_for(&shards[i], i as u64)
+                .expect("every shard was checked when the engine was built")
         });
         let config = EngineConfig {
             peers: self.peers,
@@ -334,7 +341,6 @@ pub fn allreduce(scenario: &Scenario, task: &PreparedTask) -> Vec<EvalRow> {
     let n = scenario.peers;
     let h = u64::from(scenario.peer.local_steps.max(1));
     let total_batch = task.config().batch_size * n;
-    let all: Vec<usize> = (0..task.train().len()).collect();
     let mut config = scenario.task_config();
     config.batch_size = total_batch;
     // Same data, model and optimizer; only the batch differs.
@@ -342,7 +348,9 @@ pub fn allreduce(scenario: &Scenario, task: &PreparedTask) -> Vec<EvalRow> {
         Ok(t) => t,
         Err(_) => return Vec::new(),
     };
-    let mut learner = big.learner_on(&all, u64::MAX);
+    let Ok(mut learner) = big.learner_for(&big.whole_shard(), u64::MAX) else {
+        return Vec::new();
+    };
     let mut params = task.init_params(scenario.task.seed).to_vec();
     let dim = params.len() as f64;
     let bytes_per_step = (2.0 * (n as f64 - 1.0) / n as f64 * 4.0 * dim * n as f64) as u64;
@@ -404,6 +412,12 @@ pub struct VariantResult {
 pub struct Outcome {
     /// The main run first, then the baselines.
     pub variants: Vec<VariantResult>,
+    /// Length of the flat parameter vector.
+    pub params: usize,
+    /// Text tasks: the unigram (character-frequency) loss of the evaluation windows.
+    pub unigram_loss: Option<f64>,
+    /// What the evaluation runs on ([`PreparedTask::evaluation_note`]).
+    pub evaluation: String,
 }
 
 impl Outcome {
@@ -437,6 +451,7 @@ impl Outcome {
         let last = m.rows.last().cloned().unwrap_or_default();
         let report = m.report.as_ref();
         let mut kv: Vec<(String, String)> = vec![
+            ("params".into(), self.params.to_string()),
             ("accuracy".into(), format!("{:.4}", last.accuracy_avg)),
             ("accuracy_mean".into(), format!("{:.4}", last.accuracy_mean)),
             (
@@ -450,6 +465,17 @@ impl Outcome {
                 "allreduce_accuracy".into(),
                 format!("{:.4}", l.accuracy_avg),
             ));
+        }
+        if let Some(unigram) = self.unigram_loss {
+            kv.push(("val_loss".into(), format!("{:.4}", last.test_loss_avg)));
+            if let Some(a) = self.find("allreduce") {
+                let l = a.rows.last().cloned().unwrap_or_default();
+                kv.push((
+                    "allreduce_val_loss".into(),
+                    format!("{:.4}", l.test_loss_avg),
+                ));
+            }
+            kv.push(("unigram_loss".into(), format!("{unigram:.4}")));
         }
         kv.push(("bytes".into(), last.bytes.to_string()));
         if let Some(d) = self.find("dpsgd") {
@@ -520,7 +546,12 @@ pub fn run(
             }
         }
     }
-    Ok(Outcome { variants })
+    Ok(Outcome {
+        variants,
+        params: task.dim(),
+        unigram_loss: task.unigram_loss(),
+        evaluation: task.evaluation_note(),
+    })
 }
 
 /// Runs one engine pass of a scenario.

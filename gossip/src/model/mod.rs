@@ -141,6 +141,12 @@ impl ModelSpec {
                 Some(k) if k >= 2 => (Head::Softmax, k, hidden.as_slice()),
                 _ => return Err(wrong()),
             },
+            #[cfg(feature = "deep")]
+            ModelSpec::Deep(d) => {
+                return Err(ModelError::Shape(format!(
+                    "{d} is a deep model: build it with crate::deep::DeepSpec::build (the task does)"
+                )));
+            }
         };
         if hidden.contains(&0) {
             return Err(ModelError::Shape(

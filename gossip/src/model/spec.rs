@@ -1,4 +1,6 @@
-//! The model family as configuration: `"linear"`, `"logistic"`, `"softmax"`, `"mlp:64,32"`.
+//! The model family as configuration: `"linear"`, `"logistic"`, `"softmax"`, `"mlp:64,32"`,
+//! and with the `deep` feature `"cnn"`, `"cnn:C1,C2,FC"`, `"transformer"`,
+//! `"transformer:layers=L,width=W,heads=H,context=T"` ([`crate::deep::DeepSpec`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,6 +20,21 @@ pub enum ModelSpec {
         /// Hidden layer widths, input side first.
         hidden: Vec<usize>,
     },
+    /// A network trained by autodiff: the LeNet-style CNN or the character-level transformer
+    /// (built by the task, not by [`ModelSpec::build`]).
+    #[cfg(feature = "deep")]
+    Deep(crate::deep::DeepSpec),
+}
+
+impl ModelSpec {
+    /// Whether this is a deep (autodiff) model rather than one of the analytic-gradient ones.
+    pub fn is_deep(&self) -> bool {
+        #[cfg(feature = "deep")]
+        if matches!(self, ModelSpec::Deep(_)) {
+            return true;
+        }
+        false
+    }
 }
 
 impl fmt::Display for ModelSpec {
@@ -36,6 +53,8 @@ impl fmt::Display for ModelSpec {
                 }
                 Ok(())
             }
+            #[cfg(feature = "deep")]
+            ModelSpec::Deep(d) => write!(f, "{d}"),
         }
     }
 }
@@ -48,10 +67,18 @@ impl FromStr for ModelSpec {
             "linear" => Ok(ModelSpec::Linear),
             "logistic" => Ok(ModelSpec::Logistic),
             "softmax" => Ok(ModelSpec::Softmax),
+            other if other.starts_with("cnn") || other.starts_with("transformer") => {
+                #[cfg(feature = "deep")]
+                return other.parse().map(ModelSpec::Deep);
+                #[cfg(not(feature = "deep"))]
+                return Err(format!(
+                    "model {s:?} needs murmur-gossip's `deep` feature (built without it)"
+                ));
+            }
             other => {
                 let Some(widths) = other.strip_prefix("mlp:") else {
                     return Err(format!(
-                        "unknown model {s:?}: expected linear, logistic, softmax or mlp:W1,W2,..."
+                        "unknown model {s:?}: expected linear, logistic, softmax, mlp:W1,W2,..., cnn[:C1,C2,FC] or transformer[:layers=L,width=W,heads=H,context=T]"
                     ));
                 };
                 let hidden = widths
