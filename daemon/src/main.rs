@@ -116,7 +116,7 @@ struct RunArgs {
     #[arg(long)]
     codec: Option<String>,
     /// CHOCO consensus step size.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     gamma: Option<f32>,
     /// Local SGD steps per round.
     #[arg(long)]
@@ -134,7 +134,7 @@ struct RunArgs {
     #[arg(long)]
     partition: Option<String>,
     /// Local learning rate.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f32>,
     /// Overlap the next round's compute with this round's communication (true/false).
     #[arg(long)]
@@ -163,7 +163,7 @@ struct RunArgs {
     #[arg(long)]
     json_logs: bool,
     /// Clip each neighbour's contribution to this L2 radius (ClippedGossip).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     clip_radius: Option<f32>,
     /// FOR ROBUSTNESS TESTS AND DEMOS ONLY: this node lies to its neighbours
     /// (huge, nan, wrong-dim, replay, flood).

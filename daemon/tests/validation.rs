@@ -28,6 +28,11 @@ fn every_nonsense_value_is_refused_with_the_setting_and_its_range() {
             &["--lr=-0.5"],
             &["task.optimizer.lr = -0.5 must be a finite number > 0"],
         ),
+        // As the issue typed it: a negative number after the flag is its value, not a flag.
+        (
+            &["--lr", "-0.5"],
+            &["task.optimizer.lr = -0.5 must be a finite number > 0"],
+        ),
         (
             &["--lr", "0"],
             &["task.optimizer.lr = 0 must be a finite number > 0"],
