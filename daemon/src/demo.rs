@@ -173,30 +173,11 @@ impl Drop for Node {
     }
 }
 
-/// Consensus distance of a set of models: (1/n) Σ‖x_i − x̄‖², and ‖x̄‖².
+/// Consensus distance of a set of models: (1/n) Σ‖x_i − x̄‖², and ‖x̄‖² (the one definition,
+/// [`murmur_gossip::consensus::Consensus`], that the simulator reports too).
 pub fn consensus(models: &[Vec<f32>]) -> (f64, f64) {
-    let n = models.len();
-    if n == 0 {
-        return (0.0, 0.0);
-    }
-    let d = models[0].len();
-    let mut mean = vec![0f64; d];
-    for m in models {
-        for (a, &v) in mean.iter_mut().zip(m) {
-            *a += f64::from(v) / n as f64;
-        }
-    }
-    let dist = models
-        .iter()
-        .map(|m| {
-            m.iter()
-                .zip(&mean)
-                .map(|(&v, &a)| (f64::from(v) - a).powi(2))
-                .sum::<f64>()
-        })
-        .sum::<f64>()
-        / n as f64;
-    (dist, mean.iter().map(|a| a * a).sum())
+    let c = murmur_gossip::consensus::Consensus::of(models);
+    (c.distance, c.mean_norm_sq)
 }
 
 /// Options of `murmur demo`.
@@ -242,7 +223,11 @@ impl SwarmReport {
 
     /// Consensus distance relative to ‖x̄‖².
     pub fn relative_consensus(&self) -> f64 {
-        self.consensus.0 / self.consensus.1.max(f64::MIN_POSITIVE)
+        murmur_gossip::consensus::Consensus {
+            distance: self.consensus.0,
+            mean_norm_sq: self.consensus.1,
+        }
+        .relative()
     }
 
     /// Dense-equivalent bytes of the updates over every gossip byte actually sent.

@@ -1,7 +1,7 @@
 //! The sans-IO murmur peer: everything a peer knows and decides, with no sockets, threads or
 //! clocks of its own.
 //!
-//! Two halves live here:
+//! Two halves live here (and [`consensus`], the consensus distance both drivers report):
 //! - the learning core — [`data`] (loaders, bundled datasets, synthetic generators,
 //!   partitioners), [`model`] (flat-parameter models with analytic gradients), [`optim`]
 //!   (SGD with momentum and schedules, AdamW), [`train`] (the centralized reference trainer) and
@@ -14,6 +14,7 @@
 //! The daemon (tokio + libp2p) and the simulator (virtual clock) drive the very same
 //! [`peer::Peer`], so a result measured in simulation predicts the daemon.
 
+pub mod consensus;
 pub mod data;
 #[cfg(feature = "deep")]
 pub mod deep;

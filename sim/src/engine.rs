@@ -1007,17 +1007,19 @@ impl Engine {
             .filter(|(_, s)| s.honest_live())
             .map(|(i, s)| {
                 let model = s.model().expect("honest_live");
-                let dist: f64 = model
-                    .iter()
-                    .zip(mean_ref)
-                    .map(|(x, m)| (f64::from(*x) - m).powi(2))
-                    .sum();
+                let dist = murmur_gossip::consensus::squared_distance(model, mean_ref);
                 let learner = s.peer.as_ref().expect("honest_live").learner();
                 let eval = sample.contains(&i).then(|| learner.evaluate(model));
                 (dist, eval)
             })
             .collect();
-        row.consensus = per_peer.iter().map(|(d, _)| d).sum::<f64>() / h;
+        let consensus = murmur_gossip::consensus::Consensus::from_parts(
+            per_peer.iter().map(|(d, _)| d).sum::<f64>(),
+            honest.len(),
+            &mean,
+        );
+        row.consensus = consensus.distance;
+        row.consensus_relative = consensus.relative();
         let accs: Vec<f64> = per_peer
             .iter()
             .filter_map(|(_, e)| e.and_then(|e| e.accuracy).map(f64::from))

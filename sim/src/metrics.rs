@@ -31,7 +31,7 @@ pub struct EvalRow {
     pub accuracy_mean: f64,
     /// Worst peer's test accuracy.
     pub accuracy_worst: f64,
-    /// Consensus distance (1/n) Σ_i ‖x_i − x̄‖².
+    /// Consensus distance (1/n) Σ_i ‖x_i − x̄‖² (`murmur_gossip::consensus`).
     pub consensus: f64,
     /// Bytes sent by all peers.
     pub bytes: u64,
@@ -47,11 +47,14 @@ pub struct EvalRow {
     pub rejected: u64,
     /// Honest peers running.
     pub live_peers: usize,
+    /// `consensus / ‖x̄‖²`: what the `consensus=` summary key reports, as the daemon's does
+    /// (the last column of the CSV, after the columns of earlier versions).
+    pub consensus_relative: f64,
 }
 
 impl EvalRow {
     /// CSV column names, in [`EvalRow::fields`] order.
-    pub const HEADER: [&'static str; 17] = [
+    pub const HEADER: [&'static str; 18] = [
         "time_s",
         "round",
         "round_mean",
@@ -69,6 +72,7 @@ impl EvalRow {
         "messages_per_peer",
         "rejected",
         "live_peers",
+        "consensus_relative",
     ];
 
     /// The values as text (shortest round-trip float form, so files compare bit for bit).
@@ -91,6 +95,7 @@ impl EvalRow {
             self.messages_per_peer.to_string(),
             self.rejected.to_string(),
             self.live_peers.to_string(),
+            self.consensus_relative.to_string(),
         ]
     }
 }

@@ -373,6 +373,7 @@ pub fn allreduce(scenario: &Scenario, task: &PreparedTask) -> Vec<EvalRow> {
                 accuracy_mean: e.accuracy.map_or(f64::NAN, f64::from),
                 accuracy_worst: e.accuracy.map_or(f64::NAN, f64::from),
                 consensus: 0.0,
+                consensus_relative: 0.0,
                 bytes: steps * bytes_per_step,
                 bytes_per_peer: (steps * bytes_per_step) as f64 / n as f64,
                 bytes_per_peer_max: steps * bytes_per_step / n as u64,
@@ -496,7 +497,12 @@ impl Outcome {
             ));
         }
         kv.push(("rounds".into(), last.round.to_string()));
-        kv.push(("consensus".into(), format!("{:.3e}", last.consensus)));
+        // Relative, as the daemon's summary; the absolute distance beside it.
+        kv.push((
+            "consensus".into(),
+            format!("{:.3e}", last.consensus_relative),
+        ));
+        kv.push(("consensus_abs".into(), format!("{:.3e}", last.consensus)));
         kv.push(("rejected".into(), last.rejected.to_string()));
         kv.push(("sim_time_s".into(), format!("{:.2}", last.time_s)));
         kv.push(("wall_s".into(), format!("{:.2}", m.wall_s)));
