@@ -311,7 +311,7 @@ struct DemoArgs {
     /// Daemons to start.
     #[arg(long, default_value_t = 8)]
     peers: usize,
-    /// Rounds each daemon trains (default: 1000 for digits, 300 for mnist-cnn).
+    /// Rounds each daemon trains (default: 1000 for digits, 500 for mnist-cnn).
     #[arg(long)]
     rounds: Option<u64>,
     /// Working directory (default: a temporary one, removed afterwards).
@@ -341,7 +341,7 @@ impl DemoArgs {
         match self.task.as_str() {
             "mnist-cnn" => DemoTask {
                 flags: &DEMO_MNIST_CNN,
-                rounds: 300,
+                rounds: 500,
                 timeout_secs: 900,
                 what: "the LeNet-style CNN (cnn:8,32,128, 73,594 parameters) on the bundled MNIST-10k",
             },
