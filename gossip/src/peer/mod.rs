@@ -1436,6 +1436,10 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             .collect();
         for j in targets {
             self.stats.push_shares_sent += 1;
+            // A share is a dense update: it counts as one, saving nothing over dense.
+            self.stats.updates_sent += 1;
+            self.stats.update_bytes_sent += bytes.len() as u64;
+            self.stats.dense_update_bytes += bytes.len() as u64;
             self.send(j, bytes.clone());
         }
         if !others.is_empty() {

@@ -22,7 +22,7 @@ pub struct PeerStats {
     pub messages_received: u64,
     /// Bytes of those frames.
     pub bytes_received: u64,
-    /// Update frames sent (one per neighbour per round).
+    /// Update frames sent (one per neighbour per round; push-sum: one per share).
     pub updates_sent: u64,
     /// Bytes of update frames sent.
     pub update_bytes_sent: u64,
