@@ -759,6 +759,15 @@ impl PreparedTask {
         shard: &Shard,
         stream: u64,
     ) -> Result<Box<dyn LocalLearner>, TaskError> {
+        #[cfg(feature = "deep")]
+        let deep = |built: Result<DeepLearner, crate::deep::DeepError>| {
+            let learner = built.map_err(ModelError::from)?;
+            let learner = match self.config.eval_limit {
+                Some(limit) => learner.with_eval_limit(limit),
+                None => learner,
+            };
+            Ok::<Box<dyn LocalLearner>, TaskError>(Box::new(learner))
+        };
         match (&self.model, &self.data, shard) {
             (PreparedModel::Flat(_), TaskData::Samples { .. }, Shard::Samples(indices)) => {
                 if indices.is_empty() {
@@ -768,35 +777,25 @@ impl PreparedTask {
             }
             #[cfg(feature = "deep")]
             (PreparedModel::Deep(m), TaskData::Samples { train, test, .. }, Shard::Samples(i)) => {
-                let mut learner = DeepLearner::images(
+                deep(DeepLearner::images(
                     m.clone(),
                     train.subset(i),
                     test.clone(),
                     self.config.optimizer.clone(),
                     self.config.batch_size,
                     self.learner_seed(stream),
-                )
-                .map_err(ModelError::from)?;
-                if let Some(limit) = self.config.eval_limit {
-                    learner = learner.with_eval_limit(limit);
-                }
-                Ok(Box::new(learner))
+                ))
             }
             #[cfg(feature = "deep")]
             (PreparedModel::Deep(m), TaskData::Text { train, valid }, Shard::Text(range)) => {
-                let mut learner = DeepLearner::text(
+                deep(DeepLearner::text(
                     m.clone(),
                     train.slice(range.clone()),
                     valid.clone(),
                     self.config.optimizer.clone(),
                     self.config.batch_size,
                     self.learner_seed(stream),
-                )
-                .map_err(ModelError::from)?;
-                if let Some(limit) = self.config.eval_limit {
-                    learner = learner.with_eval_limit(limit);
-                }
-                Ok(Box::new(learner))
+                ))
             }
             _ => Err(TaskError::Config(
                 "this shard does not belong to this task's data".into(),

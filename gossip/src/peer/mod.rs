@@ -1065,44 +1065,22 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     }
 
     /// Sends this round's update and waits for the neighbours' (round-tagged) or mixes at
-    /// once (asynchronous, push-sum).
+    /// once (asynchronous CHOCO / D-PSGD).
     fn send_and_wait(&mut self, now: Micros) {
         match self.kind {
-            AlgorithmKind::Choco | AlgorithmKind::Dpsgd => {
-                self.send_update();
-                match self.config.mode {
-                    Mode::RoundTagged { timeout } => {
-                        let waiting: BTreeSet<I> = self
-                            .neighbours
-                            .iter()
-                            .filter(|(_, nb)| nb.hello_seen)
-                            .map(|(j, _)| j.clone())
-                            .collect();
-                        self.phase = Phase::Mixing {
-                            round: self.round,
-                            waiting,
-                        };
-                        self.schedule(now + timeout, TimerPurpose::RoundDeadline(self.round));
-                        if self.overlaps() {
-                            self.request_compute();
-                        }
-                        self.check_ready(now);
-                    }
-                    Mode::Async { .. } => self.mix_and_complete(now),
-                }
-            }
-            AlgorithmKind::PushSum => {
-                self.push_send();
-                let Mode::RoundTagged { timeout } = self.config.mode else {
-                    unreachable!("validated: push-sum is round-tagged")
-                };
-                self.wait_for_round(now, timeout);
-            }
+            AlgorithmKind::Choco | AlgorithmKind::Dpsgd => self.send_update(),
+            AlgorithmKind::PushSum => self.push_send(),
+        }
+        match self.config.mode {
+            Mode::RoundTagged { timeout } => self.wait_for_round(now, timeout),
+            // Validated: push-sum is round-tagged only.
+            Mode::Async { .. } => self.mix_and_complete(now),
         }
     }
 
-    /// Round-tagged push-sum: waits for a share or a marker of this round from every
-    /// neighbour whose hello arrived (bounded by `timeout`).
+    /// Round-tagged: waits for this round's update (push-sum: share or marker) from every
+    /// neighbour whose hello arrived, bounded by `timeout`; with overlap, the next round's
+    /// local steps run meanwhile.
     fn wait_for_round(&mut self, now: Micros, timeout: Micros) {
         let waiting: BTreeSet<I> = self
             .neighbours
@@ -1115,6 +1093,9 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             waiting,
         };
         self.schedule(now + timeout, TimerPurpose::RoundDeadline(self.round));
+        if self.overlaps() {
+            self.request_compute();
+        }
         self.check_ready(now);
     }
 
