@@ -141,7 +141,16 @@ fn parameter_counts_and_specs() {
     }
     assert!("mlp:".parse::<ModelSpec>().is_err());
     assert!("mlp:0".parse::<ModelSpec>().is_err());
-    assert!("cnn".parse::<ModelSpec>().is_err());
+    assert!("resnet".parse::<ModelSpec>().is_err());
+    // The deep models parse as models but are built by the task, not by ModelSpec::build.
+    #[cfg(feature = "deep")]
+    assert!(
+        "cnn"
+            .parse::<ModelSpec>()
+            .unwrap()
+            .build(784, Some(10), 0.0)
+            .is_err()
+    );
     assert!(ModelSpec::Logistic.build(4, Some(3), 0.0).is_err());
     assert!(ModelSpec::Softmax.build(4, None, 0.0).is_err());
 }
