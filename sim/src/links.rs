@@ -113,14 +113,7 @@ pub struct LinksReport {
     pub settle_secs: f64,
 }
 
-/// One simulated connection between `a < b`.
 #[derive(Debug, Clone)]
-struct Conn {
-    id: u64,
-    open: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
     Start(usize),
     DialDone {
@@ -144,44 +137,38 @@ enum Ev {
     Reset,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone)]
 enum FrameKind {
-    Select(SelectOrd),
+    Select(Select),
     Gossip,
 }
 
-/// `Select` with the ordering the event heap needs (by its fields).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct SelectOrd {
-    chooses: bool,
-    version: (u64, u64),
-    acked: (u64, u64),
-    query: bool,
+/// An event on the heap, ordered by (time, insertion sequence) only: the sequence is unique,
+/// so the event itself never takes part in the order.
+#[derive(Debug)]
+struct Scheduled {
+    at: Duration,
+    seq: u64,
+    ev: Ev,
 }
 
-impl From<Select> for SelectOrd {
-    fn from(s: Select) -> Self {
-        SelectOrd {
-            chooses: s.chooses,
-            version: (s.version.incarnation, s.version.counter),
-            acked: (s.acked.incarnation, s.acked.counter),
-            query: s.query,
-        }
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
     }
 }
 
-impl From<SelectOrd> for Select {
-    fn from(s: SelectOrd) -> Self {
-        let v = |(incarnation, counter)| murmur_topology::Version {
-            incarnation,
-            counter,
-        };
-        Select {
-            chooses: s.chooses,
-            version: v(s.version),
-            acked: v(s.acked),
-            query: s.query,
-        }
+impl Eq for Scheduled {}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
     }
 }
 
@@ -191,14 +178,14 @@ struct Links {
     rng: ChaCha8Rng,
     now: Duration,
     seq: u64,
-    events: BinaryHeap<Reverse<(Duration, u64, Ev)>>,
+    events: BinaryHeap<Reverse<Scheduled>>,
     ids: Vec<u64>,
     /// Node index of each id.
     index_of: BTreeMap<u64, usize>,
     started: Vec<bool>,
     nodes: Vec<EdgeAgreement<u64>>,
-    /// Open connections per unordered pair, oldest first.
-    conns: BTreeMap<(usize, usize), Vec<Conn>>,
+    /// Ids of the open connections per unordered pair, oldest first (a closed one is removed).
+    conns: BTreeMap<(usize, usize), Vec<u64>>,
     next_conn: u64,
     /// Dials under way, with the frames waiting for them.
     dialling: BTreeMap<(usize, usize), Vec<FrameKind>>,
@@ -240,7 +227,11 @@ impl Links {
 
     fn at(&mut self, delay: Duration, ev: Ev) {
         self.seq += 1;
-        self.events.push(Reverse((self.now + delay, self.seq, ev)));
+        self.events.push(Reverse(Scheduled {
+            at: self.now + delay,
+            seq: self.seq,
+            ev,
+        }));
     }
 
     fn latency(&mut self) -> Duration {
@@ -273,7 +264,7 @@ impl Links {
                 AgreementAction::Send(to, select) => {
                     self.report.selects += 1;
                     let j = self.index(to);
-                    self.send(i, j, FrameKind::Select(select.into()));
+                    self.send(i, j, FrameKind::Select(select));
                 }
                 AgreementAction::Up(_) | AgreementAction::Down(_) => self.last_change = self.now,
                 AgreementAction::Disconnect(to) => {
@@ -292,7 +283,7 @@ impl Links {
             .conns
             .get(&pair(from, to))
             .and_then(|c| c.last())
-            .map(|c| c.id);
+            .copied();
         match newest {
             Some(conn) => {
                 if self.turbulent() && self.rng.random_bool(self.config.drop) {
@@ -325,10 +316,7 @@ impl Links {
     fn open(&mut self, from: usize, to: usize) {
         self.report.connections += 1;
         self.next_conn += 1;
-        let conn = Conn {
-            id: self.next_conn,
-            open: true,
-        };
+        let conn = self.next_conn;
         let key = pair(from, to);
         let list = self.conns.entry(key).or_default();
         let first = list.is_empty();
@@ -336,7 +324,7 @@ impl Links {
         if !first {
             // Two connections to one peer: the transport closes the older one shortly.
             self.report.duplicate_connections += 1;
-            let oldest = self.conns[&key][0].id;
+            let oldest = self.conns[&key][0];
             let delay = self.latency();
             self.at(
                 delay,
@@ -404,14 +392,14 @@ impl Links {
                 let alive = self
                     .conns
                     .get(&pair(from, to))
-                    .is_some_and(|c| c.iter().any(|c| c.id == conn && c.open));
+                    .is_some_and(|c| c.contains(&conn));
                 if !alive {
                     self.report.frames_lost += 1;
                     return;
                 }
                 let peer = self.ids[from];
                 match frame {
-                    FrameKind::Select(s) => self.nodes[to].on_select(peer, s.into(), now),
+                    FrameKind::Select(s) => self.nodes[to].on_select(peer, s, now),
                     FrameKind::Gossip => {
                         if self.nodes[to].on_gossip(&peer, now) == GossipVerdict::Reject {
                             self.report.rejected += 1;
@@ -425,7 +413,7 @@ impl Links {
             }
             Ev::CloseDuplicate { a, b, conn } => {
                 if let Some(list) = self.conns.get_mut(&(a, b)) {
-                    list.retain(|c| c.id != conn);
+                    list.retain(|&c| c != conn);
                     if list.is_empty() {
                         self.close_all(a, b, false);
                     }
@@ -518,7 +506,7 @@ impl Links {
             self.at(start, Ev::Start(i));
         }
         self.schedule_reset();
-        while let Some(Reverse((at, _, ev))) = self.events.pop() {
+        while let Some(Reverse(Scheduled { at, ev, .. })) = self.events.pop() {
             if at > self.config.end {
                 break;
             }

@@ -68,6 +68,17 @@ impl Lab {
         }
     }
 
+    /// Delivers the frames in flight once, losing every frame `lost_sender` sent; the answers
+    /// stay queued at their senders.
+    fn deliver_losing_from(&mut self, lost_sender: u64) {
+        self.collect();
+        self.in_flight.retain(|&(from, _, _)| from != lost_sender);
+        for (from, to, select) in std::mem::take(&mut self.in_flight) {
+            let now = self.now;
+            self.node(to).on_select(from, select, now);
+        }
+    }
+
     fn tick(&mut self) {
         self.now += SECOND;
         let now = self.now;
@@ -138,12 +149,7 @@ fn gossip_on_a_one_sided_edge_is_held_and_repairs_the_edge() {
     let mut lab = Lab::new(&[1, 2], NeighbourRule::Ring);
     meet(&mut lab, 1, 2);
     for _ in 0..3 {
-        lab.collect();
-        lab.in_flight.retain(|&(from, _, _)| from != 1);
-        for (from, to, select) in std::mem::take(&mut lab.in_flight) {
-            let now = lab.now;
-            lab.node(to).on_select(from, select, now);
-        }
+        lab.deliver_losing_from(1);
     }
     lab.collect();
     lab.in_flight.clear();
@@ -163,14 +169,7 @@ fn every_frame_from_one_side_lost_for_a_while_then_the_resend_agrees() {
     meet(&mut lab, 1, 2);
     // Three rounds of 1 -> 2 losses.
     for _ in 0..3 {
-        lab.collect();
-        lab.in_flight.retain(|&(from, _, _)| from != 1);
-        for (from, to, select) in std::mem::take(&mut lab.in_flight) {
-            let now = lab.now;
-            lab.node(to).on_select(from, select, now);
-        }
-        lab.collect();
-        lab.in_flight.retain(|&(from, _, _)| from != 1);
+        lab.deliver_losing_from(1);
         assert!(!lab.node(2).is_up(&1), "2 never heard 1");
         lab.tick();
     }
