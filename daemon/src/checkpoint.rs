@@ -1,6 +1,7 @@
-//! Checkpoints on disk: the model as safetensors (loadable from Python:
-//! `safetensors.numpy.load_file(path)["model"]`) plus a metadata file holding the peer's full
-//! resumable state ([`PeerCheckpoint`]: round, sequence numbers, public copy, optimizer and
+//! Checkpoints on disk: the model as safetensors, one named tensor per layer with its shape
+//! (`conv1.weight` `[8, 1, 5, 5]`, `layers.0.bias` `[10]`, ...) and the model spec in the
+//! header metadata, so Python loads it with `safetensors.numpy.load_file(path)` and no
+//! knowledge of murmur; plus a metadata file holding the peer's full resumable state ([`PeerCheckpoint`]: round, sequence numbers, public copy, optimizer and
 //! sampler state, RNG position) behind a checksum.
 //!
 //! Every file is written atomically: temp file, fsync, rename, fsync of the directory. The
@@ -19,6 +20,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use murmur_gossip::layout::ParamLayout;
 use murmur_gossip::peer::PeerCheckpoint;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
@@ -102,53 +104,111 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Model as safetensors: tensors `model` (x) and `public` (x̂), with the round, peer id and
-/// dimension as header metadata.
-pub fn model_bytes(cp: &PeerCheckpoint, peer_id: &str) -> Result<Vec<u8>> {
-    let model: Vec<u8> = cp.model.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let public: Vec<u8> = cp.x_hat.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let info = HashMap::from([
+/// What a checkpoint's model file says about the model besides its numbers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelInfo {
+    /// The `task.model` string (`cnn:8,32,128`, `softmax`, ...).
+    pub spec: String,
+    /// The named tensors of the flat vector.
+    pub layout: ParamLayout,
+}
+
+/// Value of the `format` header entry.
+pub const MODEL_FORMAT: &str = "murmur-checkpoint-2";
+
+/// The model (x) as safetensors: one tensor per [`ModelInfo::layout`] entry, named and shaped
+/// as the model names them. Header metadata: `format`, `round`, `peer_id`, `fingerprint`,
+/// `model` (the spec), `dim`, and `order` (the tensor names in flat-vector order, comma
+/// separated, which is how [`read_model`] reassembles the flat vector). The public copy x̂ and
+/// the optimizer state live in the metadata file only: the safetensors file is what a user
+/// loads, at the model's size.
+pub fn model_bytes(cp: &PeerCheckpoint, peer_id: &str, info: &ModelInfo) -> Result<Vec<u8>> {
+    if info.layout.dim() != cp.model.len() {
+        bail!(
+            "the model has {} parameters but its layout ({}) has {}",
+            cp.model.len(),
+            info.spec,
+            info.layout.dim()
+        );
+    }
+    let order: Vec<&str> = info
+        .layout
+        .entries()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    let meta = HashMap::from([
+        ("format".to_string(), MODEL_FORMAT.to_string()),
         ("round".to_string(), cp.round.to_string()),
         ("peer_id".to_string(), peer_id.to_string()),
         ("fingerprint".to_string(), format!("{:#x}", cp.fingerprint)),
-        ("format".to_string(), "murmur-checkpoint-1".to_string()),
+        ("model".to_string(), info.spec.clone()),
+        ("dim".to_string(), cp.model.len().to_string()),
+        ("order".to_string(), order.join(",")),
     ]);
-    let tensors = [
-        (
-            "model",
-            TensorView::new(Dtype::F32, vec![cp.model.len()], &model)?,
-        ),
-        (
-            "public",
-            TensorView::new(Dtype::F32, vec![cp.x_hat.len()], &public)?,
-        ),
-    ];
-    Ok(safetensors::serialize(tensors, Some(info))?)
+    let bytes: Vec<Vec<u8>> = info
+        .layout
+        .entries()
+        .iter()
+        .map(|e| {
+            cp.model[e.range()]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect()
+        })
+        .collect();
+    let mut tensors = Vec::with_capacity(bytes.len());
+    for (e, b) in info.layout.entries().iter().zip(&bytes) {
+        tensors.push((
+            e.name.as_str(),
+            TensorView::new(Dtype::F32, e.shape.clone(), b)?,
+        ));
+    }
+    Ok(safetensors::serialize(tensors, Some(meta))?)
 }
 
-/// Reads the `model` tensor of a safetensors file.
+/// Reads the flat model vector of a checkpoint's safetensors file.
 pub fn read_model(path: &Path) -> Result<Vec<f32>> {
     let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     model_from_bytes(&bytes)
 }
 
+/// The flat vector: the tensors named by the `order` header entry, concatenated. A file of
+/// the first format (one tensor `model`, no `order`) reads too.
 fn model_from_bytes(bytes: &[u8]) -> Result<Vec<f32>> {
+    let (_, header) = SafeTensors::read_metadata(bytes)?;
     let st = SafeTensors::deserialize(bytes)?;
-    let view = st.tensor("model")?;
-    if view.dtype() != Dtype::F32 {
-        bail!("model tensor is {:?}, expected F32", view.dtype());
+    let order: Vec<String> = match header.metadata().as_ref().and_then(|m| m.get("order")) {
+        Some(order) => order.split(',').map(str::to_string).collect(),
+        None => vec!["model".to_string()],
+    };
+    let mut flat = Vec::new();
+    for name in &order {
+        let view = st
+            .tensor(name)
+            .with_context(|| format!("tensor {name} named in the header's order"))?;
+        if view.dtype() != Dtype::F32 {
+            bail!("tensor {name} is {:?}, expected F32", view.dtype());
+        }
+        flat.extend(
+            view.data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        );
     }
-    Ok(view
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+    Ok(flat)
 }
 
 /// Saves `cp` in `dir` (created if needed) and keeps only the `keep` newest valid
 /// checkpoints. Returns the model file's path.
-pub fn save(dir: &Path, peer_id: &str, cp: &PeerCheckpoint, keep: usize) -> Result<PathBuf> {
-    save_files(dir, peer_id, cp)
+pub fn save(
+    dir: &Path,
+    peer_id: &str,
+    info: &ModelInfo,
+    cp: &PeerCheckpoint,
+    keep: usize,
+) -> Result<PathBuf> {
+    save_files(dir, peer_id, info, cp)
         .with_context(|| {
             format!(
                 "cannot write checkpoint round {} to {}",
@@ -168,9 +228,9 @@ pub fn save(dir: &Path, peer_id: &str, cp: &PeerCheckpoint, keep: usize) -> Resu
         })
 }
 
-fn save_files(dir: &Path, peer_id: &str, cp: &PeerCheckpoint) -> Result<PathBuf> {
+fn save_files(dir: &Path, peer_id: &str, info: &ModelInfo, cp: &PeerCheckpoint) -> Result<PathBuf> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let model = model_bytes(cp, peer_id)?;
+    let model = model_bytes(cp, peer_id, info)?;
     let state = cp.encode();
     let meta = CheckpointMeta {
         format: META_FORMAT,
@@ -378,6 +438,18 @@ mod tests {
         }
     }
 
+    /// Three parameters as two tensors, deliberately not in name order (like the ndarray
+    /// models' `layers.<i>.weight` before `layers.<i>.bias`).
+    fn info() -> ModelInfo {
+        ModelInfo {
+            spec: "toy".to_string(),
+            layout: ParamLayout::in_order(vec![
+                ("w".to_string(), vec![1, 2]),
+                ("b".to_string(), vec![1]),
+            ]),
+        }
+    }
+
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("murmur-ckpt-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -388,7 +460,7 @@ mod tests {
     fn newest_valid_checkpoint_wins_damaged_ones_are_skipped_old_ones_pruned() {
         let dir = temp_dir("newest");
         for round in [10, 20, 30, 40] {
-            save(&dir, "peer", &cp(round), 3).unwrap();
+            save(&dir, "peer", &info(), &cp(round), 3).unwrap();
         }
         assert_eq!(rounds(&dir), vec![40, 30, 20], "keeps the 3 newest");
         let loaded = newest(&dir).unwrap();
@@ -419,7 +491,7 @@ mod tests {
     #[test]
     fn damaged_checkpoints_with_higher_rounds_never_push_valid_ones_out() {
         let dir = temp_dir("damaged-high");
-        save(&dir, "peer", &cp(10), 2).unwrap();
+        save(&dir, "peer", &info(), &cp(10), 2).unwrap();
         plant_damaged(&dir, 900, 10);
         plant_damaged(&dir, 1000, 10);
         // Resuming sets the damaged ones aside and finds round 10.
@@ -428,13 +500,13 @@ mod tests {
         assert_eq!(rounds(&dir.join(DAMAGED_DIR)), vec![1000, 900]);
         // Damaged ones appearing while running are set aside by pruning, not kept.
         plant_damaged(&dir, 700, 10);
-        save(&dir, "peer", &cp(20), 2).unwrap();
+        save(&dir, "peer", &info(), &cp(20), 2).unwrap();
         assert_eq!(
             rounds(&dir),
             vec![20, 10],
             "the two newest valid ones are kept"
         );
-        save(&dir, "peer", &cp(30), 2).unwrap();
+        save(&dir, "peer", &info(), &cp(30), 2).unwrap();
         assert_eq!(rounds(&dir), vec![30, 20]);
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -443,13 +515,13 @@ mod tests {
     fn a_new_generation_moves_every_checkpoint_aside_untouched() {
         let dir = temp_dir("generation");
         assert!(start_new_generation(&dir).unwrap().is_none());
-        save(&dir, "peer", &cp(10), 3).unwrap();
-        save(&dir, "peer", &cp(20), 3).unwrap();
+        save(&dir, "peer", &info(), &cp(10), 3).unwrap();
+        save(&dir, "peer", &info(), &cp(20), 3).unwrap();
         let first = start_new_generation(&dir).unwrap().unwrap();
         assert_eq!(first, dir.join("generation-1"));
         assert!(rounds(&dir).is_empty());
         assert_eq!(newest(&first).unwrap().peer, cp(20));
-        save(&dir, "peer", &cp(20), 3).unwrap();
+        save(&dir, "peer", &info(), &cp(20), 3).unwrap();
         let second = start_new_generation(&dir).unwrap().unwrap();
         assert_eq!(second, dir.join("generation-2"));
         assert_eq!(
@@ -469,7 +541,7 @@ mod tests {
         fs::write(&blocked, b"").unwrap();
         let err = format!(
             "{:#}",
-            save(&blocked.join("ckpt"), "peer", &cp(7), 2).unwrap_err()
+            save(&blocked.join("ckpt"), "peer", &info(), &cp(7), 2).unwrap_err()
         );
         assert!(
             err.contains("cannot write checkpoint round 7 to") && err.contains("Not a directory"),
@@ -479,14 +551,45 @@ mod tests {
     }
 
     #[test]
-    fn safetensors_header_carries_the_round_and_both_tensors() {
-        let bytes = model_bytes(&cp(5), "me").unwrap();
+    fn safetensors_names_each_tensor_with_its_shape_and_carries_the_spec() {
+        let bytes = model_bytes(&cp(5), "me", &info()).unwrap();
         let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
-        let info = header.metadata().as_ref().unwrap();
-        assert_eq!(info["round"], "5");
-        assert_eq!(info["peer_id"], "me");
+        let meta = header.metadata().as_ref().unwrap();
+        assert_eq!(meta["round"], "5");
+        assert_eq!(meta["peer_id"], "me");
+        assert_eq!(meta["model"], "toy");
+        assert_eq!(meta["format"], MODEL_FORMAT);
+        assert_eq!(meta["order"], "w,b");
         let st = SafeTensors::deserialize(&bytes).unwrap();
-        assert_eq!(st.tensor("public").unwrap().shape(), &[3]);
+        let w = st.tensor("w").unwrap();
+        assert_eq!(w.shape(), &[1, 2]);
+        assert_eq!(w.data(), [1.0f32, 5.0].map(f32::to_le_bytes).concat());
+        assert_eq!(st.tensor("b").unwrap().shape(), &[1]);
+        assert_eq!(st.tensor("b").unwrap().data(), (-2.5f32).to_le_bytes());
+        // Only the model: x̂ lives in the metadata file.
+        assert_eq!(st.len(), 2);
+        assert_eq!(model_from_bytes(&bytes).unwrap(), cp(5).model);
+    }
+
+    #[test]
+    fn a_layout_of_another_size_is_refused() {
+        let mut bad = info();
+        bad.layout = ParamLayout::in_order(vec![("w".to_string(), vec![4])]);
+        let err = format!("{:#}", model_bytes(&cp(5), "me", &bad).unwrap_err());
+        assert!(
+            err.contains("3 parameters") && err.contains("has 4"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_first_format_model_file_still_reads() {
+        let model: Vec<u8> = cp(5).model.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let tensors = [(
+            "model",
+            TensorView::new(Dtype::F32, vec![3], &model).unwrap(),
+        )];
+        let bytes = safetensors::serialize(tensors, None).unwrap();
         assert_eq!(model_from_bytes(&bytes).unwrap(), cp(5).model);
     }
 }

@@ -168,6 +168,7 @@ async fn run_async(config: Config, start: Start) -> Result<()> {
         status: status.clone(),
         metrics: metrics.clone(),
         model,
+        model_info: Arc::new(prepared.model_info),
         pause_when_isolated: !config.node.bootstrap.is_empty() || config.node.min_peers > 1,
         adversary: config.testing.adversary.map(|kind| {
             tracing::warn!(?kind, "TESTING: this node is a hostile peer");

@@ -7,6 +7,7 @@ use murmur_gossip::learner::LocalLearner;
 use murmur_gossip::peer::PeerConfig;
 use ndarray::Array1;
 
+use crate::checkpoint::ModelInfo;
 use crate::config::Config;
 
 /// What [`prepare`] builds.
@@ -18,6 +19,8 @@ pub struct Prepared {
     pub learner: Box<dyn LocalLearner>,
     /// The initial model (the same on every node of a run).
     pub init: Array1<f32>,
+    /// The model's spec and named tensors, for checkpoints.
+    pub model_info: ModelInfo,
 }
 
 /// Loads the data, cuts this node's shard and builds its learner.
@@ -65,9 +68,14 @@ pub fn prepare(config: &Config) -> Result<Prepared> {
         .wrapping_add(shard.index as u64);
     peer_config.fingerprint = prepared.fingerprint();
     peer_config.checkpoint_every = config.checkpoint.every;
+    let model_info = ModelInfo {
+        spec: config.task.model.to_string(),
+        layout: prepared.layout(),
+    };
     Ok(Prepared {
         peer_config,
         learner,
         init,
+        model_info,
     })
 }

@@ -94,6 +94,8 @@ pub struct TrainerSetup {
     pub metrics: Metrics,
     /// Where the current model is published for `/model`.
     pub model: Arc<Mutex<Vec<f32>>>,
+    /// The model's spec and named tensors (what the checkpoint's safetensors file holds).
+    pub model_info: Arc<checkpoint::ModelInfo>,
     /// A node meant to be part of a swarm does not train while it has no neighbour at all
     /// (cut off, it would race through rounds on its own shard and drift away).
     pub pause_when_isolated: bool,
@@ -473,11 +475,12 @@ impl Trainer {
         let status = self.setup.status.clone();
         let metrics = self.setup.metrics.clone();
         let id = self.peer.id().to_string();
+        let info = self.setup.model_info.clone();
         // One write at a time, in order: wait for the previous one.
         if let Some(previous) = self.writer.take() {
             let _ = previous.join();
         }
-        let job = move || match checkpoint::save(&dir, &id, &cp, keep) {
+        let job = move || match checkpoint::save(&dir, &id, &info, &cp, keep) {
             Ok(path) => {
                 metrics.checkpoints.inc();
                 if let Ok(mut s) = status.lock() {

@@ -3,7 +3,7 @@
 //!
 //! Two halves live here (and [`consensus`], the consensus distance both drivers report):
 //! - the learning core — [`data`] (loaders, bundled datasets, synthetic generators,
-//!   partitioners), [`model`] (flat-parameter models with analytic gradients), [`optim`]
+//!   partitioners), [`layout`] (which named tensor lives where in the flat vector), [`model`] (flat-parameter models with analytic gradients), [`optim`]
 //!   (SGD with momentum and schedules, AdamW), [`train`] (the centralized reference trainer) and
 //!   [`learner`] (the local step a peer takes between gossip rounds), and, with the `deep`
 //!   feature (on by default), `deep` (a CNN and a transformer trained by autodiff in candle
@@ -18,6 +18,7 @@ pub mod consensus;
 pub mod data;
 #[cfg(feature = "deep")]
 pub mod deep;
+pub mod layout;
 pub mod learner;
 pub mod message;
 pub mod model;

@@ -36,6 +36,7 @@ use crate::data::{
 };
 #[cfg(feature = "deep")]
 use crate::deep::{DeepLearner, DeepModel};
+use crate::layout::ParamLayout;
 use crate::learner::{LocalLearner, SgdLearner};
 use crate::model::{Model, ModelError, ModelSpec};
 use crate::optim::OptimizerConfig;
@@ -558,6 +559,15 @@ impl PreparedTask {
             PreparedModel::Flat(m) => m.dim(),
             #[cfg(feature = "deep")]
             PreparedModel::Deep(m) => m.dim(),
+        }
+    }
+
+    /// The model's named tensors in the flat vector (what checkpoints write one by one).
+    pub fn layout(&self) -> ParamLayout {
+        match &self.model {
+            PreparedModel::Flat(m) => m.layout(),
+            #[cfg(feature = "deep")]
+            PreparedModel::Deep(m) => m.layout().clone(),
         }
     }
 

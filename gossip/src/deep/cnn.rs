@@ -13,8 +13,8 @@
 
 use candle_core::{D, Device, Result, Tensor};
 
-use super::layout::ParamLayout;
 use super::spec::CnnSpec;
+use crate::layout::ParamLayout;
 
 /// Side of both convolution kernels.
 pub(super) const KERNEL: usize = 5;

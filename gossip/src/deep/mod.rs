@@ -52,12 +52,11 @@
 //! thread per step and peers in parallel.
 
 mod cnn;
-mod layout;
 mod learner;
 mod spec;
 mod transformer;
 
-pub use layout::{ParamEntry, ParamLayout};
+pub use crate::layout::{ParamEntry, ParamLayout};
 pub use learner::{DEFAULT_EVAL_IMAGES, DEFAULT_EVAL_WINDOWS, DeepLearner};
 pub use spec::{CnnSpec, DeepSpec, TransformerSpec};
 

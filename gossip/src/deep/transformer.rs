@@ -10,8 +10,8 @@
 
 use candle_core::{D, DType, Device, Result, Tensor};
 
-use super::layout::ParamLayout;
 use super::spec::TransformerSpec;
+use crate::layout::ParamLayout;
 
 /// LayerNorm's ε.
 const LN_EPS: f64 = 1e-5;

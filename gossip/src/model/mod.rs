@@ -22,6 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
 use crate::data::Dataset;
+use crate::layout::ParamLayout;
 use crate::learner::Evaluation;
 
 /// A model cannot be built for this data shape.
@@ -207,6 +208,25 @@ impl Model {
     /// The L2 coefficient.
     pub fn l2(&self) -> f32 {
         self.l2
+    }
+
+    /// Named tensors of the flat vector, in its order: `layers.<i>.weight` `[outputs,
+    /// inputs]` then `layers.<i>.bias` `[outputs]` for each layer `i` from the input.
+    pub fn layout(&self) -> ParamLayout {
+        let layout = ParamLayout::in_order(
+            self.layers
+                .iter()
+                .enumerate()
+                .flat_map(|(i, l)| {
+                    [
+                        (format!("layers.{i}.weight"), vec![l.outputs, l.inputs]),
+                        (format!("layers.{i}.bias"), vec![l.outputs]),
+                    ]
+                })
+                .collect(),
+        );
+        debug_assert_eq!(layout.dim(), self.dim);
+        layout
     }
 
     /// Initial parameters. Convex models (one layer) start at zero; an MLP draws He-normal

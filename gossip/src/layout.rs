@@ -1,4 +1,6 @@
-//! Where each named tensor of a deep model lives in the flat parameter vector.
+//! Where each named tensor of a model lives in the flat parameter vector: what checkpoints
+//! write as separate named tensors (`conv1.weight` `[8, 1, 5, 5]`, ...) so that a reader in
+//! another language loads layers without knowing murmur's flat order.
 
 /// One tensor of a model: its name, shape and place in the flat vector.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,10 +23,14 @@ impl ParamEntry {
     }
 }
 
-/// The canonical order of a deep model's parameters in the one flat `f32` vector that gossip,
-/// compression, averaging and checkpoints see: tensors sorted by name (byte-wise, so
-/// `blocks.10` sorts before `blocks.2`), each stored contiguously in row-major order of its
-/// [`ParamEntry::shape`], with no gaps; [`ParamLayout::dim`] is the total length.
+/// Where a model's tensors lie in the one flat `f32` vector that gossip, compression,
+/// averaging and checkpoints see: each tensor contiguous in row-major order of its
+/// [`ParamEntry::shape`], one after another with no gaps; [`ParamLayout::dim`] is the total.
+///
+/// Deep models use the canonical order of [`ParamLayout::new`]: tensors sorted by name
+/// (byte-wise, so `blocks.10` sorts before `blocks.2`). The analytic-gradient models keep
+/// their historical order (layer after layer, weight then bias) through
+/// [`ParamLayout::in_order`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamLayout {
     entries: Vec<ParamEntry>,
@@ -32,13 +38,20 @@ pub struct ParamLayout {
 }
 
 impl ParamLayout {
-    /// Lays out `tensors` (name and shape, in any order). Panics on a repeated name: a model
-    /// that names two tensors alike is a bug.
+    /// Lays out `tensors` (name and shape, in any order) sorted by name. Panics on a repeated
+    /// name: a model that names two tensors alike is a bug.
     pub fn new(tensors: Vec<(String, Vec<usize>)>) -> ParamLayout {
         let mut tensors = tensors;
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        ParamLayout::in_order(tensors)
+    }
+
+    /// Lays out `tensors` in the order given. Panics on a repeated name.
+    pub fn in_order(tensors: Vec<(String, Vec<usize>)>) -> ParamLayout {
+        let mut names: Vec<&str> = tensors.iter().map(|t| t.0.as_str()).collect();
+        names.sort_unstable();
         assert!(
-            tensors.windows(2).all(|w| w[0].0 != w[1].0),
+            names.windows(2).all(|w| w[0] != w[1]),
             "repeated parameter name"
         );
         let mut offset = 0;
@@ -74,9 +87,8 @@ impl ParamLayout {
 
     /// Position of the tensor called `name` in [`ParamLayout::entries`].
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.entries
-            .binary_search_by(|e| e.name.as_str().cmp(name))
-            .ok()
+        // A linear scan: models have tens of tensors, and `in_order` layouts are not sorted.
+        self.entries.iter().position(|e| e.name == name)
     }
 
     /// The tensor called `name`.
