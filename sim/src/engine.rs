@@ -283,7 +283,8 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn derive(seed: u64, label: u64) -> u64 {
+/// The seed of the random stream `label` of a run seeded with `seed` (splitmix64 finalizer).
+pub(crate) fn derive(seed: u64, label: u64) -> u64 {
     let mut z = seed ^ label.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

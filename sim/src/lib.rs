@@ -12,6 +12,7 @@
 //! - [`adversary`]: hostile peers (huge or non-finite values, wrong dimension, replays,
 //!   floods).
 //! - [`scenario`]: the TOML scenario format, the all-reduce and D-PSGD baselines.
+//! - [`ring`]: the all-reduce baseline's clock (ring all-reduce time on the simulated network).
 //! - [`experiment`]: sweeps over scenario variants with CSV tables and PNG plots.
 //! - [`metrics`]: the per-tick metric rows and their CSV / JSON-lines writer.
 //! - [`bench`]: the throughput benchmark (peers × parameters × rounds per second).
@@ -26,5 +27,6 @@ pub mod links;
 pub mod metrics;
 pub mod network;
 pub mod plot;
+pub mod ring;
 pub mod scenario;
 pub mod topo;

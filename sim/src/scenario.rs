@@ -35,7 +35,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use murmur_compress::CodecSpec;
 use murmur_gossip::learner::LocalLearner;
-use murmur_gossip::peer::{Algorithm, PeerConfig};
+use murmur_gossip::peer::{Algorithm, Micros, PeerConfig};
 use murmur_gossip::task::{PreparedTask, TaskConfig};
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +45,7 @@ use crate::engine::{Engine, EngineConfig, RunReport};
 use crate::faults::FaultsConfig;
 use crate::metrics::{EvalRow, MetricsFormat};
 use crate::network::NetworkConfig;
+use crate::ring::RingClock;
 use crate::topo;
 
 /// A reference run on the same data and step budget.
@@ -336,7 +337,8 @@ impl Scenario {
 
 /// All-reduce minibatch SGD on the same data: one model, batches of n × batch, one step per
 /// swarm local step, evaluated at the same rounds as the swarm. Traffic is what a ring
-/// all-reduce of the dense gradient costs: 2 (n − 1)/n × 4d bytes per peer per step.
+/// all-reduce of the dense gradient costs: 2 (n − 1)/n × 4d bytes per peer per step; its
+/// time is the [`RingClock`]'s on the scenario's network and compute model.
 pub fn allreduce(scenario: &Scenario, task: &PreparedTask) -> Vec<EvalRow> {
     let n = scenario.peers;
     let h = u64::from(scenario.peer.local_steps.max(1));
@@ -356,6 +358,14 @@ pub fn allreduce(scenario: &Scenario, task: &PreparedTask) -> Vec<EvalRow> {
     let bytes_per_step = (2.0 * (n as f64 - 1.0) / n as f64 * 4.0 * dim * n as f64) as u64;
     let rounds = scenario.rounds.max(1);
     let every = scenario.eval_every.max(1);
+    let mut clock = RingClock::new(
+        &scenario.network,
+        &scenario.compute,
+        n,
+        params.len(),
+        scenario.seed,
+    );
+    let mut now: Micros = 0;
     let mut rows = Vec::new();
     let mut loss = f64::NAN;
     for r in 0..=rounds {
@@ -363,7 +373,7 @@ pub fn allreduce(scenario: &Scenario, task: &PreparedTask) -> Vec<EvalRow> {
             let e = learner.evaluate(&params);
             let steps = r * h;
             rows.push(EvalRow {
-                time_s: f64::NAN,
+                time_s: now as f64 / 1e6,
                 round: r,
                 round_mean: r as f64,
                 steps_mean: steps as f64,
@@ -389,6 +399,7 @@ pub fn allreduce(scenario: &Scenario, task: &PreparedTask) -> Vec<EvalRow> {
         let mut sum = 0.0;
         for _ in 0..h {
             sum += f64::from(learner.step(&mut params));
+            now += clock.step_micros();
         }
         loss = sum / h as f64;
     }
@@ -466,6 +477,7 @@ impl Outcome {
                 "allreduce_accuracy".into(),
                 format!("{:.4}", l.accuracy_avg),
             ));
+            kv.push(("allreduce_sim_time_s".into(), format!("{:.2}", l.time_s)));
         }
         if let Some(unigram) = self.unigram_loss {
             kv.push(("val_loss".into(), format!("{:.4}", last.test_loss_avg)));
