@@ -1,8 +1,14 @@
-//! What a peer saves to resume exactly where it stopped.
+//! What a peer saves to resume exactly where it stopped: the [`PeerCheckpoint`] layout, and
+//! [`Peer::checkpoint`] / [`Peer::restore`] that take it from and put it back into a peer.
 
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use ndarray::Array1;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::{Peer, Phase, all_finite};
 use crate::message::AlgorithmKind;
 
 /// Version of the [`PeerCheckpoint`] layout.
@@ -53,7 +59,7 @@ pub struct RngState {
 }
 
 impl RngState {
-    pub(super) fn of(rng: &ChaCha8Rng) -> Self {
+    fn of(rng: &ChaCha8Rng) -> Self {
         RngState {
             seed: rng.get_seed(),
             stream: rng.get_stream(),
@@ -61,7 +67,7 @@ impl RngState {
         }
     }
 
-    pub(super) fn to_rng(&self) -> ChaCha8Rng {
+    fn to_rng(&self) -> ChaCha8Rng {
         use rand::SeedableRng;
         let mut rng = ChaCha8Rng::from_seed(self.seed);
         rng.set_stream(self.stream);
@@ -131,5 +137,91 @@ impl PeerCheckpoint {
             });
         }
         Ok(cp)
+    }
+}
+
+impl<I: Clone + Ord + Debug + Hash> Peer<I> {
+    /// The resumable state (see [`PeerCheckpoint`]).
+    pub fn checkpoint(&self) -> PeerCheckpoint {
+        PeerCheckpoint {
+            format: CHECKPOINT_FORMAT,
+            dim: self.dim as u64,
+            fingerprint: self.config.fingerprint,
+            algorithm: self.kind,
+            round: self.round,
+            seq: self.seq,
+            last_update_round: self.last_update_round,
+            local_steps: self.steps_taken,
+            model: self.model.to_vec(),
+            x_hat: self.x_hat.clone(),
+            push_weight: self.push.weight,
+            learner_state: self.learner.save_state(),
+            rng: RngState::of(&self.rng),
+        }
+    }
+
+    /// Resumes from a checkpoint. Must be called before [`Input::Start`](super::Input::Start)
+    /// and before any [`Input::NeighbourUp`](super::Input::NeighbourUp); on error nothing
+    /// changed.
+    pub fn restore(&mut self, cp: PeerCheckpoint) -> Result<(), CheckpointError> {
+        if !matches!(self.phase, Phase::Idle) || !self.neighbours.is_empty() {
+            return Err(CheckpointError::NotFresh);
+        }
+        if cp.format != CHECKPOINT_FORMAT {
+            return Err(CheckpointError::Format {
+                got: cp.format,
+                expected: CHECKPOINT_FORMAT,
+            });
+        }
+        if cp.dim != self.dim as u64 {
+            return Err(CheckpointError::Mismatch(format!(
+                "dimension {} (peer: {})",
+                cp.dim, self.dim
+            )));
+        }
+        if cp.fingerprint != self.config.fingerprint {
+            return Err(CheckpointError::Mismatch(format!(
+                "fingerprint {:#x} (peer: {:#x})",
+                cp.fingerprint, self.config.fingerprint
+            )));
+        }
+        if cp.algorithm != self.kind {
+            return Err(CheckpointError::Mismatch(format!(
+                "algorithm {:?} (peer: {:?})",
+                cp.algorithm, self.kind
+            )));
+        }
+        for (what, v, expected) in [
+            ("model", &cp.model, self.dim),
+            ("x_hat", &cp.x_hat, self.dim),
+        ] {
+            if v.len() != expected {
+                return Err(CheckpointError::WrongLength {
+                    what,
+                    got: v.len(),
+                    expected,
+                });
+            }
+            if !all_finite(v) {
+                return Err(CheckpointError::NonFinite(what));
+            }
+        }
+        if !(cp.push_weight.is_finite() && cp.push_weight > 0.0) {
+            return Err(CheckpointError::NonFinite("push_weight"));
+        }
+        self.learner
+            .load_state(&cp.learner_state)
+            .map_err(CheckpointError::Learner)?;
+        self.model = Array1::from(cp.model);
+        self.x_hat = cp.x_hat;
+        self.push.weight = cp.push_weight;
+        self.round = cp.round;
+        self.seq = cp.seq;
+        self.last_update_round = cp.last_update_round;
+        self.steps_taken = cp.local_steps;
+        self.rng = cp.rng.to_rng();
+        self.compressor = Self::build_compressor(&self.config, cp.round);
+        self.restored = true;
+        Ok(())
     }
 }

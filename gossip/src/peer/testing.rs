@@ -108,21 +108,33 @@ pub struct Faults {
     pub seed: u64,
 }
 
+/// A frame on its way: (from, to, bytes).
 type Frame = (u32, u32, Vec<u8>);
 
 /// Lock-step driver over peers `0..n` (see the module docs).
 #[derive(Debug)]
 pub struct LockStep {
+    /// The peers; peer `i` has id `i`.
     peers: Vec<Peer<u32>>,
+    /// The driver's clock.
     now: Micros,
+    /// How far the clock moves per tick.
     tick: Micros,
+    /// Frames sent and not yet delivered.
     inflight: Vec<Frame>,
+    /// Frames the fault injector reordered: delivered after the next tick's compute.
     held_back: Vec<Frame>,
+    /// Scheduled timers by (due time, scheduling order): (peer, token).
     timers: BTreeMap<(Micros, u64), (u32, TimerToken)>,
+    /// Scheduling order of the next timer (breaks ties between equal due times).
     timer_seq: u64,
+    /// Per peer: a `WantCompute` is outstanding.
     wants_compute: Vec<bool>,
+    /// Per peer: compute is granted only on every this-many-th tick (stragglers).
     compute_every: Vec<u64>,
+    /// Ticks run so far.
     ticks: u64,
+    /// Fault injection and its generator, when on.
     faults: Option<(Faults, ChaCha8Rng)>,
     /// Every rejection seen: (receiver, sender, reason).
     pub rejected: Vec<(u32, u32, RejectReason)>,

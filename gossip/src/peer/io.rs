@@ -1,0 +1,196 @@
+//! What crosses the boundary between a peer and its driver: the [`Input`]s it is fed, the
+//! [`Output`]s it returns, why a frame is rejected ([`RejectReason`]), and the read-only views
+//! of its state ([`PeerPhase`], [`NeighbourInfo`]). These types own no state of the peer.
+
+use super::{DecodeError, Micros, TimerToken};
+use crate::message::{AlgorithmKind, MessageError};
+
+/// What the driver tells the peer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input<I> {
+    /// Begin: the peer waits for its neighbours' hellos (and, if joining, the model it adopts),
+    /// then asks for compute.
+    Start,
+    /// A compute slot is available: the peer runs its round's local steps now and sends its
+    /// update. Only meaningful after [`Output::WantCompute`]; ignored otherwise. Pass as `now`
+    /// the time at which the compute finished.
+    ComputeGranted,
+    /// A frame arrived from `from`.
+    Message {
+        /// Sender.
+        from: I,
+        /// The frame, exactly as sent.
+        bytes: Vec<u8>,
+    },
+    /// An edge to this peer is usable (both ends agreed on it). Also on reconnect.
+    NeighbourUp(I),
+    /// The edge is gone (disconnect, crash, topology change).
+    NeighbourDown(I),
+    /// A timer from [`Output::ScheduleTimer`] is due.
+    Timer(TimerToken),
+    /// Push-sum only: the out-neighbours to push to from the next round on (directed or
+    /// time-varying graphs). Targets that are not current neighbours are skipped.
+    PushTargets(Vec<I>),
+    /// Leave cleanly: a goodbye goes to every neighbour and the peer stops.
+    Shutdown,
+}
+
+/// What the peer asks of the driver.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output<I> {
+    /// Send `bytes` to `to` (best effort; losses are repaired by the protocol).
+    Send {
+        /// Receiver.
+        to: I,
+        /// A [`Message`](crate::message::Message) frame.
+        bytes: Vec<u8>,
+    },
+    /// Call `handle(at, Input::Timer(token))` at time `at` (later is fine, never earlier).
+    ScheduleTimer {
+        /// Due time.
+        at: Micros,
+        /// Token to return.
+        token: TimerToken,
+    },
+    /// The peer wants to run its local steps: call `handle(.., ComputeGranted)` when a compute
+    /// slot is free. At most one is outstanding.
+    WantCompute,
+    /// Round `round` finished (its gossip mixed in); `loss` is the mean minibatch loss of its
+    /// local steps (NaN when H = 0).
+    RoundCompleted {
+        /// The round that finished.
+        round: u64,
+        /// Mean local loss.
+        loss: f32,
+    },
+    /// Time to save [`Peer::checkpoint`](super::Peer::checkpoint); `round` is the next round
+    /// to run.
+    CheckpointDue {
+        /// Rounds completed.
+        round: u64,
+    },
+    /// A joining peer took a neighbour's model before its first step.
+    ModelAdopted {
+        /// The neighbour it came from.
+        from: I,
+        /// The round the peer continues from.
+        round: u64,
+    },
+    /// A frame from `from` was rejected; the peer's state is unchanged apart from counters.
+    Rejected {
+        /// Sender.
+        from: I,
+        /// Why.
+        reason: RejectReason,
+    },
+    /// `peer` sent too many rejected frames (see `PeerConfig::misbehaviour_threshold`): it was
+    /// dropped from the neighbours, as on [`Input::NeighbourDown`], and will be refused if it
+    /// comes up again. Emitted once per peer; the driver should disconnect (or ban) it.
+    Misbehaving {
+        /// The excluded neighbour.
+        peer: I,
+        /// Rejected frames counted in the policy's window.
+        rejected: u64,
+    },
+}
+
+/// Why a frame was rejected (each kind has a counter in [`RejectCounts`](super::RejectCounts)).
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum RejectReason {
+    /// The frame did not decode.
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    /// A vector or frame has another dimension than this peer's model (in a hello, a
+    /// snapshot, or a codec frame's header: `DecodeError::DimensionMismatch` lands here).
+    #[error("dimension mismatch: expected {expected}, got {got}")]
+    WrongDimension {
+        /// This peer's dimension.
+        expected: usize,
+        /// The message's.
+        got: usize,
+    },
+    /// NaN or infinite values (a codec frame's `NonFiniteScale` / `NonFiniteValue` land here,
+    /// as do copies that would overflow when an update is applied).
+    #[error("non-finite values in {what}")]
+    NonFinite {
+        /// Where.
+        what: &'static str,
+    },
+    /// The sender trains another model family.
+    #[error("model fingerprint {got:#x} differs from ours ({expected:#x})")]
+    FingerprintMismatch {
+        /// Ours.
+        expected: u64,
+        /// Theirs.
+        got: u64,
+    },
+    /// The sender runs another algorithm.
+    #[error("sender runs {got:?}, this peer runs {expected:?}")]
+    AlgorithmMismatch {
+        /// Ours.
+        expected: AlgorithmKind,
+        /// Theirs.
+        got: AlgorithmKind,
+    },
+    /// The compressed frame is malformed (any `murmur_compress` decode failure other than
+    /// dimension and finiteness, which have their own reasons above).
+    #[error("compressed frame: {0}")]
+    Codec(#[from] DecodeError),
+    /// The sender is not a current neighbour.
+    #[error("sender is not a neighbour")]
+    NotANeighbour,
+    /// A message this algorithm does not use.
+    #[error("unexpected {what} message for this algorithm")]
+    UnexpectedMessage {
+        /// Message kind.
+        what: &'static str,
+    },
+    /// A snapshot that answers no outstanding request.
+    #[error("snapshot answers no outstanding request")]
+    UnsolicitedSnapshot,
+    /// A field out of range.
+    #[error("invalid {what}")]
+    InvalidField {
+        /// Which field.
+        what: &'static str,
+    },
+    /// Too many snapshot requests from this neighbour this round.
+    #[error("too many snapshot requests this round")]
+    RateLimited,
+}
+
+/// Coarse state of a peer, for status pages and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerPhase {
+    /// Before [`Input::Start`].
+    Idle,
+    /// Waiting for hellos (or for the model to adopt) before the first round.
+    Starting,
+    /// [`Output::WantCompute`] emitted, waiting for [`Input::ComputeGranted`].
+    WantsCompute,
+    /// Update sent; waiting for neighbours' updates of this round (round-tagged mode).
+    Mixing,
+    /// After [`Input::Shutdown`].
+    Stopped,
+}
+
+/// Read-only view of one neighbour's state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NeighbourInfo<'a> {
+    /// Degree the neighbour last reported.
+    pub degree: usize,
+    /// Current Metropolis–Hastings weight w_ij.
+    pub weight: f64,
+    /// Whether its hello arrived.
+    pub hello_seen: bool,
+    /// Whether a snapshot request to it is outstanding.
+    pub awaiting_snapshot: bool,
+    /// Sequence number of the last update folded into the copy.
+    pub applied_seq: u64,
+    /// Round tag of the newest update applied.
+    pub heard_round: Option<u64>,
+    /// The copy of its public vector (x̂_j for CHOCO, x_j for D-PSGD), once known.
+    pub copy: Option<&'a [f32]>,
+    /// Updates buffered while a gap is repaired.
+    pub buffered: usize,
+}

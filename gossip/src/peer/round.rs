@@ -1,0 +1,286 @@
+//! A round: asking for compute, the H local steps, sending the update (or, push-sum, the
+//! shares), waiting for the neighbours' updates of the round (round-tagged mode), the mix and
+//! completing the round. This owns the round cycle of [`Phase`] (`WantsCompute` → `Mixing` →
+//! `WantsCompute`) with the compute request, the round's loss, and the loss banked when the
+//! next round's steps overlap this round's wait.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use rand::Rng;
+use rand_distr::StandardNormal;
+
+use super::timers::TimerPurpose;
+use super::{Algorithm, Micros, Mode, Output, Peer, Phase, all_finite, metropolis_weight};
+use crate::message::{AlgorithmKind, Message, Update};
+
+impl<I: Clone + Ord + Debug + Hash> Peer<I> {
+    /// Emits [`Output::WantCompute`] unless one is outstanding.
+    pub(super) fn request_compute(&mut self) {
+        if !self.compute_requested {
+            self.compute_requested = true;
+            self.out.push(Output::WantCompute);
+        }
+    }
+
+    /// Whether the next round's local steps may run while this round's gossip is in flight.
+    fn overlaps(&self) -> bool {
+        self.config.overlap_compute
+            && matches!(self.config.mode, Mode::RoundTagged { .. })
+            && self.kind != AlgorithmKind::PushSum
+    }
+
+    /// A compute slot: this round's local steps (or, overlapping, the next round's), then this
+    /// round's update.
+    pub(super) fn on_compute(&mut self, now: Micros) {
+        let early = matches!(self.phase, Phase::Mixing { .. });
+        let allowed = matches!(self.phase, Phase::WantsCompute)
+            || (early && self.overlaps() && self.banked_loss.is_none());
+        if !self.compute_requested || !allowed {
+            return;
+        }
+        self.compute_requested = false;
+        let loss = self.local_steps();
+        if early {
+            // Overlap: the next round's steps are done; its update goes out when this round's
+            // mix is in.
+            self.banked_loss = Some(loss);
+            return;
+        }
+        self.round_loss = loss;
+        self.send_and_wait(now);
+    }
+
+    /// Sends this round's update and waits for the neighbours' (round-tagged) or mixes at
+    /// once (asynchronous CHOCO / D-PSGD).
+    fn send_and_wait(&mut self, now: Micros) {
+        match self.kind {
+            AlgorithmKind::Choco | AlgorithmKind::Dpsgd => self.send_update(),
+            AlgorithmKind::PushSum => self.push_send(),
+        }
+        match self.config.mode {
+            Mode::RoundTagged { timeout } => self.wait_for_round(now, timeout),
+            // Validated: push-sum is round-tagged only.
+            Mode::Async { .. } => self.mix_and_complete(now),
+        }
+    }
+
+    /// Round-tagged: waits for this round's update (push-sum: share or marker) from every
+    /// neighbour whose hello arrived, bounded by `timeout`; with overlap, the next round's
+    /// local steps run meanwhile.
+    fn wait_for_round(&mut self, now: Micros, timeout: Micros) {
+        let waiting: BTreeSet<I> = self
+            .neighbours
+            .iter()
+            .filter(|(_, nb)| nb.hello_seen)
+            .map(|(j, _)| j.clone())
+            .collect();
+        self.phase = Phase::Mixing {
+            round: self.round,
+            waiting,
+        };
+        self.schedule(now + timeout, TimerPurpose::RoundDeadline(self.round));
+        if self.overlaps() {
+            self.request_compute();
+        }
+        self.check_ready(now);
+    }
+
+    /// Runs the H local steps on x and returns their mean loss (NaN when H = 0 or when the
+    /// steps diverged and were undone).
+    fn local_steps(&mut self) -> f32 {
+        let h = self.config.local_steps;
+        if h == 0 {
+            return f32::NAN;
+        }
+        let backup = self.model.clone();
+        let params = self.model.as_slice_mut().expect("model is contiguous");
+        let mut total = 0.0f64;
+        for _ in 0..h {
+            total += f64::from(self.learner.step(params));
+        }
+        self.steps_taken += u64::from(h);
+        self.stats.local_steps += u64::from(h);
+        if all_finite(params) {
+            (total / f64::from(h)) as f32
+        } else {
+            // Divergence must not reach the neighbours: undo this round's steps.
+            self.model = backup;
+            self.stats.diverged_rounds += 1;
+            f32::NAN
+        }
+    }
+
+    fn add_noise(&mut self, v: &mut [f32]) {
+        let std = self.config.noise_std;
+        if std > 0.0 {
+            for x in v.iter_mut() {
+                let z: f32 = self.rng.sample(StandardNormal);
+                *x += std * z;
+            }
+        }
+    }
+
+    /// CHOCO: q = Q(x − x̂ + noise), x̂ += q; D-PSGD: the (noisy, compressed) model, x̂ = it.
+    /// Either way q goes to every neighbour.
+    fn send_update(&mut self) {
+        let mut v: Vec<f32> = match self.kind {
+            AlgorithmKind::Choco => self
+                .model
+                .iter()
+                .zip(&self.x_hat)
+                .map(|(x, h)| x - h)
+                .collect(),
+            _ => self.model.to_vec(),
+        };
+        self.add_noise(&mut v);
+        let q = self.compressor.compress(&v);
+        match self.kind {
+            AlgorithmKind::Choco => q.add_to(&mut self.x_hat, 1.0),
+            // D-PSGD: neighbours hold exactly what was sent.
+            _ => self.x_hat = q.to_dense(),
+        }
+        self.seq += 1;
+        self.last_update_round = self.round;
+        self.broadcast_update(q.encode(), q.nnz());
+    }
+
+    /// Sends update number `seq` (the codec frame `frame`, `nnz` entries) to every neighbour.
+    pub(super) fn broadcast_update(&mut self, frame: Vec<u8>, nnz: usize) {
+        let bytes = Message::Update(Update {
+            seq: self.seq,
+            round: self.last_update_round,
+            degree: self.neighbours.len() as u32,
+            frame,
+        })
+        .encode();
+        let ids: Vec<I> = self.neighbours.keys().cloned().collect();
+        for j in ids {
+            self.stats.updates_sent += 1;
+            self.stats.update_bytes_sent += bytes.len() as u64;
+            self.stats.dense_update_bytes += self.dense_update_len as u64;
+            self.stats.update_entries_sent += nnz as u64;
+            self.send(j, bytes.clone());
+        }
+    }
+
+    /// Ends the round being mixed once nothing it waits for is missing.
+    pub(super) fn check_ready(&mut self, now: Micros) {
+        let Phase::Mixing { round, waiting } = &mut self.phase else {
+            return;
+        };
+        let round = *round;
+        let neighbours = &self.neighbours;
+        // Push-sum holds no copies: only the round's share or marker is waited for.
+        let copies = self.kind != AlgorithmKind::PushSum;
+        // Wait for this round's update of every neighbour waited for, and for the snapshot of
+        // any of them being resynchronised.
+        waiting.retain(|j| {
+            neighbours.get(j).is_some_and(|nb| {
+                (copies && nb.copy.is_none()) || nb.heard_round.is_none_or(|r| r < round)
+            })
+        });
+        if waiting.is_empty() {
+            self.finish_mixing(now);
+        }
+    }
+
+    /// The round's gossip is in (or its deadline passed): mix and complete. Push-sum mixed its
+    /// shares on arrival, so it only completes.
+    pub(super) fn finish_mixing(&mut self, now: Micros) {
+        if self.kind == AlgorithmKind::PushSum {
+            self.complete_round(now);
+        } else {
+            self.mix_and_complete(now);
+        }
+    }
+
+    /// x += γ Σ_j w_ij f_j clip(c_j − base), in neighbour-id order (fixed reduction order).
+    fn mix_and_complete(&mut self, now: Micros) {
+        if self.aggregate.is_some() {
+            self.mix_aggregate(now);
+            self.complete_round(now);
+            return;
+        }
+        let (gamma, base): (f32, Vec<f32>) = match &self.config.algorithm {
+            Algorithm::Choco { gamma, .. } => (*gamma, self.x_hat.clone()),
+            _ => (1.0, self.model.to_vec()),
+        };
+        let my_degree = self.neighbours.len();
+        let mut acc = vec![0.0f32; self.dim];
+        let mut diff = vec![0.0f32; self.dim];
+        let mut any = false;
+        for nb in self.neighbours.values() {
+            let (Some(copy), Some(heard)) = (&nb.copy, nb.heard_round) else {
+                continue;
+            };
+            let staleness = self.round.saturating_sub(heard);
+            let mut factor = 1.0f64;
+            if let Mode::Async {
+                max_staleness,
+                damping,
+            } = self.config.mode
+            {
+                if staleness > max_staleness {
+                    self.stats.stale_dropped += 1;
+                    continue;
+                }
+                if staleness > 0 && damping < 1.0 {
+                    factor = f64::from(damping).powi(staleness.min(i32::MAX as u64) as i32);
+                    self.stats.damped_contributions += 1;
+                }
+            }
+            for ((d, c), b) in diff.iter_mut().zip(copy).zip(&base) {
+                *d = c - b;
+            }
+            let mut scale = 1.0f64;
+            if let Some(radius) = self.config.clip_radius {
+                let norm = diff
+                    .iter()
+                    .map(|d| f64::from(*d) * f64::from(*d))
+                    .sum::<f64>()
+                    .sqrt();
+                if norm > f64::from(radius) {
+                    scale = f64::from(radius) / norm;
+                    self.stats.clipped_contributions += 1;
+                }
+            }
+            let w = (metropolis_weight(my_degree, nb.degree) * factor * scale) as f32;
+            for (a, d) in acc.iter_mut().zip(&diff) {
+                *a += w * d;
+            }
+            any = true;
+        }
+        if any {
+            for (x, a) in self.model.iter_mut().zip(&acc) {
+                *x += gamma * a;
+            }
+        }
+        self.complete_round(now);
+    }
+
+    /// Reports the round, a due checkpoint, and starts the next round: at once with banked
+    /// overlapped steps, else by asking for compute.
+    fn complete_round(&mut self, now: Micros) {
+        let round = self.round;
+        self.round += 1;
+        self.stats.rounds += 1;
+        self.out.push(Output::RoundCompleted {
+            round,
+            loss: self.round_loss,
+        });
+        if self.config.checkpoint_every > 0
+            && self.round.is_multiple_of(self.config.checkpoint_every)
+        {
+            self.out.push(Output::CheckpointDue { round: self.round });
+        }
+        if let Some(loss) = self.banked_loss.take() {
+            self.round_loss = loss;
+            self.send_and_wait(now);
+        } else {
+            self.phase = Phase::WantsCompute;
+            self.request_compute();
+        }
+    }
+}
