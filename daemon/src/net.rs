@@ -346,7 +346,7 @@ impl Net {
     /// went out, or `shutdown` fires twice.
     pub async fn run(mut self, mut shutdown: mpsc::Receiver<()>) -> Exit {
         let mut walk = tokio::time::interval(self.discovery_every);
-        let mut second = tokio::time::interval(Duration::from_millis(200));
+        let mut edge_tick = tokio::time::interval(Duration::from_millis(200));
         let mut stopping = false;
         let mut flush_deadline: Option<Instant> = None;
         loop {
@@ -375,7 +375,7 @@ impl Net {
                     None => return if stopping { Exit::Clean } else { Exit::TrainerGone },
                 },
                 _ = walk.tick() => self.walk(),
-                _ = second.tick() => {
+                _ = edge_tick.tick() => {
                     let now = self.now();
                     self.edges.tick(now);
                     self.apply_edges();
