@@ -20,15 +20,54 @@ pub struct Node {
     pub dir: PathBuf,
     /// Its peer id.
     pub peer_id: String,
-    /// Its TCP listen multiaddr (with `/p2p/<id>`).
+    /// Its listen multiaddr (with `/p2p/<id>`) on the swarm's transport.
     pub addr: String,
     /// Its HTTP endpoint.
     pub http: String,
 }
 
+/// The transport a local swarm's nodes listen and dial on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// TCP with noise and yamux (the default).
+    #[default]
+    Tcp,
+    /// QUIC v1 only: the nodes open no TCP listener at all.
+    Quic,
+}
+
+impl Transport {
+    /// The loopback listen multiaddr (port chosen by the OS).
+    pub fn listen_addr(self) -> &'static str {
+        match self {
+            Transport::Tcp => "/ip4/127.0.0.1/tcp/0",
+            Transport::Quic => "/ip4/127.0.0.1/udp/0/quic-v1",
+        }
+    }
+
+    /// Whether a listen multiaddr from `node.json` is of this transport.
+    fn is_mine(self, addr: &str) -> bool {
+        match self {
+            Transport::Tcp => addr.contains("/tcp/"),
+            Transport::Quic => addr.contains("/quic-v1"),
+        }
+    }
+}
+
 /// Starts `murmur run --data-dir <dir> <args>` with loopback listen and HTTP addresses, and
 /// waits (up to `timeout`) until it wrote `node.json` with a TCP address.
 pub fn spawn_node(binary: &Path, dir: &Path, args: &[String], timeout: Duration) -> Result<Node> {
+    spawn_node_on(binary, dir, args, timeout, Transport::Tcp)
+}
+
+/// [`spawn_node`] listening on `transport` only; `Node::addr` is that listen address.
+pub fn spawn_node_on(
+    binary: &Path,
+    dir: &Path,
+    args: &[String],
+    timeout: Duration,
+    transport: Transport,
+) -> Result<Node> {
     std::fs::create_dir_all(dir)?;
     let node_file = dir.join("node.json");
     let _ = std::fs::remove_file(&node_file);
@@ -40,7 +79,7 @@ pub fn spawn_node(binary: &Path, dir: &Path, args: &[String], timeout: Duration)
         .arg("run")
         .arg("--data-dir")
         .arg(dir)
-        .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0"])
+        .args(["--listen", transport.listen_addr(), "--http", "127.0.0.1:0"])
         .args(args)
         .env(
             "RUST_LOG",
@@ -65,7 +104,7 @@ pub fn spawn_node(binary: &Path, dir: &Path, args: &[String], timeout: Duration)
             && let Some(addr) = doc["listen"].as_array().and_then(|a| {
                 a.iter()
                     .filter_map(|v| v.as_str())
-                    .find(|s| s.contains("/tcp/"))
+                    .find(|s| transport.is_mine(s))
             })
             && let Some(http) = doc["http"].as_str()
         {
@@ -195,6 +234,8 @@ pub struct DemoOptions {
     pub keep: bool,
     /// Give up after this long.
     pub timeout: Duration,
+    /// What the nodes listen and dial on.
+    pub transport: Transport,
 }
 
 /// Per-peer results of a local swarm run.
@@ -297,20 +338,22 @@ pub fn run_swarm(
     let _ = std::fs::remove_dir_all(&dir);
     let start = Instant::now();
     let boot = Duration::from_secs(30);
-    let mut nodes = vec![spawn_node(
+    let mut nodes = vec![spawn_node_on(
         binary,
         &dir.join("node-0"),
         &swarm_args(0, opts, None),
         boot,
+        opts.transport,
     )?];
     let bootstrap = nodes[0].addr.clone();
     for i in 1..opts.peers {
         let args = swarm_args(i, opts, Some(&bootstrap));
-        nodes.push(spawn_node(
+        nodes.push(spawn_node_on(
             binary,
             &dir.join(format!("node-{i}")),
             &args,
             boot,
+            opts.transport,
         )?);
     }
     progress(&format!(
@@ -440,7 +483,7 @@ pub fn print_report(report: &SwarmReport, wall: f64) {
         report.bytes_saved()
     );
     println!(
-        "wire: {} written by libp2p in total (stream negotiation, noise and yamux framing \
+        "wire: {} written by libp2p in total (stream negotiation and transport framing \
          included): {:.1}x fewer than the dense updates alone",
         bytes(report.wire_bytes),
         report.wire_saved()

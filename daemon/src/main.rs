@@ -323,6 +323,9 @@ struct DemoArgs {
     /// Give up after this many seconds (default: 120 for digits, 900 for mnist-cnn).
     #[arg(long)]
     timeout: Option<u64>,
+    /// Transport the daemons listen and dial on (quic: QUIC v1 only, no TCP listener).
+    #[arg(long, value_enum, default_value_t = murmur_daemon::demo::Transport::Tcp)]
+    transport: murmur_daemon::demo::Transport,
     /// Extra `murmur run` flags for every daemon (after `--`).
     #[arg(last = true)]
     extra: Vec<String>,
@@ -375,6 +378,7 @@ impl DemoArgs {
             dir: self.dir.clone(),
             keep: self.keep,
             timeout: Duration::from_secs(timeout),
+            transport: self.transport,
         })
     }
 }

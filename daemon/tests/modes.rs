@@ -8,9 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::{TempDir, binary};
-use murmur_daemon::demo::{DemoOptions, SwarmReport, run_swarm};
+use murmur_daemon::demo::{DemoOptions, SwarmReport, Transport, run_swarm};
 
-fn swarm(dir: &TempDir, name: &str, extra: &[&str]) -> SwarmReport {
+fn swarm(dir: &TempDir, name: &str, extra: &[&str], transport: Transport) -> SwarmReport {
     let opts = DemoOptions {
         peers: 4,
         rounds: 500,
@@ -18,6 +18,7 @@ fn swarm(dir: &TempDir, name: &str, extra: &[&str]) -> SwarmReport {
         dir: Some(dir.join(name)),
         keep: true,
         timeout: Duration::from_secs(180),
+        transport,
     };
     run_swarm(binary(), &opts, |line| eprintln!("{name}: {line}"))
         .unwrap_or_else(|e| panic!("{name}: {e:#}"))
@@ -26,12 +27,13 @@ fn swarm(dir: &TempDir, name: &str, extra: &[&str]) -> SwarmReport {
 #[test]
 fn every_algorithm_and_mode_trains_within_two_points_of_choco() {
     let dir = TempDir::new("modes");
-    let choco = swarm(&dir, "choco", &[]);
+    let choco = swarm(&dir, "choco", &[], Transport::Tcp);
     let reference = choco.worst_accuracy();
     assert!(reference >= 0.9, "CHOCO default reached only {reference}");
-    let variants: &[(&str, &[&str])] = &[
-        ("dpsgd", &["--algorithm", "dpsgd"]),
-        ("push-sum", &["--algorithm", "push-sum"]),
+    let tcp = Transport::Tcp;
+    let variants: &[(&str, &[&str], Transport)] = &[
+        ("dpsgd", &["--algorithm", "dpsgd"], tcp),
+        ("push-sum", &["--algorithm", "push-sum"], tcp),
         (
             "push-sum one-peer-exponential",
             &[
@@ -40,13 +42,17 @@ fn every_algorithm_and_mode_trains_within_two_points_of_choco() {
                 "--topology",
                 "one-peer-exponential",
             ],
+            tcp,
         ),
         (
             "push-sum random:1",
             &["--algorithm", "push-sum", "--push", "random:1"],
+            tcp,
         ),
-        ("async", &["--mode", "async"]),
-        ("aggregate", &["--copies", "aggregate"]),
+        ("async", &["--mode", "async"], tcp),
+        ("aggregate", &["--copies", "aggregate"], tcp),
+        // No TCP listener at all: every connection is QUIC v1.
+        ("quic-only", &[], Transport::Quic),
     ];
     println!(
         "{:<32} {:>9} {:>11} {:>9}",
@@ -60,9 +66,9 @@ fn every_algorithm_and_mode_trains_within_two_points_of_choco() {
         0
     );
     let mut failures = Vec::new();
-    for (name, extra) in variants {
+    for (name, extra, transport) in variants {
         let dir_name = name.replace([' ', ':'], "-");
-        let r = swarm(&dir, &dir_name, extra);
+        let r = swarm(&dir, &dir_name, extra, *transport);
         let worst = r.worst_accuracy();
         let consensus = r.relative_consensus();
         let rejected: u64 = r.statuses.iter().map(|s| s.rejected_protocol).sum();

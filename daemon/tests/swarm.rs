@@ -22,6 +22,7 @@ fn four_daemons_learn_digits_agree_and_send_50x_fewer_bytes_than_dense() {
         dir: Some(dir.0.clone()),
         keep: true,
         timeout: Duration::from_secs(120),
+        transport: Default::default(),
     };
     let report = run_swarm(binary(), &opts, |line| eprintln!("{line}")).expect("swarm runs");
     murmur_daemon::demo::print_report(&report, report.train_secs);

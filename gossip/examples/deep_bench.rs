@@ -7,7 +7,8 @@
 //!   steps, default 30), the two copies, their share of the step, and the copies against two
 //!   plain memcpys of the same bytes;
 //! - a lock-step swarm of real peers (8 on the exponential graph, CHOCO-SGD with the 1-bit
-//!   threshold codec `threshold:0.02`, γ = 0.1, the task's own learner): ROUNDS rounds
+//!   threshold codec `threshold:0.02` (τ chosen per round so that 2% of the entries go),
+//!   γ = 0.1, the task's own learner): ROUNDS rounds
 //!   (default 10, after 2 warm-up rounds) timed as a whole, with the learners' steps timed
 //!   inside. What is left — encoding the update, framing, decoding each neighbour's update and
 //!   mixing — is the gossip work, per peer and round, reported as a share of the local step.
@@ -116,7 +117,7 @@ fn measure_round(name: &'static str, task: TaskConfig, rounds: u64) -> RoundRow 
     let spent_ns = Arc::new(AtomicU64::new(0));
     let config = PeerConfig {
         algorithm: Algorithm::Choco {
-            codec: CodecSpec::ThresholdSign { tau: 0.02 },
+            codec: CodecSpec::AdaptiveThreshold { density: 0.02 },
             gamma: 0.1,
         },
         mode: Mode::RoundTagged {
