@@ -209,16 +209,22 @@ enum TaskData {
 pub enum Shard {
     /// Indices of training samples.
     Samples(Vec<usize>),
-    /// A contiguous block of the training text (token positions).
-    Text(std::ops::Range<usize>),
+    /// Blocks of the training text (token positions, in text order); the learner samples
+    /// windows from their concatenation.
+    Text(Vec<std::ops::Range<usize>>),
 }
+
+/// Tokens per block when an `iid` partition deals a text to peers: long enough that few
+/// windows straddle two blocks (a 33-token window does in 0.8% of draws), short enough that
+/// every peer's blocks come from every part of the text (the plays differ in vocabulary).
+pub const TEXT_BLOCK: usize = 4096;
 
 impl Shard {
     /// Samples or tokens in the shard.
     pub fn len(&self) -> usize {
         match self {
             Shard::Samples(i) => i.len(),
-            Shard::Text(r) => r.len(),
+            Shard::Text(blocks) => blocks.iter().map(|r| r.len()).sum(),
         }
     }
 
@@ -289,6 +295,14 @@ impl TaskConfig {
     /// The bundled Shakespeare text, split by position, with a transformer.
     #[cfg(feature = "deep")]
     fn prepare_text(&self) -> Result<PreparedTask, TaskError> {
+        if !matches!(self.partition, Partition::Iid | Partition::Contiguous) {
+            return Err(TaskError::Config(format!(
+                "partition = {:?} has no meaning for text (data = shakespeare): use iid (blocks \
+                 of {TEXT_BLOCK} characters dealt to the peers in turn) or contiguous (one block \
+                 of the text per peer)",
+                self.partition.to_string()
+            )));
+        }
         let all = TextCorpus::from_bytes(data::shakespeare())?;
         let (train, valid) = all.split(self.test_fraction);
         let ModelSpec::Deep(spec) = &self.model else {
@@ -710,8 +724,10 @@ impl PreparedTask {
         )
     }
 
-    /// Each peer's part of the training data: the partition's sample indices, or contiguous
-    /// blocks of the training text.
+    /// Each peer's part of the training data: the partition's sample indices, or blocks of
+    /// the training text — `iid`: blocks of [`TEXT_BLOCK`] tokens dealt in turn (block b to
+    /// peer b mod n), so every peer reads every part of the text; `contiguous`: one block of
+    /// len/n tokens per peer, peer i the i-th (each peer reads a few plays only).
     pub fn peer_shards(&self, peers: usize) -> Vec<Shard> {
         match &self.data {
             TaskData::Samples { .. } => {
@@ -720,9 +736,16 @@ impl PreparedTask {
             #[cfg(feature = "deep")]
             TaskData::Text { train, .. } => {
                 let n = train.len();
-                (0..peers)
-                    .map(|i| Shard::Text(i * n / peers..(i + 1) * n / peers))
-                    .collect()
+                if self.config.partition == Partition::Contiguous {
+                    return (0..peers)
+                        .map(|i| Shard::Text(vec![i * n / peers..(i + 1) * n / peers]))
+                        .collect();
+                }
+                let mut shards = vec![Vec::new(); peers];
+                for (b, start) in (0..n).step_by(TEXT_BLOCK).enumerate() {
+                    shards[b % peers].push(start..(start + TEXT_BLOCK).min(n));
+                }
+                shards.into_iter().map(Shard::Text).collect()
             }
         }
     }
@@ -732,7 +755,7 @@ impl PreparedTask {
         match &self.data {
             TaskData::Samples { train, .. } => Shard::Samples((0..train.len()).collect()),
             #[cfg(feature = "deep")]
-            TaskData::Text { train, .. } => Shard::Text(0..train.len()),
+            TaskData::Text { train, .. } => Shard::Text(vec![0..train.len()]),
         }
     }
 
@@ -797,10 +820,10 @@ impl PreparedTask {
                 ))
             }
             #[cfg(feature = "deep")]
-            (PreparedModel::Deep(m), TaskData::Text { train, valid }, Shard::Text(range)) => {
+            (PreparedModel::Deep(m), TaskData::Text { train, valid }, Shard::Text(blocks)) => {
                 deep(DeepLearner::text(
                     m.clone(),
-                    train.slice(range.clone()),
+                    train.gather(blocks),
                     valid.clone(),
                     self.config.optimizer.clone(),
                     self.config.batch_size,

@@ -4,7 +4,8 @@
 #![cfg(feature = "deep")]
 
 use murmur_gossip::data;
-use murmur_gossip::task::{DataSource, Shard, TaskConfig};
+use murmur_gossip::data::Partition;
+use murmur_gossip::task::{DataSource, Shard, TEXT_BLOCK, TaskConfig};
 
 fn task(data: DataSource, model: &str) -> TaskConfig {
     TaskConfig {
@@ -47,16 +48,46 @@ fn shakespeare_with_the_transformer_shards_the_text_and_knows_its_unigram_loss()
     .unwrap();
     assert!(t.is_text());
     let shards = t.peer_shards(8);
-    // Contiguous blocks covering the training text, in order.
-    let mut next = 0;
-    for s in &shards {
-        let Shard::Text(r) = s else {
+    // iid (the default): blocks of TEXT_BLOCK tokens dealt in turn, disjoint, covering the
+    // training text, every peer's blocks spread over all of it.
+    let mut blocks: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
+    for (peer, s) in shards.iter().enumerate() {
+        let Shard::Text(b) = s else {
             panic!("text shards")
         };
+        assert!(b.first().unwrap().start < TEXT_BLOCK * 8, "peer {peer} starts late");
+        assert!(b.last().unwrap().end > t.train_len() - TEXT_BLOCK * 8, "peer {peer} ends early");
+        blocks.extend(b.iter().map(|r| (peer, r.clone())));
+    }
+    blocks.sort_by_key(|(_, r)| r.start);
+    let mut next = 0;
+    for (i, (peer, r)) in blocks.iter().enumerate() {
         assert_eq!(r.start, next);
+        assert_eq!(*peer, i % 8, "block {i} dealt in turn");
         next = r.end;
     }
     assert_eq!(next, t.train_len());
+    // contiguous: one block per peer, in order.
+    let mut config = task(
+        DataSource::Shakespeare,
+        "transformer:layers=1,width=32,heads=2,context=16",
+    );
+    config.partition = Partition::Contiguous;
+    let contiguous = config.prepare().unwrap().peer_shards(8);
+    let mut next = 0;
+    for s in &contiguous {
+        let Shard::Text(b) = s else {
+            panic!("text shards")
+        };
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].start, next);
+        next = b[0].end;
+    }
+    assert_eq!(next, t.train_len());
+    // A partition by labels means nothing for text.
+    config.partition = Partition::Dirichlet { alpha: 0.5 };
+    let err = config.prepare().unwrap_err().to_string();
+    assert!(err.contains("partition") && err.contains("text"), "{err}");
     // The last 20% of the text is validation.
     let total = data::shakespeare().len();
     assert_eq!(t.train_len(), total - (total as f64 * 0.2).round() as usize);

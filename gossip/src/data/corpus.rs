@@ -88,6 +88,18 @@ impl TextCorpus {
         }
     }
 
+    /// The blocks `ranges` one after another, as one corpus with the same vocabulary.
+    pub fn gather(&self, ranges: &[std::ops::Range<usize>]) -> TextCorpus {
+        let mut tokens = Vec::with_capacity(ranges.iter().map(|r| r.len()).sum());
+        for r in ranges {
+            tokens.extend_from_slice(&self.tokens[r.clone()]);
+        }
+        TextCorpus {
+            vocab: Arc::clone(&self.vocab),
+            tokens: tokens.into(),
+        }
+    }
+
     /// Splits by position: the last `round(len × validation_fraction)` tokens are validation,
     /// the rest (the beginning of the text) training. Both keep the vocabulary.
     pub fn split(&self, validation_fraction: f64) -> (TextCorpus, TextCorpus) {
