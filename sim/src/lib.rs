@@ -16,6 +16,8 @@
 //! - [`experiment`]: sweeps over scenario variants with CSV tables and PNG plots.
 //! - [`metrics`]: the per-tick metric rows and their CSV / JSON-lines writer.
 //! - [`bench`]: the throughput benchmark (peers × parameters × rounds per second).
+//! - [`topo`]: from a topology spec to the edges, the push-sum schedule and the spectral gap.
+//! - [`plot`]: PNG line and scatter plots (bundled font, no system libraries).
 
 pub mod adversary;
 pub mod bench;
