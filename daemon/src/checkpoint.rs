@@ -435,6 +435,7 @@ mod tests {
                 stream: 0,
                 word_pos: 9,
             },
+            privacy: None,
         }
     }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use libp2p::{Multiaddr, PeerId};
 use murmur_gossip::peer::{Algorithm, CodecSpec, CopyStorage, Mode, PeerConfig, PushSchedule};
+use murmur_gossip::privacy::{DEFAULT_DELTA, PrivacyConfig, PrivacyError};
 use murmur_gossip::task::{TaskConfig, TaskError};
 use murmur_topology::NeighbourRule;
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,8 @@ pub struct Config {
     pub task: TaskConfig,
     /// Averaging algorithm, codec and its knobs.
     pub gossip: GossipConfig,
+    /// Peer-level differential privacy of every update this node releases.
+    pub privacy: PrivacySection,
     /// How neighbours are chosen among the discovered peers.
     pub topology: TopologyConfig,
     /// Stopping and evaluation.
@@ -246,8 +249,6 @@ pub struct GossipConfig {
     pub copies: String,
     /// Clip each neighbour's contribution to this L2 radius (robustness to hostile peers).
     pub clip_radius: Option<f32>,
-    /// Gaussian noise added to what is sent.
-    pub noise_std: f32,
     /// Base seed; each node mixes in its shard index.
     pub seed: u64,
     /// Largest gossip message accepted (default 8 × dim + 4096).
@@ -284,7 +285,6 @@ impl Default for GossipConfig {
             overlap_compute: true,
             copies: "per-neighbour".to_string(),
             clip_radius: p.clip_radius,
-            noise_std: p.noise_std,
             seed: 0,
             max_message_bytes: p.max_message_bytes,
             startup_timeout_ms: p.startup_timeout / 1_000,
@@ -354,7 +354,6 @@ impl GossipConfig {
             push,
             overlap_compute: self.overlap_compute,
             clip_radius: self.clip_radius,
-            noise_std: self.noise_std,
             checkpoint_every: 0,
             seed: self.seed,
             fingerprint: 0,
@@ -370,6 +369,74 @@ impl GossipConfig {
         };
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// Peer-level differential privacy (`murmur_gossip::privacy`): each round's local update is
+/// clipped to L2 norm `clip` and Gaussian noise of std `noise_multiplier` × `clip` is added
+/// before the update touches the model, so everything the node sends, serves on `/model` and
+/// checkpoints as a model is post-processing of noised updates; `/status` reports the (ε, δ)
+/// spent. The unit protected is this node's whole local dataset. Off unless both `clip` and
+/// `noise_multiplier` are set.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacySection {
+    /// C: L2 norm each round's update is clipped to.
+    pub clip: Option<f64>,
+    /// σ: noise std per coordinate in units of `clip` (>= 1).
+    pub noise_multiplier: Option<f64>,
+    /// δ of the reported (ε, δ), in (0, 1).
+    pub delta: f64,
+}
+
+impl Default for PrivacySection {
+    fn default() -> Self {
+        PrivacySection {
+            clip: None,
+            noise_multiplier: None,
+            delta: DEFAULT_DELTA,
+        }
+    }
+}
+
+impl PrivacySection {
+    /// The peer's privacy setting (None: off), every value checked with its key and flag.
+    pub fn config(&self) -> Result<Option<PrivacyConfig>> {
+        let named = |e: PrivacyError| {
+            let (key, flag) = match e {
+                PrivacyError::Clip(_) => ("privacy.clip", "--dp-clip"),
+                PrivacyError::NoiseMultiplier(_) => ("privacy.noise_multiplier", "--dp-noise"),
+                PrivacyError::Delta(_) => ("privacy.delta", "--dp-delta"),
+            };
+            anyhow::anyhow!(
+                "{}",
+                e.to_string().replacen(key, &format!("{key} ({flag})"), 1)
+            )
+        };
+        let config = match (self.clip, self.noise_multiplier) {
+            (None, None) => {
+                // Checked even while off: a nonsense value is a mistake either way.
+                if !(self.delta > 0.0 && self.delta < 1.0) {
+                    return Err(named(PrivacyError::Delta(self.delta)));
+                }
+                return Ok(None);
+            }
+            (Some(clip), Some(noise_multiplier)) => PrivacyConfig {
+                clip,
+                noise_multiplier,
+                delta: self.delta,
+            },
+            (Some(_), None) => bail!(
+                "privacy.clip (--dp-clip) is set but privacy.noise_multiplier (--dp-noise) is \
+                 not: set both to turn differential privacy on"
+            ),
+            (None, Some(_)) => bail!(
+                "privacy.noise_multiplier (--dp-noise) is set but privacy.clip (--dp-clip) is \
+                 not: set both to turn differential privacy on"
+            ),
+        };
+        config.validate().map_err(named)?;
+        Ok(Some(config))
     }
 }
 
@@ -496,12 +563,51 @@ impl Default for TestingConfig {
     }
 }
 
+/// Why `gossip.noise_std` is refused (it was removed: noise without clipping or accounting).
+pub const NOISE_STD_REMOVED: &str = "gossip.noise_std was removed: Gaussian noise on what was \
+     sent, without clipping or an accountant, bounded nothing and left the model and /model \
+     exact, so it was not privacy. Use the [privacy] section (clip, noise_multiplier, delta) or \
+     --dp-clip C --dp-noise SIGMA [--dp-delta D]: each round's update is clipped to C and \
+     noised with std SIGMA x C, and /status reports the epsilon spent";
+
 impl Config {
     /// Parses a TOML file.
     pub fn load(path: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+        Self::parse(&text).with_context(|| format!("parsing config {}", path.display()))
+    }
+
+    /// Parses TOML text, refusing removed keys with what replaced them.
+    pub fn parse(text: &str) -> Result<Self> {
+        if let Ok(table) = toml::from_str::<toml::Table>(text)
+            && table
+                .get("gossip")
+                .and_then(toml::Value::as_table)
+                .is_some_and(|g| g.contains_key("noise_std"))
+        {
+            bail!("{NOISE_STD_REMOVED}");
+        }
+        // Parsed from the text (not the table) so errors keep their line and column.
+        Ok(toml::from_str(text)?)
+    }
+
+    /// The peer configuration: `[gossip]` and `[privacy]` (seed, fingerprint and checkpoint
+    /// cadence are filled in by `task::prepare`).
+    pub fn peer_config(&self) -> Result<PeerConfig> {
+        let mut config = self
+            .gossip
+            .peer_config()
+            .context("gossip settings (see `murmur config`)")?;
+        config.privacy = self.privacy.config()?;
+        if config.privacy.is_some() && config.local_steps == 0 {
+            bail!(
+                "privacy (--dp-clip/--dp-noise) needs gossip.local_steps (--local-steps) >= 1: \
+                 with 0 the node never touches its data, so there is nothing to protect"
+            );
+        }
+        config.validate()?;
+        Ok(config)
     }
 
     /// Checks every numeric and enumerated setting, so a nonsense value stops the node at
@@ -523,9 +629,7 @@ impl Config {
             TaskError::Config(msg) => anyhow::anyhow!("task.{msg}"),
             other => anyhow::anyhow!("task: {other}"),
         })?;
-        self.gossip
-            .peer_config()
-            .context("gossip settings (see `murmur config`)")?;
+        self.peer_config()?;
         let rule = self.topology.rule.parse::<NeighbourRule>().map_err(|e| {
             anyhow::anyhow!("topology.rule (--topology) = {:?}: {e}", self.topology.rule)
         })?;
@@ -593,6 +697,70 @@ mod tests {
         let back: Config = toml::from_str(&text).unwrap();
         assert_eq!(toml::to_string(&back).unwrap(), text);
         back.gossip.peer_config().unwrap();
+    }
+
+    #[test]
+    fn privacy_is_off_by_default_and_named_when_half_set_or_out_of_range() {
+        assert_eq!(Config::default().peer_config().unwrap().privacy, None);
+        let with = |clip, noise, delta| Config {
+            privacy: PrivacySection {
+                clip,
+                noise_multiplier: noise,
+                delta,
+            },
+            ..Config::default()
+        };
+        let on = with(Some(1.0), Some(4.0), 1e-6).peer_config().unwrap();
+        assert_eq!(
+            on.privacy,
+            Some(PrivacyConfig {
+                clip: 1.0,
+                noise_multiplier: 4.0,
+                delta: 1e-6
+            })
+        );
+        for (config, expected) in [
+            (
+                with(Some(1.0), None, 1e-5),
+                "privacy.noise_multiplier (--dp-noise) is set",
+            ),
+            (
+                with(None, Some(4.0), 1e-5),
+                "privacy.clip (--dp-clip) is set",
+            ),
+            (
+                with(Some(0.0), Some(4.0), 1e-5),
+                "privacy.clip (--dp-clip) = 0 must be",
+            ),
+            (
+                with(Some(1.0), Some(0.1), 1e-5),
+                "privacy.noise_multiplier (--dp-noise) = 0.1",
+            ),
+            (
+                with(Some(1.0), Some(4.0), 1.0),
+                "privacy.delta (--dp-delta) = 1 must be",
+            ),
+            (
+                with(None, None, 0.0),
+                "privacy.delta (--dp-delta) = 0 must be",
+            ),
+        ] {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+        // The removed key points at its replacement; the section parses from TOML.
+        let err = Config::parse("[gossip]\nnoise_std = 0.01\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("gossip.noise_std was removed") && err.contains("--dp-noise"),
+            "{err}"
+        );
+        let parsed = Config::parse("[privacy]\nclip = 2.0\nnoise_multiplier = 8\n").unwrap();
+        assert_eq!(
+            parsed.privacy.config().unwrap().unwrap().delta,
+            DEFAULT_DELTA
+        );
     }
 
     #[test]

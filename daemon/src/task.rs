@@ -59,8 +59,9 @@ pub fn prepare(config: &Config) -> Result<Prepared> {
         "task ready"
     );
     let init = prepared.init_params(config.task.seed);
-    let mut peer_config = config.gossip.peer_config()?;
-    // Independent codec/noise streams per node, reproducible from the base seed.
+    let mut peer_config = config.peer_config()?;
+    // Independent codec streams per node, reproducible from the base seed (the privacy noise
+    // gets a secret key from the OS instead: see node.rs).
     peer_config.seed = config
         .gossip
         .seed

@@ -9,7 +9,9 @@
 //!   feature (on by default), `deep` (a CNN and a transformer trained by autodiff in candle
 //!   over the same flat parameter vector);
 //! - the gossip state machine — [`message`] (the versioned wire messages) and [`peer`]
-//!   (compressed gossip averaging of the CHOCO-SGD family, driven by `handle(now, input)`).
+//!   (compressed gossip averaging of the CHOCO-SGD family, driven by `handle(now, input)`),
+//!   with [`privacy`] (peer-level differential privacy of each round's update, and its
+//!   accountant).
 //!
 //! The daemon (tokio + libp2p) and the simulator (virtual clock) drive the very same
 //! [`peer::Peer`], so a result measured in simulation predicts the daemon.
@@ -24,5 +26,6 @@ pub mod message;
 pub mod model;
 pub mod optim;
 pub mod peer;
+pub mod privacy;
 pub mod task;
 pub mod train;

@@ -396,6 +396,7 @@ fn checkpoint_corpus(seed: u64) -> Vec<Vec<u8>> {
                     stream: 3,
                     word_pos: 1 << 20,
                 },
+                privacy: None,
             }
             .encode(),
         );

@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{Peer, Phase, all_finite};
 use crate::message::AlgorithmKind;
+use crate::privacy::PrivacyConfig;
 
-/// Version of the [`PeerCheckpoint`] layout.
-pub const CHECKPOINT_FORMAT: u16 = 1;
+/// Version of the [`PeerCheckpoint`] layout (2 added `privacy`; format 1 still decodes, as a
+/// checkpoint written without privacy).
+pub const CHECKPOINT_FORMAT: u16 = 2;
 
 /// A peer's resumable state. Neighbour copies are deliberately absent: a restarted peer
 /// reconnects, and a reconnect resynchronises every copy by snapshot, so saving them would only
@@ -45,6 +47,48 @@ pub struct PeerCheckpoint {
     pub learner_state: Vec<u8>,
     /// The noise generator's position.
     pub rng: RngState,
+    /// The privacy the peer ran with: a checkpoint resumes only under the same clip and noise
+    /// multiplier (a model trained without privacy must not be published as if it had it).
+    pub privacy: Option<PrivacyConfig>,
+}
+
+/// Format 1: [`PeerCheckpoint`] without `privacy`.
+#[derive(Deserialize)]
+struct PeerCheckpointV1 {
+    format: u16,
+    dim: u64,
+    fingerprint: u64,
+    algorithm: AlgorithmKind,
+    round: u64,
+    seq: u64,
+    last_update_round: u64,
+    local_steps: u64,
+    model: Vec<f32>,
+    x_hat: Vec<f32>,
+    push_weight: f64,
+    learner_state: Vec<u8>,
+    rng: RngState,
+}
+
+impl From<PeerCheckpointV1> for PeerCheckpoint {
+    fn from(v: PeerCheckpointV1) -> Self {
+        PeerCheckpoint {
+            format: CHECKPOINT_FORMAT,
+            dim: v.dim,
+            fingerprint: v.fingerprint,
+            algorithm: v.algorithm,
+            round: v.round,
+            seq: v.seq,
+            last_update_round: v.last_update_round,
+            local_steps: v.local_steps,
+            model: v.model,
+            x_hat: v.x_hat,
+            push_weight: v.push_weight,
+            learner_state: v.learner_state,
+            rng: v.rng,
+            privacy: None,
+        }
+    }
 }
 
 /// Exact position of a ChaCha8 generator.
@@ -123,18 +167,29 @@ impl PeerCheckpoint {
         postcard::to_stdvec(self).expect("checkpoint serializes into a Vec")
     }
 
-    /// Strict decoding (no trailing bytes, format checked).
+    /// Strict decoding (no trailing bytes, format checked; format 1 is read as a checkpoint
+    /// without privacy).
     pub fn decode(bytes: &[u8]) -> Result<Self, CheckpointError> {
-        let (cp, rest): (PeerCheckpoint, &[u8]) = postcard::take_from_bytes(bytes)
-            .map_err(|e| CheckpointError::Malformed(e.to_string()))?;
+        let malformed = |e: postcard::Error| CheckpointError::Malformed(e.to_string());
+        // The format is the first field in every version.
+        let (format, _): (u16, &[u8]) = postcard::take_from_bytes(bytes).map_err(malformed)?;
+        let (cp, rest): (PeerCheckpoint, &[u8]) = match format {
+            1 => {
+                let (v1, rest): (PeerCheckpointV1, &[u8]) =
+                    postcard::take_from_bytes(bytes).map_err(malformed)?;
+                debug_assert_eq!(v1.format, 1);
+                (v1.into(), rest)
+            }
+            CHECKPOINT_FORMAT => postcard::take_from_bytes(bytes).map_err(malformed)?,
+            got => {
+                return Err(CheckpointError::Format {
+                    got,
+                    expected: CHECKPOINT_FORMAT,
+                });
+            }
+        };
         if !rest.is_empty() {
             return Err(CheckpointError::TrailingBytes(rest.len()));
-        }
-        if cp.format != CHECKPOINT_FORMAT {
-            return Err(CheckpointError::Format {
-                got: cp.format,
-                expected: CHECKPOINT_FORMAT,
-            });
         }
         Ok(cp)
     }
@@ -157,6 +212,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             push_weight: self.push.weight,
             learner_state: self.learner.save_state(),
             rng: RngState::of(&self.rng),
+            privacy: self.config.privacy,
         }
     }
 
@@ -189,6 +245,18 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             return Err(CheckpointError::Mismatch(format!(
                 "algorithm {:?} (peer: {:?})",
                 cp.algorithm, self.kind
+            )));
+        }
+        let mechanism = |p: &Option<PrivacyConfig>| p.map(|p| (p.clip, p.noise_multiplier));
+        if mechanism(&cp.privacy) != mechanism(&self.config.privacy) {
+            let show = |p: &Option<PrivacyConfig>| match p {
+                Some(p) => format!("clip {} noise_multiplier {}", p.clip, p.noise_multiplier),
+                None => "off".to_string(),
+            };
+            return Err(CheckpointError::Mismatch(format!(
+                "privacy {} (peer: {})",
+                show(&cp.privacy),
+                show(&self.config.privacy)
             )));
         }
         for (what, v, expected) in [

@@ -4,6 +4,7 @@ use super::CodecSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::message::AlgorithmKind;
+use crate::privacy::{PrivacyConfig, PrivacyError};
 
 /// The driver's clock: microseconds since the driver started (virtual in the simulator).
 pub type Micros = u64;
@@ -105,7 +106,8 @@ pub enum CopyStorage {
 }
 
 /// Everything that configures a peer. `Default` is CHOCO with an adaptive threshold-sign codec
-/// at 1% density, γ = 0.4, one local step per round, round-tagged with a 1 s timeout.
+/// at 1% density, γ = 0.4, one local step per round, round-tagged with a 1 s timeout, privacy
+/// off.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PeerConfig {
@@ -127,12 +129,17 @@ pub struct PeerConfig {
     /// ClippedGossip (He, Karimireddy, Jaggi 2022): clip each neighbour's contribution
     /// (x̂_j − x̂_i) to this L2 radius before mixing. `None`: no clipping.
     pub clip_radius: Option<f32>,
-    /// Standard deviation of Gaussian noise added to what is sent (before compression); the
-    /// public copy includes the noise so copies stay exact. 0: none.
-    pub noise_std: f32,
+    /// Peer-level differential privacy: each round's local update is clipped to
+    /// `privacy.clip` and noised with N(0, (σ · clip)²) before it touches the model, so
+    /// nothing the peer sends or a driver publishes is more than post-processing of noised
+    /// updates (see [`crate::privacy`]). `None`: off. (This replaces `noise_std`, which
+    /// added unclipped noise to what was sent: no bound on sensitivity, no accountant, and
+    /// the model itself stayed exact.)
+    pub privacy: Option<PrivacyConfig>,
     /// Emit [`super::Output::CheckpointDue`] every this many rounds (0: never).
     pub checkpoint_every: u64,
-    /// Seed of every random choice the peer makes (codec, noise).
+    /// Seed of every random choice the peer makes (codec, privacy noise unless the driver sets
+    /// a secret key with [`super::Peer::set_noise_key`]).
     pub seed: u64,
     /// Fingerprint of the model family, see [`crate::message::fingerprint`]; peers with another
     /// fingerprint are rejected.
@@ -183,7 +190,7 @@ impl Default for PeerConfig {
             push: PushSchedule::All,
             overlap_compute: false,
             clip_radius: None,
-            noise_std: 0.0,
+            privacy: None,
             checkpoint_every: 0,
             seed: 0,
             fingerprint: 0,
@@ -210,9 +217,15 @@ pub enum ConfigError {
     /// Damping outside (0, 1].
     #[error("async damping = {0} must be in (0, 1]")]
     Damping(f32),
-    /// Negative or non-finite noise.
-    #[error("noise_std = {0} must be finite and >= 0")]
-    Noise(f32),
+    /// A privacy setting out of range.
+    #[error(transparent)]
+    Privacy(#[from] PrivacyError),
+    /// Privacy with no local step: the data is never touched, so there is nothing to protect
+    /// and the noise would only be harm.
+    #[error(
+        "privacy needs local_steps >= 1 (with 0 the peer never touches its data: nothing to protect)"
+    )]
+    PrivacyWithoutSteps,
     /// Non-positive or non-finite clip radius.
     #[error("clip_radius = {0} must be finite and > 0")]
     ClipRadius(f32),
@@ -239,6 +252,9 @@ pub enum ConfigError {
     /// A push schedule other than `all` with an algorithm that does not push.
     #[error("a push schedule (one-peer-exponential, random:K) needs the push-sum algorithm")]
     PushSchedule,
+    /// A setter that only works before [`super::Input::Start`] was called after it.
+    #[error("{0} must be called before Start")]
+    Started(&'static str),
     /// Zero-sized model or message cap.
     #[error("{0} must be > 0")]
     Zero(&'static str),
@@ -257,8 +273,11 @@ impl PeerConfig {
         {
             return Err(ConfigError::Damping(*damping));
         }
-        if !(self.noise_std.is_finite() && self.noise_std >= 0.0) {
-            return Err(ConfigError::Noise(self.noise_std));
+        if let Some(privacy) = &self.privacy {
+            privacy.validate()?;
+            if self.local_steps == 0 {
+                return Err(ConfigError::PrivacyWithoutSteps);
+            }
         }
         if let Some(r) = self.clip_radius
             && !(r.is_finite() && r > 0.0)
@@ -299,5 +318,19 @@ impl PeerConfig {
             return Err(ConfigError::Zero("misbehaviour_window"));
         }
         Ok(())
+    }
+}
+
+/// What replaced a removed `PeerConfig` key (a driver that reads configuration files refuses
+/// the old key with this message instead of serde's "unknown field"). `None` for any other key.
+pub fn removed_key(key: &str) -> Option<&'static str> {
+    match key {
+        "noise_std" => Some(
+            "noise_std was removed: Gaussian noise on what is sent, without clipping or an \
+             accountant, bounded nothing and left the model exact. Use privacy = { clip = C, \
+             noise_multiplier = SIGMA, delta = 1e-5 } instead (peer-level differential privacy of \
+             each round's clipped update, with epsilon reported)",
+        ),
+        _ => None,
     }
 }

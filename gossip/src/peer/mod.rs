@@ -58,6 +58,18 @@
 //! `max_snapshots_per_round` times per neighbour per round. Removing a neighbour drops its
 //! copy and so exactly its contribution; a peer's own unsent residual stays in x_i − x̂_i.
 //!
+//! # Privacy
+//! With [`PeerConfig::privacy`] set, the round's local update Δ = x_after − x_before is
+//! clipped to L2 norm C and Gaussian noise N(0, (σC)²) per coordinate is added, inside the
+//! call that ran the local steps, before anything is sent or can be read: the model a driver
+//! ever sees, every update, share and snapshot, and every checkpoint's model are then
+//! post-processing of noised updates. With `overlap_compute` the next round's steps run while
+//! this round mixes, and they are noised the moment they finish, so a snapshot answered or a
+//! model published in between sees the noised model too. [`Peer::privacy_spent`] gives the
+//! (ε, δ) of the updates released so far, peer-level (the unit is the peer's whole local
+//! dataset). What this protects, what it does not (the local steps' intermediate states,
+//! the optimizer state in checkpoints, timing) and why is in [`crate::privacy`].
+//!
 //! # Layout
 //! The peer is one state machine split by the sub-state each file owns, with dispatch here
 //! ([`Peer::handle`] and the message dispatch):
@@ -98,8 +110,11 @@ use ndarray::Array1;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+pub use crate::privacy::{PrivacyConfig, PrivacySpent};
 pub use checkpoint::{CHECKPOINT_FORMAT, CheckpointError, PeerCheckpoint, RngState};
-pub use config::{Algorithm, ConfigError, CopyStorage, Micros, Mode, PeerConfig, PushSchedule};
+pub use config::{
+    Algorithm, ConfigError, CopyStorage, Micros, Mode, PeerConfig, PushSchedule, removed_key,
+};
 pub use io::{Input, NeighbourInfo, Output, PeerPhase, RejectReason};
 pub use stats::{PeerStats, RejectCounts};
 pub use timers::TimerToken;
@@ -241,7 +256,8 @@ pub struct Peer<I> {
     push: PushSum<I>,
     /// Compresses each update; seeded from the config seed and, after a restore, the round.
     compressor: Box<dyn Compressor>,
-    /// Generator of the noise added to updates (its position is checkpointed).
+    /// Generator of the privacy noise added to updates (its position is checkpointed; seeded
+    /// from the config seed, or from the driver's secret [`Peer::set_noise_key`]).
     rng: ChaCha8Rng,
     /// Next round to run (rounds completed, or the round adopted by a joiner).
     round: u64,
@@ -478,6 +494,30 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     /// Frames larger than this are rejected unread.
     pub fn max_message_bytes(&self) -> usize {
         self.max_message_bytes
+    }
+    /// With privacy on, the (ε, δ) guarantee of the noised updates this peer object released
+    /// ([`PeerStats::private_rounds`]; a restored checkpoint does not carry the releases of
+    /// earlier processes, which a resuming driver adds itself, see [`crate::privacy`]).
+    pub fn privacy_spent(&self) -> Option<PrivacySpent> {
+        self.config
+            .privacy
+            .map(|p| p.spent(self.stats.private_rounds))
+    }
+
+    // ------------------------------------------------------------------ mutators
+
+    /// Replaces the key of the privacy-noise generator (position 0 of a fresh ChaCha8 stream)
+    /// with a secret one. Noise an observer can regenerate protects nothing, and the default
+    /// key derives from [`PeerConfig::seed`]; a driver that protects real data calls this
+    /// before [`Input::Start`] (after [`Peer::restore`], whose generator position would
+    /// otherwise replay noise already spent on the updates sent after that checkpoint) with
+    /// 32 bytes from the operating system, at every start. Refused once started.
+    pub fn set_noise_key(&mut self, key: [u8; 32]) -> Result<(), ConfigError> {
+        if !matches!(self.phase, Phase::Idle) {
+            return Err(ConfigError::Started("set_noise_key"));
+        }
+        self.rng = ChaCha8Rng::from_seed(key);
+        Ok(())
     }
 
     // ------------------------------------------------------------------ dispatch

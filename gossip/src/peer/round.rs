@@ -1,6 +1,7 @@
 //! A round: asking for compute, the H local steps, sending the update (or, push-sum, the
 //! shares), waiting for the neighbours' updates of the round (round-tagged mode), the mix and
-//! completing the round. This owns the round cycle of [`Phase`] (`WantsCompute` → `Mixing` →
+//! completing the round, with the privacy of the local update (clip and noise, right after the
+//! steps). This owns the round cycle of [`Phase`] (`WantsCompute` → `Mixing` →
 //! `WantsCompute`) with the compute request, the round's loss, and the loss banked when the
 //! next round's steps overlap this round's wait.
 
@@ -8,12 +9,12 @@ use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::hash::Hash;
 
-use rand::Rng;
-use rand_distr::StandardNormal;
+use ndarray::Array1;
 
 use super::timers::TimerPurpose;
 use super::{Algorithm, Micros, Mode, Output, Peer, Phase, all_finite, metropolis_weight};
 use crate::message::{AlgorithmKind, Message, Update};
+use crate::privacy::{PrivacyConfig, clip_and_noise};
 
 impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     /// Emits [`Output::WantCompute`] unless one is outstanding.
@@ -88,7 +89,8 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     }
 
     /// Runs the H local steps on x and returns their mean loss (NaN when H = 0 or when the
-    /// steps diverged and were undone).
+    /// steps diverged and were undone). With privacy on, the update is clipped and noised here,
+    /// before this call returns: x' never leaves this function (see [`crate::privacy`]).
     fn local_steps(&mut self) -> f32 {
         let h = self.config.local_steps;
         if h == 0 {
@@ -102,30 +104,56 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         }
         self.steps_taken += u64::from(h);
         self.stats.local_steps += u64::from(h);
-        if all_finite(params) {
+        let finite = all_finite(params);
+        let loss = if finite {
             (total / f64::from(h)) as f32
         } else {
             // Divergence must not reach the neighbours: undo this round's steps.
-            self.model = backup;
             self.stats.diverged_rounds += 1;
             f32::NAN
+        };
+        match self.config.privacy {
+            Some(privacy) => self.privatize(&backup, finite, privacy),
+            None if !finite => self.model = backup,
+            None => {}
+        }
+        loss
+    }
+
+    /// x ← x_before + clip(Δ) + noise, Δ = x − x_before (0 when the steps diverged: a round
+    /// still releases a noised update whatever happened, so that a divergence is not itself
+    /// an unnoised signal).
+    fn privatize(&mut self, before: &Array1<f32>, finite: bool, privacy: PrivacyConfig) {
+        let mut delta: Vec<f32> = if finite {
+            self.model.iter().zip(before).map(|(x, b)| x - b).collect()
+        } else {
+            vec![0.0; self.dim]
+        };
+        let norm = clip_and_noise(
+            &mut delta,
+            privacy.clip,
+            privacy.noise_multiplier,
+            &mut self.rng,
+        );
+        if norm > privacy.clip {
+            self.stats.privacy_clipped += 1;
+        }
+        for ((x, b), d) in self.model.iter_mut().zip(before).zip(&delta) {
+            *x = b + d;
+        }
+        self.stats.private_rounds += 1;
+        if !all_finite(self.model.as_slice().expect("model is contiguous")) {
+            // Only a clip so large that σ · clip overflows f32 gets here; the noised update
+            // is then dropped (its release counted all the same).
+            self.model = before.clone();
+            self.stats.diverged_rounds += 1;
         }
     }
 
-    fn add_noise(&mut self, v: &mut [f32]) {
-        let std = self.config.noise_std;
-        if std > 0.0 {
-            for x in v.iter_mut() {
-                let z: f32 = self.rng.sample(StandardNormal);
-                *x += std * z;
-            }
-        }
-    }
-
-    /// CHOCO: q = Q(x − x̂ + noise), x̂ += q; D-PSGD: the (noisy, compressed) model, x̂ = it.
-    /// Either way q goes to every neighbour.
+    /// CHOCO: q = Q(x − x̂), x̂ += q; D-PSGD: the (compressed) model, x̂ = it. Either way q
+    /// goes to every neighbour.
     fn send_update(&mut self) {
-        let mut v: Vec<f32> = match self.kind {
+        let v: Vec<f32> = match self.kind {
             AlgorithmKind::Choco => self
                 .model
                 .iter()
@@ -134,7 +162,6 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                 .collect(),
             _ => self.model.to_vec(),
         };
-        self.add_noise(&mut v);
         let q = self.compressor.compress(&v);
         match self.kind {
             AlgorithmKind::Choco => q.add_to(&mut self.x_hat, 1.0),

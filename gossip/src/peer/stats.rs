@@ -67,6 +67,12 @@ pub struct PeerStats {
     pub clipped_contributions: u64,
     /// Rounds whose local steps produced non-finite parameters (the steps were undone).
     pub diverged_rounds: u64,
+    /// Privacy on: local updates clipped and noised (each one a release the accountant
+    /// counts), over this peer object's life.
+    pub private_rounds: u64,
+    /// Of those, the updates longer than the clip (a share near 1 says the clip is small
+    /// against the updates, near 0 that it could shrink and so need less noise).
+    pub privacy_clipped: u64,
     /// Models adopted from a neighbour when joining.
     pub models_adopted: u64,
     /// Rebuilds of the aggregate sum (aggregate copy storage only).
