@@ -672,6 +672,14 @@ impl Engine {
                     {
                         // A checkpoint that does not fit leaves a fresh peer (it adopts).
                         let _ = peer.restore(cp);
+                        if self.config.peer.privacy.is_some() {
+                            // The restored generator would replay the noise already spent on
+                            // the updates sent since that checkpoint: a new key per
+                            // incarnation, from the seed (the daemon draws it from the OS).
+                            let key = noise_key(self.config.seed, pi as u64, u64::from(inc));
+                            peer.set_noise_key(key)
+                                .expect("the restarted peer has not started yet");
+                        }
                     }
                     let slot = &mut self.slots[pi];
                     slot.peer = Some(peer);
@@ -925,10 +933,12 @@ impl Engine {
         let mut row = EvalRow {
             time_s: self.now as f64 / 1e6,
             live_peers: honest.len(),
+            epsilon: f64::NAN,
             ..EvalRow::default()
         };
         // Traffic over every slot, every incarnation.
         let mut per_peer_bytes = Vec::with_capacity(self.slots.len());
+        let mut most_private_rounds = 0u64;
         for s in &self.slots {
             let mut st = s.retired.clone();
             let mut rejected = s.retired_rejected;
@@ -941,7 +951,13 @@ impl Engine {
             row.messages += st.messages_sent;
             if s.attacker.is_none() {
                 row.rejected += rejected;
+                // Every release of this slot's data, whichever incarnation made it (a restart
+                // from an older checkpoint re-runs rounds: those releases count again).
+                most_private_rounds = most_private_rounds.max(st.private_rounds);
             }
+        }
+        if let Some(privacy) = &self.config.peer.privacy {
+            row.epsilon = privacy.spent(most_private_rounds).epsilon;
         }
         let slots_n = self.slots.len().max(1) as f64;
         row.bytes_per_peer = row.bytes as f64 / slots_n;
@@ -1087,6 +1103,19 @@ impl Engine {
     }
 }
 
+/// The privacy-noise key of incarnation `inc` of peer `i` after a restart.
+fn noise_key(seed: u64, i: u64, inc: u64) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    for (k, chunk) in key.chunks_exact_mut(8).enumerate() {
+        let word = derive(
+            seed ^ 0x7072_6976_6163_7921,
+            (i << 36) ^ (inc << 4) ^ k as u64,
+        );
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    key
+}
+
 fn add_stats(acc: &mut PeerStats, s: &PeerStats) {
     acc.rounds += s.rounds;
     acc.local_steps += s.local_steps;
@@ -1097,4 +1126,6 @@ fn add_stats(acc: &mut PeerStats, s: &PeerStats) {
     acc.updates_sent += s.updates_sent;
     acc.update_bytes_sent += s.update_bytes_sent;
     acc.dense_update_bytes += s.dense_update_bytes;
+    acc.private_rounds += s.private_rounds;
+    acc.privacy_clipped += s.privacy_clipped;
 }

@@ -18,6 +18,8 @@
 //! series = "gossip.codec"       # a grid/variant parameter, default: the variant name
 //! where = { peers = "64" }      # keep variants whose parameters match
 //! log_x = true
+//! x_label = "bytes sent (log scale)"   # axis labels with units (default: the column)
+//! reference = ["dense"]         # a variant's final y as a horizontal line
 //! ```
 //! Outputs in the output directory: `<name>_metrics.csv` (every tick of every variant),
 //! `<name>_summary.csv` (one line per variant) and each plot.
@@ -69,6 +71,16 @@ pub struct PlotSpec {
     /// Draw y = x.
     #[serde(default)]
     pub diagonal: bool,
+    /// X axis label with its unit (default: the column name).
+    #[serde(default)]
+    pub x_label: Option<String>,
+    /// Y axis label with its unit (default: the column name).
+    #[serde(default)]
+    pub y_label: Option<String>,
+    /// Variants (main runs, by name) whose final y is drawn as a horizontal reference line,
+    /// e.g. a run that cannot sit on this x axis (no ε without privacy).
+    #[serde(default)]
+    pub reference: Vec<String>,
 }
 
 fn rows() -> String {
@@ -256,6 +268,11 @@ impl Experiment {
                                 .report
                                 .as_ref()
                                 .map(|x| x.dense_equivalent_bytes),
+                            // The all-reduce baseline is not private.
+                            delta: r
+                                .report
+                                .as_ref()
+                                .and(v.scenario.peer.privacy.map(|p| p.delta)),
                         }
                     })
                     .collect())
@@ -289,6 +306,8 @@ pub struct VariantOutcome {
     pub wall_s: f64,
     /// Dense-equivalent traffic.
     pub dense_equivalent_bytes: Option<u64>,
+    /// Privacy on: the δ of the `epsilon` column.
+    pub delta: Option<f64>,
 }
 
 /// Per-round contraction factor of ‖x − x̄‖ measured from the ticks: the geometric mean
@@ -342,6 +361,10 @@ impl VariantOutcome {
                 "bytes_saved_vs_dense".into(),
                 f(d as f64 / l.bytes.max(1) as f64),
             );
+        }
+        if let Some(delta) = self.delta {
+            m.insert("epsilon".into(), f(l.epsilon));
+            m.insert("delta".into(), f(delta));
         }
         if let Some(g) = self.gap {
             m.insert("spectral_gap".into(), f(g));
@@ -472,14 +495,29 @@ impl ExperimentResult {
                 s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
             }
         }
+        let mut hlines = Vec::new();
+        for name in &p.reference {
+            let o = self
+                .outcomes
+                .iter()
+                .find(|o| &o.name == name)
+                .with_context(|| format!("reference {name:?} is not a variant"))?;
+            let y = o
+                .rows
+                .last()
+                .and_then(|r| row_value(r, &p.y))
+                .with_context(|| format!("reference {name:?} has no final {}", p.y))?;
+            hlines.push((format!("{name} (final)"), y));
+        }
         let chart = Chart {
             title: p.title.clone().unwrap_or_else(|| p.file.clone()),
-            x_label: p.x.clone(),
-            y_label: p.y.clone(),
+            x_label: p.x_label.clone().unwrap_or_else(|| p.x.clone()),
+            y_label: p.y_label.clone().unwrap_or_else(|| p.y.clone()),
             log_x: p.log_x,
             log_y: p.log_y,
             scatter: p.source == "summary",
             diagonal: p.diagonal,
+            hlines,
         };
         plot::draw(path, &chart, &series)
     }

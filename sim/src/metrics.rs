@@ -48,13 +48,17 @@ pub struct EvalRow {
     /// Honest peers running.
     pub live_peers: usize,
     /// `consensus / ‖x̄‖²`: what the `consensus=` summary key reports, as the daemon's does
-    /// (the last column of the CSV, after the columns of earlier versions).
+    /// (a column appended after those of earlier versions).
     pub consensus_relative: f64,
+    /// Privacy on: the largest ε over the honest peers (each peer's noised updates so far,
+    /// every incarnation of it counted, at the scenario's δ); NaN when privacy is off. The
+    /// last column of the CSV.
+    pub epsilon: f64,
 }
 
 impl EvalRow {
     /// CSV column names, in [`EvalRow::fields`] order.
-    pub const HEADER: [&'static str; 18] = [
+    pub const HEADER: [&'static str; 19] = [
         "time_s",
         "round",
         "round_mean",
@@ -73,6 +77,7 @@ impl EvalRow {
         "rejected",
         "live_peers",
         "consensus_relative",
+        "epsilon",
     ];
 
     /// The values as text (shortest round-trip float form, so files compare bit for bit).
@@ -96,6 +101,7 @@ impl EvalRow {
             self.rejected.to_string(),
             self.live_peers.to_string(),
             self.consensus_relative.to_string(),
+            self.epsilon.to_string(),
         ]
     }
 }

@@ -43,6 +43,8 @@ pub struct Chart {
     pub scatter: bool,
     /// Draw the y = x line.
     pub diagonal: bool,
+    /// Horizontal reference lines across the plot: (legend label, y).
+    pub hlines: Vec<(String, f64)>,
 }
 
 fn tr(v: f64, log: bool) -> Option<f64> {
@@ -81,6 +83,11 @@ pub fn draw(path: &Path, chart: &Chart, series: &[Series]) -> anyhow::Result<()>
         ),
         |(a, b, c, d), &(x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)),
     );
+    for (_, y) in &chart.hlines {
+        if let Some(y) = tr(*y, chart.log_y) {
+            (y0, y1) = (y0.min(y), y1.max(y));
+        }
+    }
     if chart.diagonal {
         let lo = x0.min(y0);
         let hi = x1.max(y1);
@@ -96,11 +103,21 @@ pub fn draw(path: &Path, chart: &Chart, series: &[Series]) -> anyhow::Result<()>
     root.fill(&WHITE)?;
     let axis = |label: &str, log: bool| {
         if log {
-            format!("log10 {label}")
+            format!("{label} (log scale)")
         } else {
             label.to_string()
         }
     };
+    // A log axis is drawn in log10 units but labelled with the values themselves.
+    let ticks = |v: &f64, log: bool| {
+        if log {
+            tick_label(10f64.powf(*v))
+        } else {
+            format!("{v}")
+        }
+    };
+    let x_ticks = |v: &f64| ticks(v, chart.log_x);
+    let y_ticks = |v: &f64| ticks(v, chart.log_y);
     let mut ctx = ChartBuilder::on(&root)
         .caption(&chart.title, ("sans-serif", 22))
         .margin(16)
@@ -110,8 +127,24 @@ pub fn draw(path: &Path, chart: &Chart, series: &[Series]) -> anyhow::Result<()>
     ctx.configure_mesh()
         .x_desc(axis(&chart.x_label, chart.log_x))
         .y_desc(axis(&chart.y_label, chart.log_y))
+        .x_label_formatter(&x_ticks)
+        .y_label_formatter(&y_ticks)
         .label_style(("sans-serif", 14))
         .draw()?;
+    for (i, (name, y)) in chart.hlines.iter().enumerate() {
+        let Some(y) = tr(*y, chart.log_y) else {
+            continue;
+        };
+        let color = BLACK.mix(0.55 - 0.15 * (i % 3) as f64);
+        ctx.draw_series(DashedLineSeries::new(
+            vec![(x0, y), (x1, y)],
+            8,
+            5,
+            color.stroke_width(2),
+        ))?
+        .label(name.clone())
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+    }
     if chart.diagonal {
         ctx.draw_series(LineSeries::new(
             vec![(x0, x0), (x1, x1)],
@@ -147,6 +180,19 @@ pub fn draw(path: &Path, chart: &Chart, series: &[Series]) -> anyhow::Result<()>
     Ok(())
 }
 
+/// A tick value with three significant digits (scientific outside 0.01..10⁴).
+fn tick_label(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let magnitude = x.abs().log10().floor();
+    if !(-2.0..4.0).contains(&magnitude) {
+        return format!("{x:.1e}");
+    }
+    let decimals = (2.0 - magnitude).max(0.0) as usize;
+    format!("{x:.decimals$}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +209,7 @@ mod tests {
             log_y: false,
             scatter: false,
             diagonal: false,
+            hlines: vec![("reference".into(), 0.8)],
         };
         let s = Series {
             name: "a".into(),
@@ -172,5 +219,14 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
         assert!(bytes.len() > 1000);
+    }
+
+    #[test]
+    fn log_ticks_show_the_values_with_three_digits() {
+        assert_eq!(tick_label(31.6227), "31.6");
+        assert_eq!(tick_label(100.0), "100");
+        assert_eq!(tick_label(0.31622), "0.316");
+        assert_eq!(tick_label(1234.6), "1235");
+        assert_eq!(tick_label(31622.7), "3.2e4");
     }
 }

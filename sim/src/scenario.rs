@@ -35,7 +35,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use murmur_compress::CodecSpec;
 use murmur_gossip::learner::LocalLearner;
-use murmur_gossip::peer::{Algorithm, Micros, PeerConfig};
+use murmur_gossip::peer::{Algorithm, Micros, PeerConfig, PrivacyConfig};
 use murmur_gossip::task::{PreparedTask, TaskConfig};
 use serde::{Deserialize, Serialize};
 
@@ -212,6 +212,13 @@ pub fn parse_assignment(text: &str) -> anyhow::Result<(String, toml::Value)> {
 impl Scenario {
     /// Parses a scenario table.
     pub fn from_table(table: toml::Table) -> anyhow::Result<Self> {
+        if let Some(peer) = table.get("peer").and_then(toml::Value::as_table) {
+            for key in peer.keys() {
+                if let Some(hint) = murmur_gossip::peer::removed_key(key) {
+                    bail!("peer.{key}: {hint}");
+                }
+            }
+        }
         let s: Scenario = toml::Value::Table(table)
             .try_into()
             .context("invalid scenario")?;
@@ -384,6 +391,8 @@ pub fn allreduce(scenario: &Scenario, task: &PreparedTask) -> Vec<EvalRow> {
                 accuracy_worst: e.accuracy.map_or(f64::NAN, f64::from),
                 consensus: 0.0,
                 consensus_relative: 0.0,
+                // The centralized baseline sees the data unnoised.
+                epsilon: f64::NAN,
                 bytes: steps * bytes_per_step,
                 bytes_per_peer: (steps * bytes_per_step) as f64 / n as f64,
                 bytes_per_peer_max: steps * bytes_per_step / n as u64,
@@ -430,6 +439,8 @@ pub struct Outcome {
     pub unigram_loss: Option<f64>,
     /// What the evaluation runs on ([`PreparedTask::evaluation_note`]).
     pub evaluation: String,
+    /// The privacy the main run's peers used (`peer.privacy`), if any.
+    pub privacy: Option<PrivacyConfig>,
 }
 
 impl Outcome {
@@ -489,6 +500,11 @@ impl Outcome {
                 ));
             }
             kv.push(("unigram_loss".into(), format!("{unigram:.4}")));
+        }
+        if let Some(privacy) = &self.privacy {
+            // Peer-level (ε, δ) of the most-released peer's data (murmur_gossip::privacy).
+            kv.push(("epsilon".into(), format!("{:.4}", last.epsilon)));
+            kv.push(("delta".into(), format!("{:e}", privacy.delta)));
         }
         kv.push(("bytes".into(), last.bytes.to_string()));
         if let Some(d) = self.find("dpsgd") {
@@ -569,6 +585,7 @@ pub fn run(
         params: task.dim(),
         unigram_loss: task.unigram_loss(),
         evaluation: task.evaluation_note(),
+        privacy: scenario.peer.privacy,
     })
 }
 

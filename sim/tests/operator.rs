@@ -61,6 +61,22 @@ fn nonsense_settings_are_refused_with_the_key_and_its_range() {
         ),
         ("eval_every=0", "eval_every = 0 never evaluates"),
         ("gossip.gamma=2.0", "gamma = 2 must be in (0, 1]"),
+        (
+            "peer.noise_std=0.01",
+            "peer.noise_std: noise_std was removed",
+        ),
+        (
+            "peer.privacy={clip=0.0, noise_multiplier=4.0}",
+            "privacy.clip = 0 must be a finite number > 0",
+        ),
+        (
+            "peer.privacy={clip=1.0, noise_multiplier=0.01}",
+            "privacy.noise_multiplier = 0.01 must be a finite number >= 1",
+        ),
+        (
+            "peer.privacy={clip=1.0, noise_multiplier=4.0, delta=1.5}",
+            "privacy.delta = 1.5 must be in (0, 1)",
+        ),
     ] {
         assert_refused(&["run", &q, "--out", out, "--set", set], expected);
     }

@@ -232,3 +232,50 @@ fn a_thousand_peers_on_synthetic_softmax_complete_a_run() {
     // Learning happened: better than the 10% of chance.
     assert!(report.last.accuracy_avg > 0.2, "{:?}", report.last);
 }
+
+#[test]
+fn privacy_reports_the_accountants_epsilon_and_stays_reproducible_through_restarts() {
+    use murmur_gossip::privacy;
+    let dp = "peer.privacy={clip=0.5, noise_multiplier=8.0, delta=1e-5}";
+    let s = scenario_with(&["rounds=60", "baselines=[]", dp]);
+    let o = run(&s);
+    let summary: std::collections::BTreeMap<String, String> = o.summary().into_iter().collect();
+    let expected = privacy::epsilon(8.0, 60, 1e-5).epsilon;
+    assert_eq!(summary["epsilon"], format!("{expected:.4}"));
+    assert_eq!(summary["delta"], "1e-5");
+    let rows = &o.main().rows;
+    assert_eq!(
+        rows[0].epsilon, 0.0,
+        "nothing released before the first round"
+    );
+    assert!(rows.windows(2).all(|w| w[0].epsilon <= w[1].epsilon));
+    // Off: no epsilon in the summary, NaN in the rows.
+    let off = run(&scenario_with(&["rounds=20", "baselines=[]"]));
+    assert!(
+        off.summary()
+            .iter()
+            .all(|(k, _)| k != "epsilon" && k != "delta")
+    );
+    assert!(off.main().rows.iter().all(|r| r.epsilon.is_nan()));
+
+    // Crashes restarted from older checkpoints re-run rounds: those releases count again,
+    // with fresh noise (a new key per incarnation), and the run stays bit-reproducible.
+    let crashes = scenario_with(&[
+        "rounds=60",
+        "baselines=[]",
+        dp,
+        "peer.checkpoint_every=7",
+        "faults.churn=[{at_s=0.2, kind=\"crash\", peers=[2, 5, 9], restart_after_s=0.1}]",
+    ]);
+    let a = run(&crashes);
+    let b = run(&crashes);
+    assert_eq!(metrics_file(&a), metrics_file(&b));
+    let last = a.main().rows.last().unwrap();
+    assert_eq!(last.round, 60);
+    assert!(
+        last.epsilon > expected,
+        "a restored peer re-ran rounds, so its data was released more than 60 times: \
+         {} vs {expected}",
+        last.epsilon
+    );
+}
