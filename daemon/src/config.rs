@@ -722,11 +722,11 @@ mod tests {
         for (config, expected) in [
             (
                 with(Some(1.0), None, 1e-5),
-                "privacy.noise_multiplier (--dp-noise) is set",
+                "privacy.clip (--dp-clip) is set",
             ),
             (
                 with(None, Some(4.0), 1e-5),
-                "privacy.clip (--dp-clip) is set",
+                "privacy.noise_multiplier (--dp-noise) is set",
             ),
             (
                 with(Some(0.0), Some(4.0), 1e-5),

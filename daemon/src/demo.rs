@@ -499,8 +499,23 @@ pub fn print_report(report: &SwarmReport, wall: f64) {
         report.statuses.len(),
         report.train_secs
     );
+    // Privacy on: the largest ε over the peers (each for its own data), and its δ.
+    let privacy = report
+        .statuses
+        .iter()
+        .filter_map(|s| s.privacy.as_ref())
+        .max_by(|a, b| a.epsilon.total_cmp(&b.epsilon));
+    let mut privacy_kv = String::new();
+    if let Some(p) = privacy {
+        println!(
+            "privacy: epsilon {:.4} at delta {:e} for each peer's whole local dataset (the \
+             largest over the peers), after {} noised updates (clip {}, noise multiplier {})",
+            p.epsilon, p.delta, p.rounds, p.clip, p.noise_multiplier
+        );
+        privacy_kv = format!(" epsilon={:.4} delta={:e}", p.epsilon, p.delta);
+    }
     println!(
-        "summary: peers={} worst_accuracy={:.4} consensus={:.6} bytes_saved={:.1} wire_saved={:.1} wait_share={:.3} compute_share={:.3} seconds={:.1}",
+        "summary: peers={} worst_accuracy={:.4} consensus={:.6} bytes_saved={:.1} wire_saved={:.1} wait_share={:.3} compute_share={:.3}{privacy_kv} seconds={:.1}",
         report.statuses.len(),
         report.worst_accuracy(),
         report.relative_consensus(),

@@ -6,6 +6,7 @@
 //! - [`wire`]: the `/murmur/gossip/1` frame codec;
 //! - [`trainer`]: the training thread that owns the peer and its compute;
 //! - [`checkpoint`]: atomic safetensors + metadata checkpoints;
+//! - [`privacy`]: the ledger of the differential privacy a data directory's data spent;
 //! - [`identity`]: the persistent key (0600) and the private-network key;
 //! - [`preflight`]: the data-directory lock and the listen-port check;
 //! - [`status`] and [`http`]: JSON status, Prometheus metrics and their endpoint;
@@ -22,6 +23,7 @@ pub mod identity;
 pub mod net;
 pub mod node;
 pub mod preflight;
+pub mod privacy;
 pub mod status;
 pub mod task;
 pub mod trainer;

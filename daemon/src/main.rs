@@ -165,6 +165,15 @@ struct RunArgs {
     /// Clip each neighbour's contribution to this L2 radius (ClippedGossip).
     #[arg(long, allow_negative_numbers = true)]
     clip_radius: Option<f32>,
+    /// Differential privacy: clip each round's local update to this L2 norm (with --dp-noise).
+    #[arg(long, allow_negative_numbers = true)]
+    dp_clip: Option<f64>,
+    /// Differential privacy: noise std per coordinate in units of --dp-clip (sigma, >= 1).
+    #[arg(long, allow_negative_numbers = true)]
+    dp_noise: Option<f64>,
+    /// Differential privacy: the delta of the (epsilon, delta) reported (default 1e-5).
+    #[arg(long, allow_negative_numbers = true)]
+    dp_delta: Option<f64>,
     /// FOR ROBUSTNESS TESTS AND DEMOS ONLY: this node lies to its neighbours
     /// (huge, nan, wrong-dim, replay, flood).
     #[arg(long)]
@@ -294,6 +303,15 @@ impl RunArgs {
         c.log.json |= self.json_logs;
         if self.clip_radius.is_some() {
             c.gossip.clip_radius = self.clip_radius;
+        }
+        if self.dp_clip.is_some() {
+            c.privacy.clip = self.dp_clip;
+        }
+        if self.dp_noise.is_some() {
+            c.privacy.noise_multiplier = self.dp_noise;
+        }
+        if let Some(v) = self.dp_delta {
+            c.privacy.delta = v;
         }
         if self.adversary.is_some() {
             c.testing.adversary = self.adversary;
@@ -496,6 +514,10 @@ fn annotated_default_config() -> Result<String> {
             "# clip_radius = 1.0  # clipped gossip (robust to hostile neighbours)\n# max_message_bytes = 1048576  # default: 8 x dim + 4096\n",
         ),
         (
+            "[privacy]\n",
+            "# clip = 1.0  # differential privacy: clip each round's update to this L2 norm\n# noise_multiplier = 4.0  # and add noise of std noise_multiplier x clip (both set: on)\n",
+        ),
+        (
             "[run]\n",
             "# max_rounds = 1000  # stop training (keep serving); default: train until stopped\n",
         ),
@@ -551,6 +573,19 @@ fn print_status(s: &murmur_daemon::status::Status) {
     }
     if let Some(l) = s.loss {
         println!("loss       {l:.4}");
+    }
+    if let Some(p) = &s.privacy {
+        println!(
+            "privacy    epsilon {:.4} at delta {:e} for this node's data, {} noised updates \
+             (clip {}, noise multiplier {}; {} of this run's {} updates clipped)",
+            p.epsilon,
+            p.delta,
+            p.rounds,
+            p.clip,
+            p.noise_multiplier,
+            p.clipped_this_run,
+            p.rounds_this_run
+        );
     }
     println!(
         "neighbours {} (known {}, connected {})",

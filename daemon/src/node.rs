@@ -16,7 +16,7 @@ use crate::http::{self, Endpoint};
 use crate::net::{Exit, Net};
 use crate::preflight::DataDirLock;
 use crate::status::{Metrics, SharedStatus, Status};
-use crate::{checkpoint, identity, task, trainer};
+use crate::{checkpoint, identity, privacy, task, trainer};
 use murmur_topology::NeighbourRule;
 
 /// Frames queued for the training thread before new ones are refused.
@@ -88,6 +88,37 @@ fn resume_or_refuse(peer: &mut Peer<PeerId>, config: &Config, start: Start) -> R
     }
 }
 
+/// Privacy on: gives the peer a secret noise key from the operating system (a known seed would
+/// let an observer subtract the noise; a resumed generator would replay noise already spent)
+/// and opens the data directory's privacy ledger. Off: warns if this data was released under
+/// privacy before.
+fn open_privacy(peer: &mut Peer<PeerId>, config: &Config) -> Result<Option<privacy::Ledger>> {
+    let Some(settings) = peer.config().privacy else {
+        privacy::warn_if_spent(&config.node.data_dir);
+        return Ok(None);
+    };
+    let mut key = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+    peer.set_noise_key(key)
+        .context("keying the privacy noise")?;
+    let ledger = privacy::Ledger::open(&config.node.data_dir, settings)?;
+    let before = ledger.spent(0);
+    tracing::info!(
+        clip = settings.clip,
+        noise_multiplier = settings.noise_multiplier,
+        delta = settings.delta,
+        rounds_before = before.rounds,
+        epsilon_before = before.epsilon,
+        ledger = %ledger.path().display(),
+        "differential privacy on"
+    );
+    println!(
+        "privacy clip={} noise_multiplier={} delta={:e} rounds_before={} epsilon_before={:.4}",
+        settings.clip, settings.noise_multiplier, settings.delta, before.rounds, before.epsilon
+    );
+    Ok(Some(ledger))
+}
+
 async fn run_async(config: Config, start: Start) -> Result<()> {
     let started = Instant::now();
     // A second node on a fixed port would bind it too (SO_REUSEPORT) and split its traffic.
@@ -119,11 +150,18 @@ async fn run_async(config: Config, start: Start) -> Result<()> {
         tracing::info!(round, "resumed from checkpoint");
         println!("resumed round={round}");
     }
+    let ledger = open_privacy(&mut peer, &config)?;
 
     // Metrics and status.
     let mut registry = Registry::default();
     let metrics = Metrics::default();
     metrics.register(&mut registry);
+    if let Some(ledger) = &ledger {
+        metrics.register_privacy(&mut registry);
+        let spent = ledger.spent(0);
+        metrics.privacy_epsilon.set(spent.epsilon);
+        metrics.privacy_delta.set(spent.delta);
+    }
     // libp2p-metrics adds its own `libp2p` prefix (a sub-registry would double it).
     let libp2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
     let status = Arc::new(Mutex::new(Status {
@@ -179,6 +217,7 @@ async fn run_async(config: Config, start: Start) -> Result<()> {
                 peer.model().len(),
             )
         }),
+        privacy: ledger,
     };
     let (inbox, train_thread) = trainer::spawn(peer, setup, out_tx, INBOX_FRAMES);
     let mut net = Net::new(

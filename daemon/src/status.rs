@@ -45,6 +45,27 @@ impl Timing {
     }
 }
 
+/// Peer-level differential privacy of this node's updates (`/status` `privacy`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PrivacyStatus {
+    /// ε of the (ε, δ) guarantee for this node's whole local dataset, over every noised update
+    /// of this data directory (earlier runs included, see `crate::privacy`).
+    pub epsilon: f64,
+    /// δ.
+    pub delta: f64,
+    /// Noised updates composed into ε (earlier runs included; after a crash, their
+    /// reservation).
+    pub rounds: u64,
+    /// Noised updates released by this run.
+    pub rounds_this_run: u64,
+    /// Of those, updates longer than the clip (the share tells whether the clip fits).
+    pub clipped_this_run: u64,
+    /// C: the L2 norm each update is clipped to.
+    pub clip: f64,
+    /// σ: noise std per coordinate in units of the clip.
+    pub noise_multiplier: f64,
+}
+
 /// Cap of [`Status::dialed_addrs`].
 pub const MAX_DIALED_ADDRS: usize = 64;
 
@@ -73,6 +94,9 @@ pub struct Status {
     pub test_loss: Option<f32>,
     /// Round of the last evaluation.
     pub evaluated_round: Option<u64>,
+    /// Differential privacy, when on: the (ε, δ) spent so far.
+    #[serde(default)]
+    pub privacy: Option<PrivacyStatus>,
     /// Current neighbours (edges both ends agreed on).
     pub neighbours: Vec<String>,
     /// Peers discovered that speak `/murmur/gossip/1`.
@@ -149,6 +173,10 @@ pub struct Metrics {
     pub wait_seconds: Counter<f64, AtomicU64>,
     /// Checkpoints written.
     pub checkpoints: Counter,
+    /// Privacy on: ε spent (registered only then: 0 would claim perfect privacy).
+    pub privacy_epsilon: Gauge<f64, AtomicU64>,
+    /// Privacy on: δ of that ε.
+    pub privacy_delta: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -220,6 +248,22 @@ impl Metrics {
         }
     }
 
+    /// Registers the privacy gauges (`murmur_privacy_epsilon`, `murmur_privacy_delta`); only
+    /// for a node with privacy on.
+    pub fn register_privacy(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("murmur");
+        r.register(
+            "privacy_epsilon",
+            "Epsilon of the peer-level (epsilon, delta) differential privacy spent by this node's data",
+            self.privacy_epsilon.clone(),
+        );
+        r.register(
+            "privacy_delta",
+            "Delta of the reported differential privacy guarantee",
+            self.privacy_delta.clone(),
+        );
+    }
+
     /// Every reason a frame can be rejected for, so each `murmur_rejected_total` series exists
     /// (at 0) from the start: a dashboard or alert sees "no rejections", not "no data".
     pub const REJECT_REASONS: [&'static str; 18] = [
@@ -276,6 +320,23 @@ mod tests {
             text.contains("murmur_rejected_total{reason=\"wrong-dimension\"} 0"),
             "every reason is there from the start: {text}"
         );
+    }
+
+    #[test]
+    fn privacy_gauges_exist_only_when_registered() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(!text.contains("privacy"), "{text}");
+        metrics.register_privacy(&mut registry);
+        metrics.privacy_epsilon.set(3.25);
+        metrics.privacy_delta.set(1e-5);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("murmur_privacy_epsilon 3.25"), "{text}");
+        assert!(text.contains("# TYPE murmur_privacy_delta gauge"), "{text}");
     }
 
     #[test]

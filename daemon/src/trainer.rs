@@ -101,6 +101,8 @@ pub struct TrainerSetup {
     pub pause_when_isolated: bool,
     /// FOR ROBUSTNESS TESTS ONLY: rewrites every outgoing frame into an attack.
     pub adversary: Option<crate::adversary::Adversary>,
+    /// Privacy on: the data directory's privacy ledger, reserved ahead of every release.
+    pub privacy: Option<crate::privacy::Ledger>,
 }
 
 /// Starts the training thread; returns its inbox and join handle.
@@ -146,6 +148,8 @@ struct Trainer {
     last_stats: PeerStats,
     timing: crate::status::Timing,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// The privacy ledger could not be written: no more releases (training stops).
+    ledger_failed: bool,
 }
 
 fn reason_label(reason: &RejectReason) -> String {
@@ -194,6 +198,7 @@ impl Trainer {
             last_stats: PeerStats::default(),
             timing: Default::default(),
             writer: None,
+            ledger_failed: false,
         }
     }
 
@@ -210,7 +215,12 @@ impl Trainer {
                 while let Ok(event) = rx.try_recv() {
                     self.on_event(event).await;
                 }
-                if self.want_compute && !self.stopped && !self.training_over() && !self.isolated() {
+                if self.want_compute
+                    && !self.stopped
+                    && !self.training_over()
+                    && !self.isolated()
+                    && self.reserve_privacy()
+                {
                     self.want_compute = false;
                     let t0 = Instant::now();
                     let now = self.now();
@@ -293,11 +303,42 @@ impl Trainer {
     }
 
     /// Whether the compute the peer asks for would be for a round at or past `max_rounds`
-    /// (with overlap, a peer still mixing round r asks for round r + 1's steps).
+    /// (with overlap, a peer still mixing round r asks for round r + 1's steps), or no
+    /// release can be accounted any more.
     fn training_over(&self) -> bool {
         let mixing = self.peer.phase() == PeerPhase::Mixing;
         let target = self.peer.round() + u64::from(mixing);
-        self.setup.max_rounds.is_some_and(|max| target >= max)
+        self.ledger_failed || self.setup.max_rounds.is_some_and(|max| target >= max)
+    }
+
+    /// Privacy on: makes the ledger cover the release the next compute makes, before it is
+    /// made. `false` (and training stops) when the ledger cannot be written.
+    fn reserve_privacy(&mut self) -> bool {
+        let next = self.peer.stats().private_rounds + 1;
+        let Some(ledger) = self.setup.privacy.as_mut() else {
+            return true;
+        };
+        match ledger.reserve(next) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(
+                    error = %format!("{e:#}"),
+                    "privacy ledger not writable: training stops (a release must be accounted before it is made)"
+                );
+                self.ledger_failed = true;
+                false
+            }
+        }
+    }
+
+    /// Privacy on: records this run's exact releases in the ledger (a clean stop).
+    fn settle_privacy(&mut self) {
+        let rounds = self.peer.stats().private_rounds;
+        if let Some(ledger) = self.setup.privacy.as_mut()
+            && let Err(e) = ledger.settle(rounds)
+        {
+            tracing::error!(error = %format!("{e:#}"), "privacy ledger not settled");
+        }
     }
 
     async fn fire_timers(&mut self) {
@@ -436,6 +477,25 @@ impl Trainer {
                 .saturating_sub(last.duplicates_dropped),
         );
         self.last_stats = stats.clone();
+        let privacy = self.setup.privacy.as_ref().map(|ledger| {
+            let spent = ledger.spent(stats.private_rounds);
+            let config = self
+                .peer
+                .config()
+                .privacy
+                .expect("a ledger only with privacy on");
+            m.privacy_epsilon.set(spent.epsilon);
+            m.privacy_delta.set(spent.delta);
+            crate::status::PrivacyStatus {
+                epsilon: spent.epsilon,
+                delta: spent.delta,
+                rounds: spent.rounds,
+                rounds_this_run: stats.private_rounds,
+                clipped_this_run: stats.privacy_clipped,
+                clip: config.clip,
+                noise_multiplier: config.noise_multiplier,
+            }
+        });
         let rejected = stats.rejected.total();
         if let Ok(mut s) = self.setup.status.lock() {
             s.round = self.peer.round();
@@ -449,11 +509,13 @@ impl Trainer {
             s.rejected_protocol = rejected;
             s.duplicates_dropped = stats.duplicates_dropped;
             s.timing = self.timing.clone();
+            s.privacy = privacy;
         }
     }
 
     async fn finish_training(&mut self) {
         self.done = true;
+        self.settle_privacy();
         self.evaluate();
         let _ = self.checkpoint(false);
         self.update_status();
@@ -463,7 +525,18 @@ impl Trainer {
             accuracy = acc,
             "training finished"
         );
-        println!("done round={} accuracy={acc:.4}", self.peer.round());
+        match self.setup.privacy.as_ref() {
+            Some(ledger) => {
+                let spent = ledger.spent(self.peer.stats().private_rounds);
+                println!(
+                    "done round={} accuracy={acc:.4} epsilon={:.4} delta={:e}",
+                    self.peer.round(),
+                    spent.epsilon,
+                    spent.delta
+                );
+            }
+            None => println!("done round={} accuracy={acc:.4}", self.peer.round()),
+        }
     }
 
     /// Saves a checkpoint: on a writer thread normally, inline (and waited for) when `sync`,
@@ -521,6 +594,7 @@ impl Trainer {
         let now = self.now();
         let out = self.peer.handle(now, Input::Shutdown);
         self.act(out).await;
+        self.settle_privacy();
         self.update_status();
         let _ = self.outbox.send(Outbound::Stopped).await;
         self.stopped = true;

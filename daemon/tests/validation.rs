@@ -77,6 +77,33 @@ fn every_nonsense_value_is_refused_with_the_setting_and_its_range() {
             &["must end in /p2p/<peer id>"],
         ),
         (&["--gamma", "1.5"], &["gamma = 1.5 must be in (0, 1]"]),
+        (
+            &["--dp-clip", "0", "--dp-noise", "4"],
+            &["privacy.clip (--dp-clip) = 0 must be a finite number > 0"],
+        ),
+        (
+            &["--dp-clip", "-1", "--dp-noise", "4"],
+            &["privacy.clip (--dp-clip) = -1 must be a finite number > 0"],
+        ),
+        (
+            &["--dp-clip", "1", "--dp-noise", "0.01"],
+            &[
+                "privacy.noise_multiplier (--dp-noise) = 0.01 must be a finite number >= 1",
+                "std = sigma x clip",
+            ],
+        ),
+        (
+            &["--dp-clip", "1", "--dp-noise", "4", "--dp-delta", "1.5"],
+            &["privacy.delta (--dp-delta) = 1.5 must be in (0, 1)"],
+        ),
+        (
+            &["--dp-clip", "1"],
+            &["privacy.clip (--dp-clip) is set but privacy.noise_multiplier (--dp-noise) is not"],
+        ),
+        (
+            &["--dp-clip", "1", "--dp-noise", "4", "--local-steps", "0"],
+            &["needs gossip.local_steps (--local-steps) >= 1"],
+        ),
     ];
     for (flags, expected) in cases {
         refused(&dir, flags, expected);
@@ -106,6 +133,14 @@ fn nonsense_in_the_config_file_is_refused_with_the_key() {
         (
             "[task.optimizer]\nmomentum = 1.5\n",
             "task.optimizer.momentum = 1.5 must be in [0, 1)",
+        ),
+        (
+            "[gossip]\nnoise_std = 0.01\n",
+            "gossip.noise_std was removed",
+        ),
+        (
+            "[privacy]\nclip = 1.0\nnoise_multiplier = 0.5\n",
+            "privacy.noise_multiplier (--dp-noise) = 0.5 must be",
         ),
     ] {
         let file = dir.join("murmur.toml");
