@@ -109,28 +109,24 @@ pub fn draw(path: &Path, chart: &Chart, series: &[Series]) -> anyhow::Result<()>
         }
     };
     // A log axis is drawn in log10 units but labelled with the values themselves.
-    let ticks = |v: &f64, log: bool| {
-        if log {
-            tick_label(10f64.powf(*v))
-        } else {
-            format!("{v}")
-        }
-    };
-    let x_ticks = |v: &f64| ticks(v, chart.log_x);
-    let y_ticks = |v: &f64| ticks(v, chart.log_y);
+    let values = |v: &f64| tick_label(10f64.powf(*v));
     let mut ctx = ChartBuilder::on(&root)
         .caption(&chart.title, ("sans-serif", 22))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(72)
         .build_cartesian_2d(x0..x1, y0..y1)?;
-    ctx.configure_mesh()
-        .x_desc(axis(&chart.x_label, chart.log_x))
+    let mut mesh = ctx.configure_mesh();
+    mesh.x_desc(axis(&chart.x_label, chart.log_x))
         .y_desc(axis(&chart.y_label, chart.log_y))
-        .x_label_formatter(&x_ticks)
-        .y_label_formatter(&y_ticks)
-        .label_style(("sans-serif", 14))
-        .draw()?;
+        .label_style(("sans-serif", 14));
+    if chart.log_x {
+        mesh.x_label_formatter(&values);
+    }
+    if chart.log_y {
+        mesh.y_label_formatter(&values);
+    }
+    mesh.draw()?;
     for (i, (name, y)) in chart.hlines.iter().enumerate() {
         let Some(y) = tr(*y, chart.log_y) else {
             continue;
@@ -153,7 +149,9 @@ pub fn draw(path: &Path, chart: &Chart, series: &[Series]) -> anyhow::Result<()>
         .label("y = x")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.4)));
     }
-    for (i, (name, pts)) in data.iter().enumerate() {
+    // A series with nothing drawable (e.g. no ε without privacy) gets no legend entry.
+    let drawable = data.iter().filter(|(_, pts)| !pts.is_empty());
+    for (i, (name, pts)) in drawable.enumerate() {
         let color = Palette99::pick(i).to_rgba();
         if chart.scatter {
             ctx.draw_series(
@@ -180,7 +178,8 @@ pub fn draw(path: &Path, chart: &Chart, series: &[Series]) -> anyhow::Result<()>
     Ok(())
 }
 
-/// A tick value with three significant digits (scientific outside 0.01..10⁴).
+/// A tick value with at most three significant digits, trailing zeros dropped (scientific
+/// outside 0.01..10⁴).
 fn tick_label(x: f64) -> String {
     if x == 0.0 || !x.is_finite() {
         return format!("{x}");
@@ -190,7 +189,12 @@ fn tick_label(x: f64) -> String {
         return format!("{x:.1e}");
     }
     let decimals = (2.0 - magnitude).max(0.0) as usize;
-    format!("{x:.decimals$}")
+    let text = format!("{x:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
 }
 
 #[cfg(test)]
@@ -225,6 +229,8 @@ mod tests {
     fn log_ticks_show_the_values_with_three_digits() {
         assert_eq!(tick_label(31.6227), "31.6");
         assert_eq!(tick_label(100.0), "100");
+        assert_eq!(tick_label(10.0), "10");
+        assert_eq!(tick_label(0.5), "0.5");
         assert_eq!(tick_label(0.31622), "0.316");
         assert_eq!(tick_label(1234.6), "1235");
         assert_eq!(tick_label(31622.7), "3.2e4");
