@@ -6,7 +6,8 @@
 //!   noise visibly costs accuracy against the same swarm without privacy;
 //! - a lone private node serves ε on `/metrics` (promtool-clean) and in `murmur status`; a
 //!   resumed run adds its rounds to the ledger's; a checkpoint refuses to resume under other
-//!   privacy settings; a killed run's reservation counts as spent.
+//!   privacy settings; a killed run's reservation counts as spent;
+//! - `murmur demo -- --dp-clip .. --dp-noise ..` prints ε in its report and summary line.
 //!
 //! The accuracy bound, measured: clip 0.01, noise multiplier 1, 5 local steps, 300 rounds
 //! (ε ≈ 763 at δ = 1e-5 per peer's data: a real run would want far more noise; this test is
@@ -234,4 +235,50 @@ fn a_private_node_reports_on_metrics_and_status_and_its_ledger_counts_every_run(
     ));
     assert!(node.stop(Duration::from_secs(10)).unwrap(), "clean exit");
     assert_eq!(ledger(&data), (reserved + 10, true));
+}
+
+#[test]
+fn demo_reports_epsilon_in_its_table_and_summary() {
+    let noise = NOISE.to_string();
+    let out = run_to_exit(
+        &[
+            "demo",
+            "--peers",
+            "2",
+            "--rounds",
+            "40",
+            "--",
+            "--dp-clip",
+            CLIP,
+            "--dp-noise",
+            &noise,
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(out.success, "{out:?}");
+    let eps = privacy::epsilon(NOISE, 40, DELTA).epsilon;
+    assert!(
+        out.stdout
+            .contains(&format!("privacy: epsilon {eps:.4} at delta 1e-5")),
+        "{}",
+        out.stdout
+    );
+    let summary = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("summary:"))
+        .unwrap();
+    assert!(
+        summary.contains(&format!(" epsilon={eps:.4} delta=1e-5 ")),
+        "{summary}"
+    );
+    // Without privacy the summary has no epsilon.
+    let plain = run_to_exit(
+        &["demo", "--peers", "2", "--rounds", "20"],
+        Duration::from_secs(120),
+    );
+    assert!(
+        plain.success && !plain.stdout.contains("epsilon"),
+        "{plain:?}"
+    );
 }
