@@ -738,7 +738,11 @@ impl PreparedTask {
                 let n = train.len();
                 if self.config.partition == Partition::Contiguous {
                     return (0..peers)
-                        .map(|i| Shard::Text(vec![i * n / peers..(i + 1) * n / peers]))
+                        .map(|i| {
+                            Shard::Text(
+                                std::iter::once(i * n / peers..(i + 1) * n / peers).collect(),
+                            )
+                        })
                         .collect();
                 }
                 let mut shards = vec![Vec::new(); peers];
@@ -755,7 +759,7 @@ impl PreparedTask {
         match &self.data {
             TaskData::Samples { train, .. } => Shard::Samples((0..train.len()).collect()),
             #[cfg(feature = "deep")]
-            TaskData::Text { train, .. } => Shard::Text(vec![0..train.len()]),
+            TaskData::Text { train, .. } => Shard::Text(std::iter::once(0..train.len()).collect()),
         }
     }
 

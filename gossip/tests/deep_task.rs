@@ -55,8 +55,14 @@ fn shakespeare_with_the_transformer_shards_the_text_and_knows_its_unigram_loss()
         let Shard::Text(b) = s else {
             panic!("text shards")
         };
-        assert!(b.first().unwrap().start < TEXT_BLOCK * 8, "peer {peer} starts late");
-        assert!(b.last().unwrap().end > t.train_len() - TEXT_BLOCK * 8, "peer {peer} ends early");
+        assert!(
+            b.first().unwrap().start < TEXT_BLOCK * 8,
+            "peer {peer} starts late"
+        );
+        assert!(
+            b.last().unwrap().end > t.train_len() - TEXT_BLOCK * 8,
+            "peer {peer} ends early"
+        );
         blocks.extend(b.iter().map(|r| (peer, r.clone())));
     }
     blocks.sort_by_key(|(_, r)| r.start);
