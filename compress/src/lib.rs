@@ -16,6 +16,8 @@
 //! The caller owns residuals in the CHOCO-SGD use (it compresses x − x̂); compressors keep
 //! only a seeded rng and scratch buffers.
 
+#![warn(missing_docs)]
+
 mod bits;
 mod codecs;
 mod feedback;

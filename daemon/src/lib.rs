@@ -14,6 +14,8 @@
 //! - [`demo`]: the one-command local swarm (and the process harness of the tests);
 //! - [`adversary`]: a hostile node for robustness tests and demos only (`[testing]`).
 
+#![warn(missing_docs)]
+
 pub mod adversary;
 pub mod checkpoint;
 pub mod config;

@@ -67,10 +67,11 @@ const OUTBOUND_FRAMES: usize = 1024;
 /// Frames read from all streams and not yet handled (readers wait past it).
 const INBOUND_FRAMES: usize = 4096;
 
-/// Every behaviour of a murmur node.
+/// Every behaviour of a murmur node (crate-private: nothing outside drives the swarm, and the
+/// derive's generated `BehaviourEvent` has undocumented variants).
 #[derive(NetworkBehaviour)]
 #[allow(missing_debug_implementations)]
-pub struct Behaviour {
+pub(crate) struct Behaviour {
     limits: connection_limits::Behaviour,
     allow: Toggle<allow_block_list::Behaviour<allow_block_list::AllowedPeers>>,
     identify: identify::Behaviour,
@@ -131,7 +132,7 @@ fn behaviour(key: &Keypair, config: &Config) -> Result<Behaviour> {
 }
 
 /// Builds the swarm: TCP + QUIC, or TCP under a pre-shared key.
-pub fn build_swarm(
+pub(crate) fn build_swarm(
     key: Keypair,
     config: &Config,
     psk: Option<PreSharedKey>,
@@ -252,7 +253,7 @@ pub enum Exit {
 impl Net {
     /// Wraps a built swarm; call [`Net::listen_and_bootstrap`] then [`Net::run`].
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         swarm: Swarm<Behaviour>,
         config: &Config,
         rule: NeighbourRule,

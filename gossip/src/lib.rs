@@ -16,6 +16,8 @@
 //! The daemon (tokio + libp2p) and the simulator (virtual clock) drive the very same
 //! [`peer::Peer`], so a result measured in simulation predicts the daemon.
 
+#![warn(missing_docs)]
+
 pub mod consensus;
 pub mod data;
 #[cfg(feature = "deep")]

@@ -19,6 +19,8 @@
 //! - [`topo`]: from a topology spec to the edges, the push-sum schedule and the spectral gap.
 //! - [`plot`]: PNG line and scatter plots (bundled font, no system libraries).
 
+#![warn(missing_docs)]
+
 pub mod adversary;
 pub mod bench;
 pub mod compute;

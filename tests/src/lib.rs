@@ -14,6 +14,8 @@
 //! Tests that start real `murmur` processes live in `daemon/tests/`, where Cargo hands them
 //! the built binary; they use this crate as a dev-dependency.
 
+#![warn(missing_docs)]
+
 pub mod mutate;
 pub mod netns;
 pub mod relay;

@@ -16,6 +16,8 @@
 //!   frames, duplicate connections and restarts.
 //! - [`export`]: DOT and JSON, and [`describe`] for the `murmur-sim topology` command.
 
+#![warn(missing_docs)]
+
 pub mod agreement;
 pub mod closed_form;
 pub mod export;
