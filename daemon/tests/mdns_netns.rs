@@ -50,8 +50,7 @@ impl Namespaces {
         ip(&[
             "link", "add", &veth[0], "type", "veth", "peer", "name", &veth[1],
         ])?;
-        for side in 0..2 {
-            let (name, dev) = (&ns.names[side], &veth[side]);
+        for (side, (name, dev)) in ns.names.iter().zip(&veth).enumerate() {
             let addr = format!("10.231.0.{}/24", side + 1);
             ip(&["link", "set", dev, "netns", name])?;
             ip(&["-n", name, "addr", "add", &addr, "dev", dev])?;
