@@ -42,7 +42,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::status::{Metrics, SharedStatus};
+use crate::status::{AccessReject, Metrics, SharedStatus};
 use crate::trainer::{Event, Inbox, Outbound};
 use crate::wire::{PROTOCOL, Wire, read_frame, write_frame};
 use murmur_topology::{
@@ -361,7 +361,7 @@ impl Net {
                 Some((peer, stream)) = self.incoming.next() => self.spawn_reader(peer, stream),
                 Some((peer, frame)) = self.inbound_rx.recv() => match frame {
                     Ok(frame) => self.on_frame(peer, frame),
-                    Err(_) => self.reject("frame-too-large"),
+                    Err(_) => self.reject(AccessReject::FrameTooLarge),
                 },
                 Some(_) = self.writer_tasks.join_next(), if !self.writer_tasks.is_empty() => {}
                 _ = tokio::time::sleep(Duration::from_millis(50)), if flush_deadline.is_some() => {}
@@ -426,8 +426,8 @@ impl Net {
         }
     }
 
-    fn reject(&mut self, reason: &str) {
-        self.metrics.reject(reason);
+    fn reject(&mut self, reason: AccessReject) {
+        self.metrics.reject_access(reason);
         if let Ok(mut s) = self.status.lock() {
             s.rejected_access += 1;
         }
@@ -449,7 +449,7 @@ impl Net {
             match writer.try_send(frame) {
                 Ok(()) => return,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.reject("outbox-full");
+                    self.reject(AccessReject::OutboxFull);
                     return;
                 }
                 Err(mpsc::error::TrySendError::Closed(back)) => {
@@ -548,7 +548,7 @@ impl Net {
                     self.inbox.control(Event::NeighbourUp(peer));
                     for frame in self.early.remove(&peer).unwrap_or_default() {
                         if !self.inbox.frame(peer, frame) {
-                            self.reject("inbox-full");
+                            self.reject(AccessReject::InboxFull);
                         }
                     }
                 }
@@ -589,7 +589,7 @@ impl Net {
 
     fn on_frame(&mut self, peer: PeerId, frame: Vec<u8>) {
         if !self.within_limits(peer, frame.len()) {
-            self.reject("rate-limit");
+            self.reject(AccessReject::RateLimit);
             return;
         }
         let now = self.now();
@@ -598,7 +598,7 @@ impl Net {
             Ok(Wire::Gossip(bytes)) => match self.edges.on_gossip(&peer, now) {
                 GossipVerdict::Deliver => {
                     if !self.inbox.frame(peer, bytes) {
-                        self.reject("inbox-full");
+                        self.reject(AccessReject::InboxFull);
                     }
                 }
                 GossipVerdict::Hold => {
@@ -607,12 +607,12 @@ impl Net {
                     if early.len() < EARLY_FRAMES {
                         early.push(bytes);
                     } else {
-                        self.reject("not-neighbour");
+                        self.reject(AccessReject::NotNeighbour);
                     }
                 }
-                GossipVerdict::Reject => self.reject("not-neighbour"),
+                GossipVerdict::Reject => self.reject(AccessReject::NotNeighbour),
             },
-            Err(_) => self.reject("malformed-envelope"),
+            Err(_) => self.reject(AccessReject::MalformedEnvelope),
         }
         self.apply_edges();
     }
@@ -697,7 +697,7 @@ impl Net {
             SwarmEvent::IncomingConnectionError { error, .. } => {
                 // Wrong pre-shared key, failed handshake, over the limits, not allowed.
                 tracing::debug!(%error, "incoming connection refused");
-                self.reject("connection-refused");
+                self.reject(AccessReject::ConnectionRefused);
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour(event),
             _ => {}

@@ -4,6 +4,7 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
+use murmur_gossip::peer::RejectReason;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -144,6 +145,52 @@ pub struct Status {
 /// Shared, lock-protected status (short critical sections only).
 pub type SharedStatus = Arc<Mutex<Status>>;
 
+/// Why the swarm loop (access control and queues, before the gossip peer sees a frame)
+/// dropped a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessReject {
+    /// A connection the allow-list or the limits refused.
+    ConnectionRefused,
+    /// A frame over the cap, refused before it was read.
+    FrameTooLarge,
+    /// The training thread's inbox was full.
+    InboxFull,
+    /// The gossip envelope did not parse.
+    MalformedEnvelope,
+    /// A gossip frame from a peer outside the agreed edge set.
+    NotNeighbour,
+    /// The outgoing queue to a neighbour was full.
+    OutboxFull,
+    /// A connection over its frames-per-second budget.
+    RateLimit,
+}
+
+impl AccessReject {
+    /// Every reason, in label order.
+    pub const ALL: [AccessReject; 7] = [
+        AccessReject::ConnectionRefused,
+        AccessReject::FrameTooLarge,
+        AccessReject::InboxFull,
+        AccessReject::MalformedEnvelope,
+        AccessReject::NotNeighbour,
+        AccessReject::OutboxFull,
+        AccessReject::RateLimit,
+    ];
+
+    /// The `reason` label of `murmur_rejected_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            AccessReject::ConnectionRefused => "connection-refused",
+            AccessReject::FrameTooLarge => "frame-too-large",
+            AccessReject::InboxFull => "inbox-full",
+            AccessReject::MalformedEnvelope => "malformed-envelope",
+            AccessReject::NotNeighbour => "not-neighbour",
+            AccessReject::OutboxFull => "outbox-full",
+            AccessReject::RateLimit => "rate-limit",
+        }
+    }
+}
+
 /// murmur's own Prometheus metrics.
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
@@ -240,7 +287,7 @@ impl Metrics {
             "Checkpoints written",
             self.checkpoints.clone(),
         );
-        for reason in Self::REJECT_REASONS {
+        for reason in Self::reject_reasons() {
             drop(
                 self.rejected
                     .get_or_create(&vec![("reason".to_string(), reason.to_string())]),
@@ -265,32 +312,31 @@ impl Metrics {
     }
 
     /// Every reason a frame can be rejected for, so each `murmur_rejected_total` series exists
-    /// (at 0) from the start: a dashboard or alert sees "no rejections", not "no data".
-    pub const REJECT_REASONS: [&'static str; 18] = [
-        // Access control and queues (the swarm loop).
-        "connection-refused",
-        "frame-too-large",
-        "inbox-full",
-        "malformed-envelope",
-        "not-neighbour",
-        "outbox-full",
-        "rate-limit",
-        // The gossip protocol (the peer's RejectReason, kebab-case).
-        "message",
-        "wrong-dimension",
-        "non-finite",
-        "fingerprint-mismatch",
-        "algorithm-mismatch",
-        "codec",
-        "not-a-neighbour",
-        "unexpected-message",
-        "unsolicited-snapshot",
-        "invalid-field",
-        "rate-limited",
-    ];
+    /// (at 0) from the start: a dashboard or alert sees "no rejections", not "no data". The
+    /// swarm loop's [`AccessReject`] labels, then the gossip peer's
+    /// ([`RejectReason::LABELS`]); `not-neighbour` is one series for both layers.
+    pub fn reject_reasons() -> Vec<&'static str> {
+        let mut all: Vec<&'static str> = AccessReject::ALL.iter().map(|r| r.label()).collect();
+        for l in RejectReason::LABELS {
+            if !all.contains(&l) {
+                all.push(l);
+            }
+        }
+        all
+    }
 
-    /// Counts one rejection.
-    pub fn reject(&self, reason: &str) {
+    /// Counts one rejection by the gossip peer.
+    pub fn reject_gossip(&self, reason: &RejectReason) {
+        self.reject(reason.label());
+    }
+
+    /// Counts one rejection by the swarm loop.
+    pub fn reject_access(&self, reason: AccessReject) {
+        self.reject(reason.label());
+    }
+
+    /// Counts one rejection under `reason` (one of [`Metrics::reject_reasons`]).
+    fn reject(&self, reason: &str) {
         self.rejected
             .get_or_create(&vec![("reason".to_string(), reason.to_string())])
             .inc();
@@ -307,13 +353,13 @@ mod tests {
         let metrics = Metrics::default();
         metrics.register(&mut registry);
         metrics.round.set(12);
-        metrics.reject("rate-limit");
-        metrics.reject("rate-limit");
+        metrics.reject_access(AccessReject::RateLimit);
+        metrics.reject_gossip(&RejectReason::RateLimited);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains("murmur_round 12"), "{text}");
         assert!(
-            text.contains("murmur_rejected_total{reason=\"rate-limit\"} 2"),
+            text.contains("murmur_rejected_total{reason=\"rate-limit\"} 1"),
             "{text}"
         );
         assert!(

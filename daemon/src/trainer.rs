@@ -18,9 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
-use murmur_gossip::peer::{
-    Input, Output, Peer, PeerCheckpoint, PeerPhase, PeerStats, RejectReason, TimerToken,
-};
+use murmur_gossip::peer::{Input, Output, Peer, PeerCheckpoint, PeerPhase, PeerStats, TimerToken};
 use tokio::sync::mpsc;
 
 use crate::checkpoint;
@@ -150,21 +148,6 @@ struct Trainer {
     writer: Option<std::thread::JoinHandle<()>>,
     /// The privacy ledger could not be written: no more releases (training stops).
     ledger_failed: bool,
-}
-
-fn reason_label(reason: &RejectReason) -> String {
-    let name = format!("{reason:?}");
-    let end = name
-        .find(|c: char| !c.is_ascii_alphanumeric())
-        .unwrap_or(name.len());
-    let mut label = String::new();
-    for (i, c) in name[..end].chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            label.push('-');
-        }
-        label.push(c.to_ascii_lowercase());
-    }
-    label
 }
 
 fn phase_name(phase: PeerPhase) -> &'static str {
@@ -418,7 +401,7 @@ impl Trainer {
                 }
                 Output::Rejected { from, reason } => {
                     tracing::debug!(%from, %reason, "rejected frame");
-                    self.setup.metrics.reject(&reason_label(&reason));
+                    self.setup.metrics.reject_gossip(&reason);
                 }
                 // The peer already excluded it and refuses it from now on.
                 // The peer already excluded it and refuses it from now on; the swarm also
@@ -606,14 +589,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reject_labels_are_kebab_case_variant_names() {
-        assert_eq!(
-            reason_label(&RejectReason::WrongDimension {
-                expected: 1,
-                got: 2
-            }),
-            "wrong-dimension"
+    fn gossip_rejections_count_under_the_peers_typed_label() {
+        use murmur_gossip::peer::RejectReason;
+        let metrics = Metrics::default();
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        metrics.reject_gossip(&RejectReason::NotANeighbour);
+        metrics.reject_access(crate::status::AccessReject::NotNeighbour);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        // One series for "a frame from outside the neighbour set", whichever layer saw it.
+        assert!(
+            text.contains("murmur_rejected_total{reason=\"not-neighbour\"} 2"),
+            "{text}"
         );
-        assert_eq!(reason_label(&RejectReason::RateLimited), "rate-limited");
+        assert!(!text.contains("not-a-neighbour"), "{text}");
     }
 }

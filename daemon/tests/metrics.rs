@@ -22,7 +22,7 @@ fn metrics_pass_promtool_with_one_libp2p_prefix_and_every_counter_from_start() {
 
     assert!(!text.contains("libp2p_libp2p_"), "double prefix:\n{text}");
     assert!(text.contains("libp2p_swarm_"), "{text}");
-    for reason in Metrics::REJECT_REASONS {
+    for reason in Metrics::reject_reasons() {
         let series = format!("murmur_rejected_total{{reason=\"{reason}\"}} 0");
         assert!(
             text.contains(&series),

@@ -171,6 +171,28 @@ pub enum MessageError {
     },
 }
 
+impl MessageError {
+    /// Every [`MessageError::label`], for metrics that list each series from the start.
+    pub const LABELS: [&'static str; 5] = [
+        "message-too-large",
+        "message-empty",
+        "message-unsupported-version",
+        "message-malformed",
+        "message-trailing-bytes",
+    ];
+
+    /// A stable metric label (kebab case, `message-` prefixed).
+    pub fn label(&self) -> &'static str {
+        match self {
+            MessageError::TooLarge { .. } => Self::LABELS[0],
+            MessageError::Empty => Self::LABELS[1],
+            MessageError::UnsupportedVersion { .. } => Self::LABELS[2],
+            MessageError::Malformed(_) => Self::LABELS[3],
+            MessageError::TrailingBytes { .. } => Self::LABELS[4],
+        }
+    }
+}
+
 impl Message {
     /// Encodes the message in the versioned envelope.
     pub fn encode(&self) -> Vec<u8> {

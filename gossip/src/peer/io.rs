@@ -159,6 +159,48 @@ pub enum RejectReason {
     RateLimited,
 }
 
+impl RejectReason {
+    /// Every label [`RejectReason::label`] gives, decode errors included.
+    pub const LABELS: [&'static str; 15] = [
+        "message-too-large",
+        "message-empty",
+        "message-unsupported-version",
+        "message-malformed",
+        "message-trailing-bytes",
+        "wrong-dimension",
+        "non-finite",
+        "fingerprint-mismatch",
+        "algorithm-mismatch",
+        "codec",
+        "not-neighbour",
+        "unexpected-message",
+        "unsolicited-snapshot",
+        "invalid-field",
+        "snapshot-rate-limit",
+    ];
+
+    /// A stable metric label (kebab case). A decode failure carries its kind
+    /// ([`MessageError::label`]); a sender outside the neighbour set is `not-neighbour`, the
+    /// label the daemon's swarm loop uses for the same thing one layer down; too many
+    /// snapshot requests is `snapshot-rate-limit`, distinct from the swarm's per-connection
+    /// `rate-limit`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RejectReason::Message(e) => e.label(),
+            RejectReason::WrongDimension { .. } => "wrong-dimension",
+            RejectReason::NonFinite { .. } => "non-finite",
+            RejectReason::FingerprintMismatch { .. } => "fingerprint-mismatch",
+            RejectReason::AlgorithmMismatch { .. } => "algorithm-mismatch",
+            RejectReason::Codec(_) => "codec",
+            RejectReason::NotANeighbour => "not-neighbour",
+            RejectReason::UnexpectedMessage { .. } => "unexpected-message",
+            RejectReason::UnsolicitedSnapshot => "unsolicited-snapshot",
+            RejectReason::InvalidField { .. } => "invalid-field",
+            RejectReason::RateLimited => "snapshot-rate-limit",
+        }
+    }
+}
+
 /// Coarse state of a peer, for status pages and tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PeerPhase {
@@ -193,4 +235,58 @@ pub struct NeighbourInfo<'a> {
     pub copy: Option<&'a [f32]>,
     /// Updates buffered while a gap is repaired.
     pub buffered: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reject_label_is_listed_and_distinct() {
+        let reasons = [
+            RejectReason::Message(MessageError::TooLarge { len: 2, max: 1 }),
+            RejectReason::Message(MessageError::Empty),
+            RejectReason::Message(MessageError::UnsupportedVersion {
+                got: 9,
+                supported: 2,
+            }),
+            RejectReason::Message(MessageError::Malformed("x".into())),
+            RejectReason::Message(MessageError::TrailingBytes { extra: 1 }),
+            RejectReason::WrongDimension {
+                expected: 1,
+                got: 2,
+            },
+            RejectReason::NonFinite { what: "update" },
+            RejectReason::FingerprintMismatch {
+                expected: 1,
+                got: 2,
+            },
+            RejectReason::AlgorithmMismatch {
+                expected: AlgorithmKind::Choco,
+                got: AlgorithmKind::Dpsgd,
+            },
+            RejectReason::Codec(DecodeError::Empty),
+            RejectReason::NotANeighbour,
+            RejectReason::UnexpectedMessage { what: "share" },
+            RejectReason::UnsolicitedSnapshot,
+            RejectReason::InvalidField { what: "degree" },
+            RejectReason::RateLimited,
+        ];
+        let labels: Vec<&str> = reasons.iter().map(RejectReason::label).collect();
+        assert_eq!(
+            labels,
+            RejectReason::LABELS,
+            "one label per reason, in LABELS order"
+        );
+        let mut sorted = labels.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), labels.len(), "labels are distinct");
+        for l in labels {
+            assert!(
+                l.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{l} is kebab case"
+            );
+        }
+    }
 }
