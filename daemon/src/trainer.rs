@@ -403,7 +403,6 @@ impl Trainer {
                     tracing::debug!(%from, %reason, "rejected frame");
                     self.setup.metrics.reject_gossip(&reason);
                 }
-                // The peer already excluded it and refuses it from now on.
                 // The peer already excluded it and refuses it from now on; the swarm also
                 // disconnects it and keeps it out of the neighbour set.
                 Output::Misbehaving { peer, rejected } => {
