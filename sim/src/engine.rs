@@ -644,7 +644,7 @@ impl Engine {
                         Status::Crashed
                     };
                     if let Some(peer) = slot.peer.take() {
-                        add_stats(&mut slot.retired, peer.stats());
+                        slot.retired += peer.stats();
                         slot.retired_rejected += peer.stats().rejected.total();
                     }
                     slot.view.clear();
@@ -943,7 +943,7 @@ impl Engine {
             let mut st = s.retired.clone();
             let mut rejected = s.retired_rejected;
             if let Some(now_stats) = s.stats() {
-                add_stats(&mut st, now_stats);
+                st += now_stats;
                 rejected += now_stats.rejected.total();
             }
             per_peer_bytes.push(st.bytes_sent);
@@ -1068,7 +1068,7 @@ impl Engine {
             }
             let mut st = s.retired.clone();
             if let Some(p) = &s.peer {
-                add_stats(&mut st, p.stats());
+                st += p.stats();
                 vectors += p.vectors_held();
                 live += 1;
             }
@@ -1114,18 +1114,4 @@ fn noise_key(seed: u64, i: u64, inc: u64) -> [u8; 32] {
         chunk.copy_from_slice(&word.to_le_bytes());
     }
     key
-}
-
-fn add_stats(acc: &mut PeerStats, s: &PeerStats) {
-    acc.rounds += s.rounds;
-    acc.local_steps += s.local_steps;
-    acc.messages_sent += s.messages_sent;
-    acc.bytes_sent += s.bytes_sent;
-    acc.messages_received += s.messages_received;
-    acc.bytes_received += s.bytes_received;
-    acc.updates_sent += s.updates_sent;
-    acc.update_bytes_sent += s.update_bytes_sent;
-    acc.dense_update_bytes += s.dense_update_bytes;
-    acc.private_rounds += s.private_rounds;
-    acc.privacy_clipped += s.privacy_clipped;
 }

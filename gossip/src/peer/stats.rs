@@ -89,6 +89,128 @@ pub struct PeerStats {
     pub rejected: RejectCounts,
 }
 
+impl std::ops::AddAssign<&PeerStats> for PeerStats {
+    /// Adds every counter (the exhaustive destructuring makes a new field a compile error
+    /// here until it is summed too).
+    fn add_assign(&mut self, other: &PeerStats) {
+        let PeerStats {
+            rounds,
+            local_steps,
+            messages_sent,
+            bytes_sent,
+            messages_received,
+            bytes_received,
+            updates_sent,
+            update_bytes_sent,
+            dense_update_bytes,
+            update_entries_sent,
+            hellos_sent,
+            snapshot_requests_sent,
+            snapshot_retries,
+            snapshots_sent,
+            snapshot_bytes_sent,
+            snapshots_installed,
+            push_shares_sent,
+            updates_applied,
+            gaps_detected,
+            duplicates_dropped,
+            superseded_dropped,
+            buffer_evictions,
+            round_timeouts,
+            late_neighbours,
+            stale_dropped,
+            damped_contributions,
+            clipped_contributions,
+            diverged_rounds,
+            private_rounds,
+            privacy_clipped,
+            models_adopted,
+            aggregate_rebuilds,
+            reconnects,
+            goodbyes_received,
+            misbehaving_excluded,
+            excluded_reconnects,
+            rejected,
+        } = other.clone();
+        self.rounds += rounds;
+        self.local_steps += local_steps;
+        self.messages_sent += messages_sent;
+        self.bytes_sent += bytes_sent;
+        self.messages_received += messages_received;
+        self.bytes_received += bytes_received;
+        self.updates_sent += updates_sent;
+        self.update_bytes_sent += update_bytes_sent;
+        self.dense_update_bytes += dense_update_bytes;
+        self.update_entries_sent += update_entries_sent;
+        self.hellos_sent += hellos_sent;
+        self.snapshot_requests_sent += snapshot_requests_sent;
+        self.snapshot_retries += snapshot_retries;
+        self.snapshots_sent += snapshots_sent;
+        self.snapshot_bytes_sent += snapshot_bytes_sent;
+        self.snapshots_installed += snapshots_installed;
+        self.push_shares_sent += push_shares_sent;
+        self.updates_applied += updates_applied;
+        self.gaps_detected += gaps_detected;
+        self.duplicates_dropped += duplicates_dropped;
+        self.superseded_dropped += superseded_dropped;
+        self.buffer_evictions += buffer_evictions;
+        self.round_timeouts += round_timeouts;
+        self.late_neighbours += late_neighbours;
+        self.stale_dropped += stale_dropped;
+        self.damped_contributions += damped_contributions;
+        self.clipped_contributions += clipped_contributions;
+        self.diverged_rounds += diverged_rounds;
+        self.private_rounds += private_rounds;
+        self.privacy_clipped += privacy_clipped;
+        self.models_adopted += models_adopted;
+        self.aggregate_rebuilds += aggregate_rebuilds;
+        self.reconnects += reconnects;
+        self.goodbyes_received += goodbyes_received;
+        self.misbehaving_excluded += misbehaving_excluded;
+        self.excluded_reconnects += excluded_reconnects;
+        self.rejected += &rejected;
+    }
+}
+
+impl std::ops::AddAssign<&RejectCounts> for RejectCounts {
+    /// Adds every counter (the exhaustive destructuring makes a new field a compile error
+    /// here until it is summed too).
+    fn add_assign(&mut self, other: &RejectCounts) {
+        let RejectCounts {
+            too_large,
+            empty,
+            unsupported_version,
+            malformed,
+            trailing_bytes,
+            wrong_dimension,
+            non_finite,
+            fingerprint_mismatch,
+            algorithm_mismatch,
+            codec,
+            not_a_neighbour,
+            unexpected_message,
+            unsolicited_snapshot,
+            invalid_field,
+            rate_limited,
+        } = other.clone();
+        self.too_large += too_large;
+        self.empty += empty;
+        self.unsupported_version += unsupported_version;
+        self.malformed += malformed;
+        self.trailing_bytes += trailing_bytes;
+        self.wrong_dimension += wrong_dimension;
+        self.non_finite += non_finite;
+        self.fingerprint_mismatch += fingerprint_mismatch;
+        self.algorithm_mismatch += algorithm_mismatch;
+        self.codec += codec;
+        self.not_a_neighbour += not_a_neighbour;
+        self.unexpected_message += unexpected_message;
+        self.unsolicited_snapshot += unsolicited_snapshot;
+        self.invalid_field += invalid_field;
+        self.rate_limited += rate_limited;
+    }
+}
+
 /// One counter per [`RejectReason`] kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RejectCounts {
@@ -178,5 +300,65 @@ impl RejectCounts {
             RejectReason::RateLimited => &mut self.rate_limited,
         };
         *counter += 1;
+    }
+}
+
+#[cfg(test)]
+mod add_tests {
+    use super::*;
+
+    /// Every numeric leaf of the JSON form set to a distinct value.
+    fn filled() -> PeerStats {
+        let mut doc = serde_json::to_value(PeerStats::default()).unwrap();
+        let mut next = 1u64;
+        fn fill(v: &mut serde_json::Value, next: &mut u64) {
+            match v {
+                serde_json::Value::Number(_) => {
+                    *v = (*next).into();
+                    *next += 1;
+                }
+                serde_json::Value::Object(m) => m.values_mut().for_each(|x| fill(x, next)),
+                _ => {}
+            }
+        }
+        fill(&mut doc, &mut next);
+        assert!(next > 40, "PeerStats has its counters");
+        serde_json::from_value(doc).unwrap()
+    }
+
+    #[test]
+    fn adding_stats_sums_every_counter() {
+        let a = filled();
+        let mut sum = a.clone();
+        sum += &a;
+        let (a, sum) = (
+            serde_json::to_value(a).unwrap(),
+            serde_json::to_value(sum).unwrap(),
+        );
+        fn check(a: &serde_json::Value, s: &serde_json::Value, path: &str) {
+            match (a, s) {
+                (serde_json::Value::Object(m), serde_json::Value::Object(n)) => {
+                    for (k, v) in m {
+                        check(v, &n[k], &format!("{path}.{k}"));
+                    }
+                }
+                _ => assert_eq!(
+                    s.as_u64(),
+                    a.as_u64().map(|x| 2 * x),
+                    "{path} is not summed"
+                ),
+            }
+        }
+        check(&a, &sum, "stats");
+        assert_eq!(
+            serde_json::from_value::<PeerStats>(sum)
+                .unwrap()
+                .rejected
+                .total(),
+            2 * serde_json::from_value::<PeerStats>(a)
+                .unwrap()
+                .rejected
+                .total()
+        );
     }
 }
