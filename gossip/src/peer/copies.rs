@@ -322,7 +322,14 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                 self.adopt(from.clone(), model, s.round);
             }
         }
-        if kind == AlgorithmKind::Choco {
+        self.settle(now, from)
+    }
+
+    /// After a hello or a snapshot from `from` made its copy usable: replays its buffered
+    /// updates (CHOCO), re-checks the aggregate's weights, and lets the start and the current
+    /// round move on.
+    pub(super) fn settle(&mut self, now: Micros, from: &I) -> Result<(), RejectReason> {
+        if self.kind == AlgorithmKind::Choco {
             self.drain(now, from)?;
         }
         self.check_aggregate_weights(now);

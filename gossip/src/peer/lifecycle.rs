@@ -152,13 +152,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         if h.reply_wanted {
             self.send_hello(from.clone(), false);
         }
-        if kind == AlgorithmKind::Choco {
-            self.drain(now, from)?;
-        }
-        self.check_aggregate_weights(now);
-        self.try_begin(false);
-        self.check_ready(now);
-        Ok(())
+        self.settle(now, from)
     }
 
     /// A joining peer continues from a neighbour's model. Its public copy jumps from zero to the
