@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{TempDir, start, wait_for};
+use common::{TempDir, promtool_clean, start, wait_for};
 use murmur_daemon::status::Metrics;
 
 #[test]
@@ -41,33 +39,8 @@ fn metrics_pass_promtool_with_one_libp2p_prefix_and_every_counter_from_start() {
         );
     }
 
-    let Ok(mut promtool) = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    else {
-        println!(
-            "SKIPPED: promtool not installed (Debian: apt-get install prometheus); the metric \
-             checks above ran, the promtool lint did not"
-        );
-        return;
-    };
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool check metrics:\n{report}"
+    promtool_clean(
+        &text,
+        "the metric checks above ran, the promtool lint did not",
     );
 }

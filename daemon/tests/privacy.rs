@@ -19,11 +19,11 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{TempDir, args, assert_refused, binary, log, run_to_exit, start, wait_for};
+use common::{
+    TempDir, args, assert_refused, binary, log, promtool_clean, run_to_exit, start, wait_for,
+};
 use murmur_daemon::demo::{DemoOptions, SwarmReport, Transport, run_swarm};
 use murmur_daemon::privacy::{LEDGER_FILE, RESERVE_ROUNDS};
 use murmur_gossip::privacy;
@@ -117,35 +117,6 @@ fn sample(text: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
 }
 
-fn promtool_clean(text: &str) {
-    let Ok(mut promtool) = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    else {
-        println!("SKIPPED: promtool not installed; the privacy gauges were not linted");
-        return;
-    };
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool check metrics:\n{report}"
-    );
-}
-
 #[test]
 fn a_private_node_reports_on_metrics_and_status_and_its_ledger_counts_every_run() {
     let dir = TempDir::new("privacy-lone");
@@ -168,7 +139,7 @@ fn a_private_node_reports_on_metrics_and_status_and_its_ledger_counts_every_run(
     let text = murmur_daemon::http::get(&node.http, "/metrics", Duration::from_secs(5)).unwrap();
     assert!(close(sample(&text, "murmur_privacy_epsilon"), p.epsilon));
     assert_eq!(sample(&text, "murmur_privacy_delta"), DELTA);
-    promtool_clean(&text);
+    promtool_clean(&text, "the privacy gauges were not linted");
     let shown = run_to_exit(&["status", "--addr", &node.http], Duration::from_secs(10));
     assert!(
         shown.stdout.contains(&format!(

@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use murmur_daemon::demo::{Node, spawn_node};
@@ -141,4 +143,37 @@ pub(crate) fn assert_refused(args: &[&str], expected: &[&str]) -> String {
         );
     }
     exited.stderr
+}
+
+/// Lints a `/metrics` text with `promtool check metrics`: passes only when promtool exits 0
+/// and prints nothing. Without promtool it prints `SKIPPED:` naming what went unlinted.
+pub(crate) fn promtool_clean(text: &str, unlinted: &str) {
+    let Ok(mut promtool) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        println!(
+            "SKIPPED: promtool not installed (Debian: apt-get install prometheus); {unlinted}"
+        );
+        return;
+    };
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics:\n{report}"
+    );
 }
