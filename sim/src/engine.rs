@@ -283,6 +283,24 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// Labels of a run's named random streams (for [`derive`]). The all-reduce clock
+/// (`crate::ring`) draws from the speed, network and link streams too, so its peers and links
+/// are the swarm's own.
+pub(crate) mod stream {
+    /// Per-peer compute speed factors and stragglers.
+    pub(crate) const SPEEDS: u64 = 11;
+    /// Which peers are attackers.
+    pub(crate) const ADVERSARY: u64 = 12;
+    /// Frame delays and losses.
+    pub(crate) const NETWORK: u64 = 13;
+    /// Churn events.
+    pub(crate) const CHURN: u64 = 14;
+    /// Fixed per-link delay factors.
+    pub(crate) const LINKS: u64 = 15;
+    /// The ring all-reduce's latency draws.
+    pub(crate) const RING_LATENCY: u64 = 16;
+}
+
 /// The seed of the random stream `label` of a run seeded with `seed` (splitmix64 finalizer).
 pub(crate) fn derive(seed: u64, label: u64) -> u64 {
     let mut z = seed ^ label.wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -322,9 +340,9 @@ impl Engine {
             adj.sort_unstable();
             adj.dedup();
         }
-        let mut speed_rng = ChaCha8Rng::seed_from_u64(derive(config.seed, 11));
+        let mut speed_rng = ChaCha8Rng::seed_from_u64(derive(config.seed, stream::SPEEDS));
         let (speeds, slow) = config.compute.factors(n, &mut speed_rng);
-        let mut adv_rng = ChaCha8Rng::seed_from_u64(derive(config.seed, 12));
+        let mut adv_rng = ChaCha8Rng::seed_from_u64(derive(config.seed, stream::ADVERSARY));
         let attackers: BTreeSet<u32> = config
             .adversary
             .as_ref()
@@ -362,11 +380,11 @@ impl Engine {
         let network = Network::new(
             config.network.clone(),
             n,
-            ChaCha8Rng::seed_from_u64(derive(config.seed, 13)),
-            derive(config.seed, 15),
+            ChaCha8Rng::seed_from_u64(derive(config.seed, stream::NETWORK)),
+            derive(config.seed, stream::LINKS),
         );
         let mut engine = Engine {
-            churn_rng: ChaCha8Rng::seed_from_u64(derive(config.seed, 14)),
+            churn_rng: ChaCha8Rng::seed_from_u64(derive(config.seed, stream::CHURN)),
             next_eval_round: config.eval_every_rounds,
             config,
             factory,

@@ -15,11 +15,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::compute::ComputeConfig;
-use crate::engine::derive;
+use crate::engine::{derive, stream};
 use crate::network::{Network, NetworkConfig};
-
-/// Seed label of the ring's latency draws (the engine's labels are 11–15).
-const RING_LATENCY: u64 = 16;
 
 /// Virtual time of ring all-reduce steps.
 #[derive(Debug)]
@@ -48,21 +45,21 @@ impl RingClock {
         dim: usize,
         seed: u64,
     ) -> RingClock {
-        let mut speed_rng = ChaCha8Rng::seed_from_u64(derive(seed, 11));
+        let mut speed_rng = ChaCha8Rng::seed_from_u64(derive(seed, stream::SPEEDS));
         let (factors, _) = compute.factors(peers, &mut speed_rng);
         let slowest = factors.iter().copied().fold(1.0f64, f64::max);
         RingClock {
             network: Network::new(
                 network.clone(),
                 peers,
-                ChaCha8Rng::seed_from_u64(derive(seed, 13)),
-                derive(seed, 15),
+                ChaCha8Rng::seed_from_u64(derive(seed, stream::NETWORK)),
+                derive(seed, stream::LINKS),
             ),
             compute: compute.clone(),
             slowest,
             peers,
             chunk_bytes: (4 * dim).div_ceil(peers.max(1)),
-            rng: ChaCha8Rng::seed_from_u64(derive(seed, RING_LATENCY)),
+            rng: ChaCha8Rng::seed_from_u64(derive(seed, stream::RING_LATENCY)),
         }
     }
 
