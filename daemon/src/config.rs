@@ -321,6 +321,7 @@ impl GossipConfig {
             "async" => Mode::Async {
                 max_staleness: self.max_staleness,
                 damping: self.damping,
+                timeout: self.round_timeout_ms * 1_000,
             },
             other => bail!("gossip.mode {other:?}: expected round-tagged or async"),
         };

@@ -140,6 +140,7 @@ fn main() {
                 mode: Mode::Async {
                     max_staleness: 8,
                     damping: 0.9,
+                    timeout: 1_000_000,
                 },
                 ..choco(CodecSpec::AdaptiveThreshold { density: 0.005 }, 0.025)
             },

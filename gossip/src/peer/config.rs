@@ -56,16 +56,32 @@ pub enum Mode {
         /// Per-round wait bound, microseconds.
         timeout: Micros,
     },
-    /// The peer mixes right after sending, with whatever copies it holds. A neighbour whose
-    /// latest update is more than `max_staleness` rounds old is left out of the mix (its copy
-    /// stays exact and rejoins once it catches up); fresher late contributions are damped by
-    /// `damping^staleness` (1.0: no damping).
+    /// The peer mixes right after sending with whatever copies it holds, unless it has run
+    /// too far ahead: before mixing round r it waits, up to `timeout`, until at least half of
+    /// its neighbours have sent an update of round r − `max_staleness` or later. This bounds
+    /// its lead over the neighbourhood the way stale synchronous parallel bounds a worker's
+    /// (Ho et al., NeurIPS 2013), while, like backup workers (Chen et al., 2016), the slower
+    /// half never sets the pace: a straggler is simply not waited for. A contribution more
+    /// than `max_staleness` rounds old is left out of the mix (the copy stays exact and rejoins
+    /// once it catches up); fresher late ones are damped by `damping^staleness` (1.0: no
+    /// damping). Without the bound, a network slower than the compute leaves every copy
+    /// dozens of rounds stale and the peers train alone.
     Async {
-        /// Largest staleness (rounds) still mixed.
+        /// Largest staleness (rounds) still mixed, and the lead over half the neighbours at
+        /// which the peer waits.
         max_staleness: u64,
         /// Per-round damping factor in (0, 1].
         damping: f32,
+        /// Longest wait for the neighbours to come within `max_staleness`, microseconds.
+        #[serde(default = "default_async_timeout")]
+        timeout: Micros,
     },
+}
+
+/// One second: the asynchronous mode's wait bound when a configuration names none (the
+/// round-tagged default's).
+fn default_async_timeout() -> Micros {
+    1_000_000
 }
 
 /// Whom a push-sum peer pushes to each round when the driver gives no explicit targets

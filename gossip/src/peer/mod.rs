@@ -151,6 +151,9 @@ enum Phase<I> {
         round: u64,
         /// Neighbours whose update (or share, or marker) of the round is still missing.
         waiting: BTreeSet<I>,
+        /// How many of them may still be missing when the round mixes: 0 round-tagged, half
+        /// the neighbours waited for asynchronous (see [`Mode::Async`]).
+        may_lag: usize,
     },
     /// Shut down: inputs are ignored.
     Stopped,
@@ -603,6 +606,7 @@ mod tests {
             mode: Mode::Async {
                 max_staleness: 4,
                 damping: 0.8,
+                timeout: 250_000,
             },
             clip_radius: Some(1.5),
             ..PeerConfig::default()

@@ -53,23 +53,32 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         self.send_and_wait(now);
     }
 
-    /// Sends this round's update and waits for the neighbours' (round-tagged) or mixes at
-    /// once (asynchronous CHOCO / D-PSGD).
+    /// Sends this round's update and waits for the neighbours' (asynchronous CHOCO / D-PSGD:
+    /// only for those too far behind).
     fn send_and_wait(&mut self, now: Micros) {
         match self.kind {
             AlgorithmKind::Choco | AlgorithmKind::Dpsgd => self.send_update(),
             AlgorithmKind::PushSum => self.push_send(),
         }
+        let timeout = match self.config.mode {
+            Mode::RoundTagged { timeout } | Mode::Async { timeout, .. } => timeout,
+        };
+        self.wait_for_round(now, timeout);
+    }
+
+    /// How many rounds a neighbour's update may lag this peer's before the round waits for it:
+    /// 0 round-tagged, `max_staleness` asynchronous.
+    fn slack(&self) -> u64 {
         match self.config.mode {
-            Mode::RoundTagged { timeout } => self.wait_for_round(now, timeout),
-            // Validated: push-sum is round-tagged only.
-            Mode::Async { .. } => self.mix_and_complete(now),
+            Mode::RoundTagged { .. } => 0,
+            Mode::Async { max_staleness, .. } => max_staleness,
         }
     }
 
-    /// Round-tagged: waits for this round's update (push-sum: share or marker) from every
-    /// neighbour whose hello arrived, bounded by `timeout`; with overlap, the next round's
-    /// local steps run meanwhile.
+    /// Waits for an update of this round (push-sum: this round's share or marker) from every
+    /// neighbour whose hello arrived, bounded by `timeout`; with overlap, the next round's local
+    /// steps run meanwhile. Asynchronous: waits only while more than half of them are over
+    /// `max_staleness` rounds behind.
     fn wait_for_round(&mut self, now: Micros, timeout: Micros) {
         let waiting: BTreeSet<I> = self
             .neighbours
@@ -77,9 +86,14 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             .filter(|(_, nb)| nb.hello_seen)
             .map(|(j, _)| j.clone())
             .collect();
+        let may_lag = match self.config.mode {
+            Mode::RoundTagged { .. } => 0,
+            Mode::Async { .. } => waiting.len() / 2,
+        };
         self.phase = Phase::Mixing {
             round: self.round,
             waiting,
+            may_lag,
         };
         self.schedule(now + timeout, TimerPurpose::RoundDeadline(self.round));
         if self.overlaps() {
@@ -194,7 +208,13 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
 
     /// Ends the round being mixed once nothing it waits for is missing.
     pub(super) fn check_ready(&mut self, now: Micros) {
-        let Phase::Mixing { round, waiting } = &mut self.phase else {
+        let slack = self.slack();
+        let Phase::Mixing {
+            round,
+            waiting,
+            may_lag,
+        } = &mut self.phase
+        else {
             return;
         };
         let round = *round;
@@ -205,10 +225,10 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         // any of them being resynchronised.
         waiting.retain(|j| {
             neighbours.get(j).is_some_and(|nb| {
-                (copies && nb.copy.is_none()) || nb.heard_round.is_none_or(|r| r < round)
+                (copies && nb.copy.is_none()) || lags(nb.heard_round, round, slack)
             })
         });
-        if waiting.is_empty() {
+        if waiting.len() <= *may_lag {
             self.finish_mixing(now);
         }
     }
@@ -247,6 +267,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             if let Mode::Async {
                 max_staleness,
                 damping,
+                ..
             } = self.config.mode
             {
                 if staleness > max_staleness {
@@ -310,4 +331,12 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             self.request_compute();
         }
     }
+}
+
+/// Whether a neighbour last heard in round `heard` (never: `None`) is more than `slack` rounds
+/// behind `round`, so that round waits for it.
+fn lags(heard: Option<u64>, round: u64, slack: u64) -> bool {
+    round
+        .checked_sub(slack)
+        .is_some_and(|need| heard.is_none_or(|h| h < need))
 }
