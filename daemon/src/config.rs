@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use libp2p::{Multiaddr, PeerId};
-use murmur_gossip::peer::{Algorithm, CodecSpec, CopyStorage, Mode, PeerConfig, PushSchedule};
+use murmur_gossip::peer::{Algorithm, AlgorithmError, CopyStorage, Mode, PeerConfig, PushSchedule};
 use murmur_gossip::privacy::{DEFAULT_DELTA, PrivacyConfig, PrivacyError};
 use murmur_gossip::task::{TaskConfig, TaskError};
 use murmur_topology::NeighbourRule;
@@ -223,11 +223,12 @@ impl Default for ShardConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GossipConfig {
-    /// `choco`, `dpsgd` or `push-sum`.
+    /// `choco`, `dpsgd`, `push-sum` or `compressed-push-sum`.
     pub algorithm: String,
-    /// CHOCO codec (`dense`, `threshold:0.01`, `topk:0.01`, `sign`, `qsgd:16`, ...).
+    /// Codec of CHOCO and compressed push-sum (`dense`, `threshold:0.01`, `topk:0.01`, `sign`,
+    /// `qsgd:16`, ...).
     pub codec: String,
-    /// CHOCO consensus step size in (0, 1].
+    /// Consensus step size of CHOCO and compressed push-sum, in (0, 1].
     pub gamma: f32,
     /// Local SGD steps per round.
     pub local_steps: u32,
@@ -302,18 +303,12 @@ impl GossipConfig {
     /// The peer configuration (seed, fingerprint and checkpoint cadence filled in by the
     /// caller).
     pub fn peer_config(&self) -> Result<PeerConfig> {
-        let algorithm = match self.algorithm.as_str() {
-            "choco" => Algorithm::Choco {
-                codec: self
-                    .codec
-                    .parse::<CodecSpec>()
-                    .map_err(|e| anyhow::anyhow!("gossip.codec {:?}: {e}", self.codec))?,
-                gamma: self.gamma,
+        let algorithm = Algorithm::from_name(&self.algorithm, &self.codec, self.gamma).map_err(
+            |e| match e {
+                AlgorithmError::Codec { .. } => anyhow::anyhow!("gossip.codec: {e}"),
+                AlgorithmError::Unknown(_) => anyhow::anyhow!("gossip.algorithm: {e}"),
             },
-            "dpsgd" => Algorithm::Dpsgd,
-            "push-sum" => Algorithm::PushSum,
-            other => bail!("gossip.algorithm {other:?}: expected choco, dpsgd or push-sum"),
-        };
+        )?;
         let mode = match self.mode.as_str() {
             "round-tagged" => Mode::RoundTagged {
                 timeout: self.round_timeout_ms * 1_000,
@@ -335,9 +330,9 @@ impl GossipConfig {
                 ),
             },
         };
-        if push != PushSchedule::All && algorithm != Algorithm::PushSum {
+        if push != PushSchedule::All && !algorithm.kind().pushes() {
             bail!(
-                "gossip.push = {:?} needs gossip.algorithm = \"push-sum\" (it is {:?})",
+                "gossip.push = {:?} needs gossip.algorithm = \"push-sum\" or \"compressed-push-sum\" (it is {:?})",
                 self.push,
                 self.algorithm
             );

@@ -99,7 +99,8 @@ struct RunArgs {
     /// Stop training after this many rounds (keep serving).
     #[arg(long)]
     max_rounds: Option<u64>,
-    /// Averaging algorithm: choco, dpsgd, push-sum.
+    /// Averaging algorithm: choco, dpsgd, push-sum, compressed-push-sum (push-sum whose
+    /// numerators travel through --codec with step --gamma, as CHOCO's models do).
     #[arg(long)]
     algorithm: Option<String>,
     /// Round-tagged (wait for the neighbours' round, bounded by the round timeout) or async.

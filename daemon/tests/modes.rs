@@ -49,6 +49,21 @@ fn every_algorithm_and_mode_trains_within_two_points_of_choco() {
             &["--algorithm", "push-sum", "--push", "random:1"],
             tcp,
         ),
+        (
+            "compressed-push-sum",
+            &["--algorithm", "compressed-push-sum"],
+            tcp,
+        ),
+        (
+            "compressed-push-sum one-peer-exponential",
+            &[
+                "--algorithm",
+                "compressed-push-sum",
+                "--topology",
+                "one-peer-exponential",
+            ],
+            tcp,
+        ),
         ("async", &["--mode", "async"], tcp),
         ("aggregate", &["--copies", "aggregate"], tcp),
         // No TCP listener at all: every connection is QUIC v1.

@@ -1,4 +1,4 @@
-//! The gossip wire messages: a versioned postcard envelope around seven kinds of message.
+//! The gossip wire messages: a versioned postcard envelope around eight kinds of message.
 //!
 //! Every frame a peer sends is `varint(PROTOCOL_VERSION) ++ postcard(Message)`. Decoding is
 //! strict and never panics on untrusted bytes: the size cap is checked before anything is
@@ -15,14 +15,16 @@
 //! | [`Snapshot`] | answer to a request | the dense public copy x̂ at a sequence number (and the model x for joiners) |
 //! | [`PushShare`] | push-sum only, once per round per out-neighbour | round, push-sum weight share, the sender's de-biased model |
 //! | [`PushMark`] | push-sum only, once per round to every neighbour pushed nothing | round (paces round-tagged push-sum) |
+//! | [`PushUpdate`] | compressed push-sum, once per round to every neighbour | an [`Update`] (ẑ's compressed difference), the sender's push-sum weight, the receiver's share of it (0: not a target this round) |
 //! | `Goodbye` | a peer leaves cleanly | nothing |
 
 use serde::{Deserialize, Serialize};
 
 /// Version of the wire format; a frame with another version is rejected before its body is read.
 /// Version 2: push-sum shares carry the de-biased model (version 1 carried the numerator share)
-/// and push-sum has round markers.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// and push-sum has round markers. Version 3: compressed push-sum ([`PushUpdate`],
+/// [`AlgorithmKind::CompressedPushSum`]).
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Which averaging algorithm a peer runs; both ends of an edge must agree (checked in [`Hello`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -33,6 +35,29 @@ pub enum AlgorithmKind {
     Dpsgd,
     /// Stochastic gradient push (push-sum) for directed or time-varying graphs.
     PushSum,
+    /// Push-sum whose numerators travel as compressed differences against public copies, as
+    /// CHOCO's models do.
+    CompressedPushSum,
+}
+
+impl AlgorithmKind {
+    /// Whether neighbours' public copies are kept exact by sequence-numbered compressed
+    /// updates (CHOCO, compressed push-sum): copies need a snapshot to start and to repair.
+    pub fn tracks_copies(self) -> bool {
+        matches!(
+            self,
+            AlgorithmKind::Choco | AlgorithmKind::CompressedPushSum
+        )
+    }
+
+    /// Whether the peer pushes weight shares (push-sum, dense or compressed) and mixes them on
+    /// arrival.
+    pub fn pushes(self) -> bool {
+        matches!(
+            self,
+            AlgorithmKind::PushSum | AlgorithmKind::CompressedPushSum
+        )
+    }
 }
 
 /// First message on every edge, in both directions.
@@ -110,6 +135,21 @@ pub struct PushShare {
     pub values: Vec<f32>,
 }
 
+/// Compressed push-sum: the round's update q = Q(z − ẑ) of the sender's numerator z = ω x,
+/// sent to every neighbour so that each keeps ẑ exact, with the sender's push-sum weight ω
+/// and the receiver's share a of it (1/(targets + 1) for a target this round, 0 otherwise).
+/// A receiver folds q into its copy ẑ_j, then adds γ·a·ẑ_j to its numerator and γ·a·ω to its
+/// weight; the sender took γ(1 − a_own)·(ẑ, ω) off its own, so mass is conserved exactly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PushUpdate {
+    /// The compressed difference, with its sequence number and round.
+    pub update: Update,
+    /// The sender's push-sum weight ω when it sent.
+    pub weight: f64,
+    /// The receiver's share a of this round's push, in [0, 1].
+    pub share: f64,
+}
+
 /// Push-sum round marker: the sender finished pushing round `round` and pushed nothing to the
 /// receiver (its targets were others). Round-tagged push-sum waits for a share or a marker of
 /// the round from every neighbour, so fast peers do not run ahead of slow ones.
@@ -136,6 +176,8 @@ pub enum Message {
     Goodbye,
     /// See [`PushMark`].
     PushMark(PushMark),
+    /// See [`PushUpdate`].
+    PushUpdate(PushUpdate),
 }
 
 /// Why a frame could not be decoded.
@@ -239,6 +281,7 @@ impl Message {
             Message::PushShare(_) => "push-share",
             Message::Goodbye => "goodbye",
             Message::PushMark(_) => "push-mark",
+            Message::PushUpdate(_) => "push-update",
         }
     }
 }
@@ -324,6 +367,16 @@ mod tests {
             }),
             Message::Goodbye,
             Message::PushMark(PushMark { round: 7 }),
+            Message::PushUpdate(PushUpdate {
+                update: Update {
+                    seq: 4,
+                    round: 3,
+                    degree: 2,
+                    frame: vec![9, 8, 7],
+                },
+                weight: 0.75,
+                share: 1.0 / 3.0,
+            }),
         ]
     }
 

@@ -28,12 +28,10 @@
 //! ```
 //! plus optional `[faults]` (churn, partitions) and `[adversary]` sections.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use murmur_compress::CodecSpec;
 use murmur_gossip::learner::LocalLearner;
 use murmur_gossip::peer::{Algorithm, Micros, PeerConfig, PrivacyConfig};
 use murmur_gossip::task::{PreparedTask, TaskConfig};
@@ -63,7 +61,7 @@ pub enum Baseline {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GossipConfig {
-    /// "choco", "dpsgd" or "push-sum".
+    /// "choco", "dpsgd", "push-sum" or "compressed-push-sum".
     pub algorithm: String,
     /// Codec spec for CHOCO (see murmur-compress: "dense", "threshold:0.01", "topk:0.01", ...).
     pub codec: String,
@@ -84,16 +82,8 @@ impl Default for GossipConfig {
 impl GossipConfig {
     /// The peer-level algorithm.
     pub fn algorithm(&self) -> anyhow::Result<Algorithm> {
-        Ok(match self.algorithm.as_str() {
-            "choco" => Algorithm::Choco {
-                codec: CodecSpec::from_str(&self.codec)
-                    .map_err(|e| anyhow::anyhow!("codec {:?}: {e}", self.codec))?,
-                gamma: self.gamma,
-            },
-            "dpsgd" | "d-psgd" => Algorithm::Dpsgd,
-            "push-sum" | "pushsum" | "sgp" => Algorithm::PushSum,
-            other => bail!("unknown algorithm {other:?} (choco, dpsgd, push-sum)"),
-        })
+        Algorithm::from_name(&self.algorithm, &self.codec, self.gamma)
+            .map_err(|e| anyhow::anyhow!("gossip.algorithm: {e}"))
     }
 }
 

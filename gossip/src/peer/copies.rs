@@ -11,10 +11,11 @@ use std::hash::Hash;
 use compress::{Compressed, DecodeLimits};
 use murmur_compress as compress;
 
-use super::neighbours::Buffered;
+use super::neighbours::{Buffered, PushShareOf};
+use super::push_sum::mix_push_share;
 use super::timers::TimerPurpose;
 use super::{DecodeError, MAX_DEGREE, Micros, Peer, RejectReason, all_finite, metropolis_weight};
-use crate::message::{AlgorithmKind, Message, Snapshot, SnapshotRequest, Update};
+use crate::message::{AlgorithmKind, Message, PushUpdate, Snapshot, SnapshotRequest, Update};
 
 impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     /// A degree a neighbour reports, bounded by [`MAX_DEGREE`].
@@ -62,17 +63,57 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         Ok(c)
     }
 
-    /// A neighbour's update. D-PSGD: the newest replaces the copy. CHOCO: applied in sequence
-    /// order; one past a gap is buffered and the gap checked, a duplicate is dropped.
+    /// A neighbour's update (CHOCO, D-PSGD).
     pub(super) fn on_update(
         &mut self,
         now: Micros,
         from: &I,
         u: Update,
     ) -> Result<(), RejectReason> {
-        if self.kind == AlgorithmKind::PushSum {
+        if self.kind.pushes() {
             return Err(RejectReason::UnexpectedMessage { what: "update" });
         }
+        self.receive_update(now, from, u, None)
+    }
+
+    /// A compressed push-sum update: its weight and share are checked, then it takes the
+    /// update path and its share is mixed in when it is applied.
+    pub(super) fn on_push_update(
+        &mut self,
+        now: Micros,
+        from: &I,
+        p: PushUpdate,
+    ) -> Result<(), RejectReason> {
+        if self.kind != AlgorithmKind::CompressedPushSum {
+            return Err(RejectReason::UnexpectedMessage {
+                what: "push-update",
+            });
+        }
+        if !(p.weight.is_finite() && p.weight > 0.0 && p.weight < 1e12) {
+            return Err(RejectReason::InvalidField {
+                what: "push weight",
+            });
+        }
+        if !(0.0..=1.0).contains(&p.share) {
+            return Err(RejectReason::InvalidField { what: "push share" });
+        }
+        let share = PushShareOf {
+            weight: p.weight,
+            share: p.share,
+        };
+        self.receive_update(now, from, p.update, Some(share))
+    }
+
+    /// A neighbour's update. D-PSGD: the newest replaces the copy. CHOCO and compressed
+    /// push-sum: applied in sequence order (the push share mixed in as it is); one past a gap
+    /// is buffered and the gap checked, a duplicate is dropped.
+    fn receive_update(
+        &mut self,
+        now: Micros,
+        from: &I,
+        u: Update,
+        share: Option<PushShareOf>,
+    ) -> Result<(), RejectReason> {
         if u.seq == 0 {
             return Err(RejectReason::InvalidField {
                 what: "sequence number",
@@ -81,6 +122,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         let degree = Self::check_degree(u.degree)?;
         let frame = self.decode_frame(&u.frame)?;
         let round = self.round;
+        let gamma = self.push_gamma();
         let my_degree = self.neighbours.len();
         let nb = self.neighbours.get_mut(from).expect("checked by caller");
         let ask_hello = !nb.hello_seen && nb.hello_requested_round != Some(round);
@@ -110,6 +152,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                 round: u.round,
                 degree: u.degree,
                 frame,
+                share,
             };
             let max_buffered = self.config.max_buffered_updates;
             if nb.copy.is_none() {
@@ -125,6 +168,9 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             } else if u.seq == nb.applied_seq + 1 {
                 nb.apply_update(u.seq, &buffered, self.aggregate.as_mut(), my_degree)?;
                 self.stats.updates_applied += 1;
+                if let (Some(share), Some(copy)) = (buffered.share, &nb.copy) {
+                    mix_push_share(&mut self.model, &mut self.push.weight, copy, share, gamma);
+                }
                 self.drain(now, from)?;
             } else {
                 self.stats.gaps_detected += 1;
@@ -163,6 +209,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     /// Replays buffered updates that follow the copy; checks the gap if one remains.
     pub(super) fn drain(&mut self, now: Micros, from: &I) -> Result<(), RejectReason> {
         let my_degree = self.neighbours.len();
+        let gamma = self.push_gamma();
         let nb = self.neighbours.get_mut(from).expect("checked by caller");
         if nb.copy.is_none() {
             return Ok(());
@@ -176,7 +223,18 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             } else if seq == nb.applied_seq + 1 {
                 let b = entry.remove();
                 match nb.apply_update(seq, &b, self.aggregate.as_mut(), my_degree) {
-                    Ok(()) => self.stats.updates_applied += 1,
+                    Ok(()) => {
+                        self.stats.updates_applied += 1;
+                        if let (Some(share), Some(copy)) = (b.share, &nb.copy) {
+                            mix_push_share(
+                                &mut self.model,
+                                &mut self.push.weight,
+                                copy,
+                                share,
+                                gamma,
+                            );
+                        }
+                    }
                     Err(e) => {
                         result = Err(e);
                         break;
@@ -287,7 +345,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         nb.degree = degree;
         let newer = nb.copy.is_none() || s.seq >= nb.applied_seq;
         let mut rebuild = false;
-        if newer && kind != AlgorithmKind::PushSum && (kind == AlgorithmKind::Choco || s.seq > 0) {
+        if newer && (kind.tracks_copies() || (kind == AlgorithmKind::Dpsgd && s.seq > 0)) {
             if let Some(aggregate) = self.aggregate.as_mut() {
                 if nb.weight_in_sum.is_some() {
                     // Its old contribution cannot be taken out of the sum.
@@ -329,7 +387,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     /// updates (CHOCO), re-checks the aggregate's weights, and lets the start and the current
     /// round move on.
     pub(super) fn settle(&mut self, now: Micros, from: &I) -> Result<(), RejectReason> {
-        if self.kind == AlgorithmKind::Choco {
+        if self.kind.tracks_copies() {
             self.drain(now, from)?;
         }
         self.check_aggregate_weights(now);

@@ -120,7 +120,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         nb.degree = degree;
         let mut want_snapshot = false;
         let mut rewound = false;
-        if kind == AlgorithmKind::Choco {
+        if kind.tracks_copies() {
             if first && nb.copy.is_none() && nb.pending_snapshot.is_none() {
                 if h.seq == 0 {
                     // Its public copy is zero: nothing to fetch (and nothing to add to a sum).
@@ -162,18 +162,24 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         self.model = Array1::from(model);
         self.round = round;
         self.stats.models_adopted += 1;
-        if self.kind == AlgorithmKind::Choco {
+        if self.kind.tracks_copies() {
+            // Compressed push-sum publishes its numerator ω x, and gives no share with it.
+            let scale = if self.kind == AlgorithmKind::CompressedPushSum {
+                self.push.weight
+            } else {
+                1.0
+            };
             let diff: Vec<f32> = self
                 .model
                 .iter()
                 .zip(&self.x_hat)
-                .map(|(x, h)| x - h)
+                .map(|(x, h)| (f64::from(*x) * scale) as f32 - h)
                 .collect();
             let q = compress::build(&CodecSpec::DenseF32, 0).compress(&diff);
             q.add_to(&mut self.x_hat, 1.0);
             self.seq += 1;
             self.last_update_round = round;
-            self.broadcast_update(q.encode(), q.nnz());
+            self.broadcast_update(q.encode(), q.nnz(), &[], 0.0);
         }
         self.out.push(Output::ModelAdopted { from, round });
     }

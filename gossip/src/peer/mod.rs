@@ -22,6 +22,12 @@
 //!   timeout), so a fast peer cannot give its weight away faster than it gets weight back
 //!   (SGP's synchronous variant; the unpaced form is not offered: see
 //!   [`ConfigError::PushSumAsync`]).
+//! - **Compressed push-sum** (after Taheri et al., ICML 2020): push-sum whose numerator
+//!   z_i = ω_i x_i travels as CHOCO's model does, q_i = Q(z_i − ẑ_i) to every neighbour each
+//!   round with the sender's weight and the receiver's share; the push schedule picks only who
+//!   gets a share. A receiver folds q_i into its copy ẑ_i and adds γ·a·(ẑ_i, ω_i); the sender
+//!   gives away γ(1 − a_ii)·(ẑ_i, ω_i). Columns sum to one, so mass and weight are conserved
+//!   exactly and the de-biased models z/ω average; dense with γ = 1 it is push-sum.
 //!
 //! Weights are Metropolis–Hastings, w_ij = 1 / (1 + max(d_i, d_j)), from the degree each
 //! neighbour reports in its hello and in every update, recomputed whenever a degree changes.
@@ -113,7 +119,8 @@ use rand_chacha::ChaCha8Rng;
 pub use crate::privacy::{PrivacyConfig, PrivacySpent};
 pub use checkpoint::{CHECKPOINT_FORMAT, CheckpointError, PeerCheckpoint, RngState};
 pub use config::{
-    Algorithm, ConfigError, CopyStorage, Micros, Mode, PeerConfig, PushSchedule, removed_key,
+    Algorithm, AlgorithmError, ConfigError, CopyStorage, Micros, Mode, PeerConfig, PushSchedule,
+    removed_key,
 };
 pub use io::{Input, NeighbourInfo, Output, PeerPhase, RejectReason};
 pub use stats::{PeerStats, RejectCounts};
@@ -389,7 +396,9 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
 
     fn build_compressor(config: &PeerConfig, round: u64) -> Box<dyn Compressor> {
         let spec = match &config.algorithm {
-            Algorithm::Choco { codec, .. } => codec.clone(),
+            Algorithm::Choco { codec, .. } | Algorithm::CompressedPushSum { codec, .. } => {
+                codec.clone()
+            }
             Algorithm::Dpsgd | Algorithm::PushSum => CodecSpec::DenseF32,
         };
         compress::build(&spec, derive_seed(config.seed ^ round, CODEC_STREAM))
@@ -576,6 +585,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             Message::Snapshot(s) => self.on_snapshot(now, &from, s),
             Message::PushShare(p) => self.on_push_share(now, &from, p),
             Message::PushMark(m) => self.on_push_mark(now, &from, m),
+            Message::PushUpdate(p) => self.on_push_update(now, &from, p),
             Message::Goodbye => {
                 self.stats.goodbyes_received += 1;
                 self.on_down(now, from.clone());

@@ -30,6 +30,18 @@ pub(super) struct Buffered {
     pub(super) degree: u32,
     /// The compressed difference q_j.
     pub(super) frame: Compressed,
+    /// Compressed push-sum: the weight and share that came with it.
+    pub(super) share: Option<PushShareOf>,
+}
+
+/// What a compressed push-sum update carries besides q: the sender's weight ω_j and this
+/// peer's share a_ij of it (0 when it was not a target), applied on arrival.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PushShareOf {
+    /// ω_j when it sent.
+    pub(super) weight: f64,
+    /// a_ij in [0, 1].
+    pub(super) share: f64,
 }
 
 /// How many snapshot requests of one neighbour were served in one round (the rate limit of
@@ -97,12 +109,13 @@ pub(super) struct Neighbour {
 }
 
 impl Neighbour {
-    /// Whether this neighbour is ready for the first round: CHOCO needs its copy, the others
-    /// only its hello.
+    /// Whether this neighbour is ready for the first round: CHOCO and compressed push-sum need
+    /// its copy, the others only its hello.
     pub(super) fn established(&self, kind: AlgorithmKind) -> bool {
-        match kind {
-            AlgorithmKind::Choco => self.copy.is_some(),
-            AlgorithmKind::Dpsgd | AlgorithmKind::PushSum => self.hello_seen,
+        if kind.tracks_copies() {
+            self.copy.is_some()
+        } else {
+            self.hello_seen
         }
     }
 

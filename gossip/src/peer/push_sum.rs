@@ -1,7 +1,8 @@
 //! Push-sum / SGP: the peer's push-sum weight and the driver's explicit push targets
 //! ([`PushSum`]), whom to push to each round, sending the round's shares (and a marker to every
-//! neighbour pushed nothing), and mixing shares in on arrival. Mass is conserved exactly: every
-//! share counts once, whenever it arrives.
+//! neighbour pushed nothing), and mixing shares in on arrival; and compressed push-sum's send
+//! (q of the numerator to every neighbour, the shares to the targets) and arrival mix. Mass is
+//! conserved exactly: every share counts once, whenever it arrives.
 
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -9,7 +10,10 @@ use std::hash::Hash;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{Micros, Peer, PushSchedule, RejectReason};
+use ndarray::Array1;
+
+use super::neighbours::PushShareOf;
+use super::{Algorithm, Micros, Peer, PushSchedule, RejectReason};
 use crate::message::{AlgorithmKind, Message, PushMark, PushShare};
 
 /// Domain separation of the push-sum target draws from the peer's other random streams.
@@ -156,4 +160,60 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         self.check_ready(now);
         Ok(())
     }
+
+    /// Compressed push-sum's γ (1 otherwise; only compressed push-sum reads it).
+    pub(super) fn push_gamma(&self) -> f32 {
+        match &self.config.algorithm {
+            Algorithm::CompressedPushSum { gamma, .. } => *gamma,
+            _ => 1.0,
+        }
+    }
+
+    /// Compressed push-sum: q = Q(z − ẑ) of the numerator z = ω x goes to every neighbour
+    /// (ẑ += q), a share a = 1/(targets + 1) to each target; then the peer gives away
+    /// γ(1 − a)·(ẑ, ω) of its own: z ← z − γ(1 − a) ẑ, ω ← ω (1 − γ(1 − a)).
+    pub(super) fn push_send_compressed(&mut self) {
+        let targets = self.push_round_targets();
+        let share = 1.0 / (targets.len() as f64 + 1.0);
+        let gamma = f64::from(self.push_gamma());
+        let w = self.push.weight;
+        let v: Vec<f32> = self
+            .model
+            .iter()
+            .zip(&self.x_hat)
+            .map(|(x, h)| (f64::from(*x) * w) as f32 - h)
+            .collect();
+        let q = self.compressor.compress(&v);
+        q.add_to(&mut self.x_hat, 1.0);
+        self.seq += 1;
+        self.last_update_round = self.round;
+        self.broadcast_update(q.encode(), q.nnz(), &targets, share);
+        let given = gamma * (1.0 - share);
+        let new_w = w * (1.0 - given);
+        for (x, h) in self.model.iter_mut().zip(&self.x_hat) {
+            *x = ((f64::from(*x) * w - given * f64::from(*h)) / new_w) as f32;
+        }
+        self.push.weight = new_w;
+    }
+}
+
+/// Compressed push-sum on arrival: (z, ω) += γ·a·(ẑ_j, ω_j), x = z / ω, with ẑ_j the copy
+/// just brought up to the update that carried the share.
+pub(super) fn mix_push_share(
+    model: &mut Array1<f32>,
+    weight: &mut f64,
+    copy: &[f32],
+    share: PushShareOf,
+    gamma: f32,
+) {
+    if share.share == 0.0 {
+        return;
+    }
+    let a = f64::from(gamma) * share.share;
+    let w = *weight;
+    let new_w = w + a * share.weight;
+    for (x, c) in model.iter_mut().zip(copy) {
+        *x = ((f64::from(*x) * w + a * f64::from(*c)) / new_w) as f32;
+    }
+    *weight = new_w;
 }

@@ -13,7 +13,7 @@ use ndarray::Array1;
 
 use super::timers::TimerPurpose;
 use super::{Algorithm, Micros, Mode, Output, Peer, Phase, all_finite, metropolis_weight};
-use crate::message::{AlgorithmKind, Message, Update};
+use crate::message::{AlgorithmKind, Message, PushUpdate, Update};
 use crate::privacy::{PrivacyConfig, clip_and_noise};
 
 impl<I: Clone + Ord + Debug + Hash> Peer<I> {
@@ -29,7 +29,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     fn overlaps(&self) -> bool {
         self.config.overlap_compute
             && matches!(self.config.mode, Mode::RoundTagged { .. })
-            && self.kind != AlgorithmKind::PushSum
+            && !self.kind.pushes()
     }
 
     /// A compute slot: this round's local steps (or, overlapping, the next round's), then this
@@ -59,6 +59,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         match self.kind {
             AlgorithmKind::Choco | AlgorithmKind::Dpsgd => self.send_update(),
             AlgorithmKind::PushSum => self.push_send(),
+            AlgorithmKind::CompressedPushSum => self.push_send_compressed(),
         }
         let timeout = match self.config.mode {
             Mode::RoundTagged { timeout } | Mode::Async { timeout, .. } => timeout,
@@ -184,25 +185,54 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         }
         self.seq += 1;
         self.last_update_round = self.round;
-        self.broadcast_update(q.encode(), q.nnz());
+        self.broadcast_update(q.encode(), q.nnz(), &[], 0.0);
     }
 
     /// Sends update number `seq` (the codec frame `frame`, `nnz` entries) to every neighbour.
-    pub(super) fn broadcast_update(&mut self, frame: Vec<u8>, nnz: usize) {
-        let bytes = Message::Update(Update {
+    /// Compressed push-sum: as a [`PushUpdate`] with this peer's weight, giving share `share` to
+    /// each of `targets` and 0 to the others.
+    pub(super) fn broadcast_update(
+        &mut self,
+        frame: Vec<u8>,
+        nnz: usize,
+        targets: &[I],
+        share: f64,
+    ) {
+        let update = Update {
             seq: self.seq,
             round: self.last_update_round,
             degree: self.neighbours.len() as u32,
             frame,
-        })
-        .encode();
+        };
+        let pushes = self.kind == AlgorithmKind::CompressedPushSum;
+        let weight = self.push.weight;
+        let encode = |share: f64| {
+            Message::PushUpdate(PushUpdate {
+                update: update.clone(),
+                weight,
+                share,
+            })
+            .encode()
+        };
+        let (to_targets, to_others) = if pushes {
+            (encode(share), encode(0.0))
+        } else {
+            let bytes = Message::Update(update.clone()).encode();
+            (bytes.clone(), bytes)
+        };
         let ids: Vec<I> = self.neighbours.keys().cloned().collect();
         for j in ids {
+            let bytes = if targets.contains(&j) {
+                self.stats.push_shares_sent += 1;
+                to_targets.clone()
+            } else {
+                to_others.clone()
+            };
             self.stats.updates_sent += 1;
             self.stats.update_bytes_sent += bytes.len() as u64;
             self.stats.dense_update_bytes += self.dense_update_len as u64;
             self.stats.update_entries_sent += nnz as u64;
-            self.send(j, bytes.clone());
+            self.send(j, bytes);
         }
     }
 
@@ -236,24 +266,28 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     /// The round's gossip is in (or its deadline passed): mix and complete. Push-sum mixed its
     /// shares on arrival, so it only completes.
     pub(super) fn finish_mixing(&mut self, now: Micros) {
-        if self.kind == AlgorithmKind::PushSum {
+        if self.kind.pushes() {
             self.complete_round(now);
         } else {
             self.mix_and_complete(now);
         }
     }
 
-    /// x += γ Σ_j w_ij f_j clip(c_j − base), in neighbour-id order (fixed reduction order).
+    /// x += γ Σ_j w_ij f_j clip(c_j − x̂), in neighbour-id order (fixed reduction order).
     fn mix_and_complete(&mut self, now: Micros) {
         if self.aggregate.is_some() {
             self.mix_aggregate(now);
             self.complete_round(now);
             return;
         }
-        let (gamma, base): (f32, Vec<f32>) = match &self.config.algorithm {
-            Algorithm::Choco { gamma, .. } => (*gamma, self.x_hat.clone()),
-            _ => (1.0, self.model.to_vec()),
+        // Both mix around x̂, what was sent: for D-PSGD x̂ is the sent model, so with the next
+        // round's steps already taken (overlap) x = Σ_j w_ij x_j + those steps, instead of a
+        // mix of the stepped x that would keep only w_ii of them.
+        let gamma = match &self.config.algorithm {
+            Algorithm::Choco { gamma, .. } => *gamma,
+            _ => 1.0,
         };
+        let base = self.x_hat.clone();
         let my_degree = self.neighbours.len();
         let mut acc = vec![0.0f32; self.dim];
         let mut diff = vec![0.0f32; self.dim];
