@@ -818,6 +818,37 @@ mod tests {
     }
 
     #[test]
+    fn relay_serving_is_off_by_default_and_nonsense_limits_are_named() {
+        let config = Config::default();
+        assert!(
+            !config.relay.serve,
+            "serving a relay costs bandwidth: opt in"
+        );
+        assert!(config.node.autonat_global_only);
+        for (text, expected) in [
+            (
+                "[relay]\nmax_circuits = 0\n",
+                "relay.max_circuits = 0 must be >= 1",
+            ),
+            (
+                "[relay]\nmax_circuit_secs = 0\n",
+                "relay.max_circuit_secs = 0",
+            ),
+            (
+                "[relay]\nmax_circuit_bytes = 10\n",
+                "relay.max_circuit_bytes = 10",
+            ),
+        ] {
+            let err = Config::parse(text)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_named_errors() {
         let err = toml::from_str::<Config>("[node]\nlisen = []\n").unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");

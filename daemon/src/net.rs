@@ -154,7 +154,10 @@ fn behaviour(
                 .with_agent_version(format!("murmur/{}", env!("CARGO_PKG_VERSION")))
                 // With announced addresses, identify sends only the swarm's external
                 // addresses (the announced ones), never the real listen addresses.
-                .with_hide_listen_addrs(!node.announce.is_empty()),
+                .with_hide_listen_addrs(!node.announce.is_empty())
+                // A relay reservation adds a listen address: peers must learn it now, not at
+                // the next periodic identify (minutes later).
+                .with_push_listen_addr_updates(true),
         ),
         ping: ping::Behaviour::new(
             ping::Config::new()

@@ -527,6 +527,49 @@ mod tests {
     }
 
     #[test]
+    fn nat_series_exist_from_the_start_and_one_reachability_state_is_set() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::default();
+        metrics.register(&mut registry);
+        let encode = |registry: &Registry| {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+            text
+        };
+        let text = encode(&registry);
+        for series in [
+            "murmur_reachability{state=\"unknown\"} 1",
+            "murmur_reachability{state=\"private\"} 0",
+            "murmur_relayed_bytes_total{direction=\"sent\"} 0",
+            "murmur_hole_punches_total{result=\"failure\"} 0",
+            "murmur_rejected_total{reason=\"download-over-relay\"} 0",
+            "murmur_relay_reservations 0",
+        ] {
+            assert!(text.contains(series), "{series} missing:\n{text}");
+        }
+        metrics.set_reachability(Reachability::Private);
+        metrics.hole_punch(false);
+        metrics.relayed("sent", 300);
+        let text = encode(&registry);
+        assert!(
+            text.contains("murmur_reachability{state=\"private\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("murmur_reachability{state=\"unknown\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("murmur_hole_punches_total{result=\"failure\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("murmur_relayed_bytes_total{direction=\"sent\"} 300"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn privacy_gauges_exist_only_when_registered() {
         let mut registry = Registry::default();
         let metrics = Metrics::default();

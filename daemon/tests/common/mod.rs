@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use murmur_daemon::demo::{Node, spawn_node};
 use murmur_daemon::status::Status;
 
+pub(crate) mod netns;
+
 pub(crate) fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_murmur"))
 }
