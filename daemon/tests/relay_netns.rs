@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use common::netns::{
     Namespaces, NsNode, exec, ip, log, node_file, spawn_in, status, unavailable, veth,
 };
-use common::{TempDir, args, start, wait_for};
+use common::{TempDir, args, binary, doc_block, start, wait_for};
 use serde_json::Value;
 
 /// Rounds each node trains: long enough (about 30 s here) that the relayed edge, which comes
@@ -173,21 +173,26 @@ fn private_nodes_train_together_through_a_relay() {
     }
     let dir = TempDir::new("relay-lab");
 
-    // The public node: bootstrap and relay.
-    let mut public_args = node_args(0);
-    public_args.extend(args(&[
-        "--listen",
-        &format!("/ip4/{PUBLIC_IP}/tcp/0"),
-        "--serve-relay",
+    // The public node: bootstrap and relay, run with docs/deploy.md's murmur.toml (its data
+    // dir overridden; private addresses count for AutoNAT in the lab).
+    let toml = dir.join("murmur.toml");
+    std::fs::write(&toml, doc_block("toml")).unwrap();
+    let public_args = args(&[
+        "--config",
+        toml.to_str().unwrap(),
         "--autonat-private-ips",
-    ]));
+        "--min-peers",
+        &NODES.to_string(),
+        "--max-rounds",
+        &ROUNDS.to_string(),
+    ]);
     let mut nodes = vec![spawn_in(&names[0], &dir.join("public"), &public_args)];
     let started = Instant::now();
     let boot = loop {
         if let Some(doc) = node_file(&nodes[0])
-            && let Some(addr) = doc["listen"][0].as_str()
+            && let Some(id) = doc["peer_id"].as_str()
         {
-            break addr.to_string();
+            break format!("/ip4/{PUBLIC_IP}/tcp/4001/p2p/{id}");
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
@@ -277,6 +282,51 @@ fn private_nodes_train_together_through_a_relay() {
         .iter()
         .map(|s| s["accuracy"].as_f64().unwrap_or(0.0))
         .fold(f64::INFINITY, f64::min);
+    // What docs/deploy.md tells an operator to read: `murmur status` and /metrics.
+    for (i, node) in nodes.iter().enumerate().skip(1) {
+        let http = node_file(node).unwrap()["http"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let bin = binary().to_str().unwrap();
+        let text = exec(&node.ns, &[bin, "status", "--addr", &http]).unwrap();
+        for line in [
+            format!("reachable  private (reserved on relays {})", ids[0]),
+            format!("{} (relayed)", ids[3 - i]),
+            format!("{} (direct)", ids[0]),
+        ] {
+            assert!(
+                text.contains(&line),
+                "murmur status lacks {line:?}:\n{text}"
+            );
+        }
+        let curl = format!(
+            "curl -s {http}/metrics | grep -E '^murmur_(reachability|relay|hole_punches|circuits)'"
+        );
+        let metrics = exec(&node.ns, &["sh", "-c", &curl]).unwrap();
+        for series in [
+            "murmur_reachability{state=\"private\"} 1",
+            "murmur_relay_reservations 1",
+            "murmur_relayed_neighbours 1",
+            "murmur_hole_punches_total{result=\"success\"} 0",
+        ] {
+            assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+        }
+    }
+    let http = node_file(&nodes[0]).unwrap()["http"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text = exec(
+        &nodes[0].ns,
+        &[binary().to_str().unwrap(), "status", "--addr", &http],
+    )
+    .unwrap();
+    assert!(
+        text.contains("reachable  public (no relay reservation)"),
+        "{text}"
+    );
+    assert!(text.contains("relay      serving: "), "{text}");
     drop(nodes);
 
     let direct_worst = direct_run(&dir);
