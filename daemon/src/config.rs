@@ -222,8 +222,6 @@ pub struct RelayConfig {
     /// Serve as a relay for others. Off by default: a relay spends its bandwidth on traffic
     /// between other peers.
     pub serve: bool,
-    /// Serving: circuits relayed at once (all peers together).
-    pub max_circuits: usize,
     /// Serving: seconds a circuit may last before the relay closes it (the ends then open a
     /// new one).
     pub max_circuit_secs: u64,
@@ -237,7 +235,6 @@ impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
             serve: false,
-            max_circuits: 16,
             // libp2p's defaults (2 min, 128 KiB) only cover a hole punch; gossip over a
             // relay runs for the whole training.
             max_circuit_secs: 3600,
@@ -249,7 +246,6 @@ impl Default for RelayConfig {
 
 impl RelayConfig {
     fn validate(&self) -> Result<()> {
-        at_least("relay.max_circuits", self.max_circuits as u64, 1)?;
         at_least("relay.max_circuit_secs", self.max_circuit_secs, 1)?;
         at_least("relay.max_circuit_bytes", self.max_circuit_bytes, 64 << 10)?;
         Ok(())
@@ -826,10 +822,6 @@ mod tests {
         );
         assert!(config.node.autonat_global_only);
         for (text, expected) in [
-            (
-                "[relay]\nmax_circuits = 0\n",
-                "relay.max_circuits = 0 must be >= 1",
-            ),
             (
                 "[relay]\nmax_circuit_secs = 0\n",
                 "relay.max_circuit_secs = 0",

@@ -127,7 +127,6 @@ fn behaviour(
         relay::Behaviour::new(
             me,
             relay::Config {
-                max_circuits: config.relay.max_circuits,
                 max_circuit_duration: Duration::from_secs(config.relay.max_circuit_secs),
                 max_circuit_bytes: config.relay.max_circuit_bytes,
                 ..relay::Config::default()

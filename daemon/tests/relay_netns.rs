@@ -85,8 +85,14 @@ fn create() -> Result<(Namespaces, [String; 3]), String> {
     Ok((ns, names))
 }
 
+/// Top-k updates: some 0.5 KiB per update, so each circuit carries well over libp2p's default
+/// circuit limit of 128 KiB and lives only by `relay.max_circuit_bytes`.
+const CODEC: &str = "topk:0.1";
+
 fn node_args(i: usize) -> Vec<String> {
     args(&[
+        "--codec",
+        CODEC,
         "--shard",
         &i.to_string(),
         "--shards",
@@ -178,6 +184,8 @@ fn private_nodes_train_together_through_a_relay() {
     let toml = dir.join("murmur.toml");
     std::fs::write(&toml, doc_block("toml")).unwrap();
     let public_args = args(&[
+        "--codec",
+        CODEC,
         "--config",
         toml.to_str().unwrap(),
         "--autonat-private-ips",
@@ -239,9 +247,12 @@ fn private_nodes_train_together_through_a_relay() {
     let public = &statuses[0];
     assert_eq!(public["nat"]["reachability"], "public", "{public:#}");
     assert_eq!(public["nat"]["relay_serving"], true);
+    // One circuit per direction at most (the two private nodes may dial each other at
+    // once): none was cut at a limit and reopened.
+    let circuits = public["nat"]["circuits_served"].as_u64().unwrap_or(0);
     assert!(
-        public["nat"]["circuits_served"].as_u64().unwrap_or(0) >= 1,
-        "the relay carried no circuit: {public:#}"
+        (1..=2).contains(&circuits),
+        "the relay carried {circuits} circuits: {public:#}"
     );
     let mut punches = 0;
     for i in 1..NODES {
@@ -256,7 +267,8 @@ fn private_nodes_train_together_through_a_relay() {
         assert_eq!(s["neighbour_paths"][other], "relayed", "private {i}: {s:#}");
         assert_eq!(s["neighbour_paths"][ids[0]], "direct", "private {i}: {s:#}");
         for key in ["relayed_bytes_sent", "relayed_bytes_received"] {
-            assert!(nat[key].as_u64().unwrap_or(0) > 0, "private {i}: {key} = 0");
+            let bytes = nat[key].as_u64().unwrap_or(0);
+            assert!(bytes > 256 << 10, "private {i}: {key} = {bytes}");
         }
         // Of its two neighbours, the relayed one got a real share of the gossip (not just
         // the last rounds).
