@@ -17,7 +17,10 @@
 //! the model, or a snapshot carrying one) is refused on a connection that is relayed only,
 //! and counted: it is the largest transfer, and the relay carries others' traffic for free.
 //! The joiner's request is resent every `gossip.snapshot_timeout_ms` and served once the
-//! connection is direct (a hole punch) or from a neighbour it reaches directly.
+//! connection is direct (a hole punch). The gossip peer adopts from the first neighbour that
+//! reported a newer round and does not switch to another one, so a joiner whose first such
+//! neighbour is relayed waits even when a direct neighbour could serve it (open work: the
+//! choice lives in `murmur_gossip::peer`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
