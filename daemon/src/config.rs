@@ -21,6 +21,8 @@ pub struct Config {
     pub node: NodeConfig,
     /// Private network key, allow-list, per-peer limits.
     pub access: AccessConfig,
+    /// Circuit relay v2: serving as a relay, and reserving slots on relays when private.
+    pub relay: RelayConfig,
     /// Which shard of the data set this node trains on.
     pub shard: ShardConfig,
     /// Data source, model, optimizer, partition (shared with the simulator).
@@ -62,7 +64,13 @@ pub struct NodeConfig {
     /// Find peers on the LAN by multicast DNS. Off by default: it multicasts to the LAN.
     pub mdns: bool,
     /// Also listen on QUIC addresses given in `listen` (ignored when a pre-shared key is set).
+    /// The transports are TCP (`/tcp/` listen addresses) and QUIC v1 (`/udp/../quic-v1`);
+    /// a node listens on those its `listen` list names, and dials both.
     pub quic: bool,
+    /// AutoNAT counts only dial-backs to global IP addresses as evidence (the internet
+    /// default). Off: private (10/8, 192.168/16, ...) addresses count too, for a swarm on one
+    /// private network, or the namespace lab of `docs/deploy.md`.
+    pub autonat_global_only: bool,
     /// Established connections in total.
     pub max_connections: u32,
     /// Established connections per peer.
@@ -95,6 +103,7 @@ impl Default for NodeConfig {
             announce: Vec::new(),
             mdns: false,
             quic: true,
+            autonat_global_only: true,
             max_connections: 128,
             max_connections_per_peer: 2,
             max_pending: 32,
@@ -200,6 +209,46 @@ impl Default for AccessConfig {
             max_bytes_per_sec: 64.0 * 1024.0 * 1024.0,
             burst_secs: 2.0,
         }
+    }
+}
+
+/// Circuit relay v2 (libp2p `relay`): a public node may carry connections between peers that
+/// cannot dial each other; a node AutoNAT finds private reserves a slot on the relays it
+/// dialled and advertises the relayed address. Relayed connections carry gossip updates but
+/// never a joiner's model download (see `crate::nat`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Serve as a relay for others. Off by default: a relay spends its bandwidth on traffic
+    /// between other peers.
+    pub serve: bool,
+    /// Serving: seconds a circuit may last before the relay closes it (the ends then open a
+    /// new one).
+    pub max_circuit_secs: u64,
+    /// Serving: bytes a circuit may carry, both directions together, before it is closed.
+    pub max_circuit_bytes: u64,
+    /// Private: reserve a slot on at most this many relays (0: never reserve).
+    pub reserve_on: usize,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            serve: false,
+            // libp2p's defaults (2 min, 128 KiB) only cover a hole punch; gossip over a
+            // relay runs for the whole training.
+            max_circuit_secs: 3600,
+            max_circuit_bytes: 256 << 20,
+            reserve_on: 2,
+        }
+    }
+}
+
+impl RelayConfig {
+    fn validate(&self) -> Result<()> {
+        at_least("relay.max_circuit_secs", self.max_circuit_secs, 1)?;
+        at_least("relay.max_circuit_bytes", self.max_circuit_bytes, 64 << 10)?;
+        Ok(())
     }
 }
 
@@ -612,6 +661,7 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         self.node.validate()?;
         self.access.validate()?;
+        self.relay.validate()?;
         let shard = &self.shard;
         at_least("shard.count (--shards)", shard.count as u64, 1)?;
         if shard.index >= shard.count {
@@ -757,6 +807,33 @@ mod tests {
             parsed.privacy.config().unwrap().unwrap().delta,
             DEFAULT_DELTA
         );
+    }
+
+    #[test]
+    fn relay_serving_is_off_by_default_and_nonsense_limits_are_named() {
+        let config = Config::default();
+        assert!(
+            !config.relay.serve,
+            "serving a relay costs bandwidth: opt in"
+        );
+        assert!(config.node.autonat_global_only);
+        for (text, expected) in [
+            (
+                "[relay]\nmax_circuit_secs = 0\n",
+                "relay.max_circuit_secs = 0",
+            ),
+            (
+                "[relay]\nmax_circuit_bytes = 10\n",
+                "relay.max_circuit_bytes = 10",
+            ),
+        ] {
+            let err = Config::parse(text)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
     }
 
     #[test]

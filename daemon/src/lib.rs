@@ -3,6 +3,7 @@
 //!
 //! - [`node`]: `murmur run`, wiring everything together;
 //! - [`net`]: the swarm event loop (transports, discovery, live topology, access control);
+//! - `nat`: relayed connections, relay reservations and what a relay may carry;
 //! - [`wire`]: the `/murmur/gossip/1` frame codec;
 //! - [`trainer`]: the training thread that owns the peer and its compute;
 //! - [`checkpoint`]: atomic safetensors + metadata checkpoints;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod identity;
+mod nat;
 pub mod net;
 pub mod node;
 pub mod preflight;

@@ -81,6 +81,13 @@ struct RunArgs {
     /// Enable mDNS discovery on the LAN.
     #[arg(long)]
     mdns: bool,
+    /// Serve as a circuit relay v2 for peers that cannot dial each other (relay.serve).
+    #[arg(long)]
+    serve_relay: bool,
+    /// Let AutoNAT count dial-backs to private IP addresses (node.autonat_global_only =
+    /// false): a swarm on one private network.
+    #[arg(long)]
+    autonat_private_ips: bool,
     /// Private-network key file.
     #[arg(long)]
     psk: Option<PathBuf>,
@@ -206,6 +213,8 @@ impl RunArgs {
             c.http.listen = None;
         }
         c.node.mdns |= self.mdns;
+        c.relay.serve |= self.serve_relay;
+        c.node.autonat_global_only &= !self.autonat_private_ips;
         if let Some(p) = self.psk {
             c.access.psk_file = Some(p);
         }
@@ -595,8 +604,33 @@ fn print_status(s: &murmur_daemon::status::Status) {
         s.connected_peers
     );
     for n in &s.neighbours {
-        println!("           {n}");
+        match s.neighbour_paths.get(n) {
+            Some(murmur_daemon::status::LinkPath::Relayed) => println!("           {n} (relayed)"),
+            Some(murmur_daemon::status::LinkPath::Direct) => println!("           {n} (direct)"),
+            None => println!("           {n}"),
+        }
     }
+    let nat = &s.nat;
+    let relays = if nat.relays.is_empty() {
+        "no relay reservation".to_string()
+    } else {
+        format!("reserved on relays {}", nat.relays.join(", "))
+    };
+    println!("reachable  {} ({relays})", nat.reachability.label());
+    if nat.relay_serving {
+        println!(
+            "relay      serving: {} circuits relayed",
+            nat.circuits_served
+        );
+    }
+    println!(
+        "relayed    sent {} B received {} B; {} hole punches ({} direct); {} model downloads refused",
+        nat.relayed_bytes_sent,
+        nat.relayed_bytes_received,
+        nat.hole_punch_attempts,
+        nat.hole_punch_successes,
+        nat.downloads_refused
+    );
     println!(
         "bytes      sent {} received {} (updates {} B vs {} B dense)",
         s.bytes_sent, s.bytes_received, s.update_bytes_sent, s.dense_update_bytes

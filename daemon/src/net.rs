@@ -35,14 +35,15 @@ use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, Transport, allow_block_list,
-    connection_limits, identify, mdns, noise, ping, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, Transport, allow_block_list, autonat,
+    connection_limits, dcutr, identify, mdns, noise, ping, relay, tcp, yamux,
 };
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::status::{AccessReject, Metrics, SharedStatus};
+use crate::nat::{self, Connections, Relays};
+use crate::status::{AccessReject, LinkPath, Metrics, Reachability, SharedStatus};
 use crate::trainer::{Event, Inbox, Outbound};
 use crate::wire::{PROTOCOL, Wire, read_frame, write_frame};
 use murmur_topology::{
@@ -78,10 +79,22 @@ pub(crate) struct Behaviour {
     ping: ping::Behaviour,
     kad: kad::Behaviour<MemoryStore>,
     mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Dials and listens through relays (`/p2p-circuit` addresses).
+    relay_client: relay::client::Behaviour,
+    /// Serving as a relay (`relay.serve`).
+    relay: Toggle<relay::Behaviour>,
+    /// Hole punching: upgrades a relayed connection to a direct one.
+    dcutr: dcutr::Behaviour,
+    /// Reachability from peers' dial-backs (v1: see `crate::nat`).
+    autonat: autonat::v1::Behaviour,
     stream: libp2p_stream::Behaviour,
 }
 
-fn behaviour(key: &Keypair, config: &Config) -> Result<Behaviour> {
+fn behaviour(
+    key: &Keypair,
+    relay_client: relay::client::Behaviour,
+    config: &Config,
+) -> Result<Behaviour> {
     let me = key.public().to_peer_id();
     let node = &config.node;
     let limits = connection_limits::ConnectionLimits::default()
@@ -110,6 +123,28 @@ fn behaviour(key: &Keypair, config: &Config) -> Result<Behaviour> {
     } else {
         None
     };
+    let relay = config.relay.serve.then(|| {
+        relay::Behaviour::new(
+            me,
+            relay::Config {
+                max_circuit_duration: Duration::from_secs(config.relay.max_circuit_secs),
+                max_circuit_bytes: config.relay.max_circuit_bytes,
+                ..relay::Config::default()
+            },
+        )
+    });
+    let autonat = autonat::v1::Behaviour::new(
+        me,
+        autonat::v1::Config {
+            // libp2p waits 15 s and retries every 90 s; a node joining a swarm should know
+            // within seconds whether it needs a relay.
+            boot_delay: Duration::from_secs(5),
+            retry_interval: Duration::from_secs(30),
+            throttle_server_period: Duration::from_secs(15),
+            only_global_ips: node.autonat_global_only,
+            ..autonat::v1::Config::default()
+        },
+    );
     Ok(Behaviour {
         limits: connection_limits::Behaviour::new(limits),
         allow: allow.into(),
@@ -118,7 +153,10 @@ fn behaviour(key: &Keypair, config: &Config) -> Result<Behaviour> {
                 .with_agent_version(format!("murmur/{}", env!("CARGO_PKG_VERSION")))
                 // With announced addresses, identify sends only the swarm's external
                 // addresses (the announced ones), never the real listen addresses.
-                .with_hide_listen_addrs(!node.announce.is_empty()),
+                .with_hide_listen_addrs(!node.announce.is_empty())
+                // A relay reservation adds a listen address: peers must learn it now, not at
+                // the next periodic identify (minutes later).
+                .with_push_listen_addr_updates(true),
         ),
         ping: ping::Behaviour::new(
             ping::Config::new()
@@ -127,11 +165,16 @@ fn behaviour(key: &Keypair, config: &Config) -> Result<Behaviour> {
         ),
         kad,
         mdns: mdns.into(),
+        relay_client,
+        relay: relay.into(),
+        dcutr: dcutr::Behaviour::new(me),
+        autonat,
         stream: libp2p_stream::Behaviour::new(),
     })
 }
 
-/// Builds the swarm: TCP + QUIC, or TCP under a pre-shared key.
+/// Builds the swarm: TCP + QUIC, or TCP under a pre-shared key; either with `/dns4`, `/dns6`
+/// and `/dnsaddr` resolution (the system resolver) and the relay client transport.
 pub(crate) fn build_swarm(
     key: Keypair,
     config: &Config,
@@ -140,7 +183,10 @@ pub(crate) fn build_swarm(
 ) -> Result<Swarm<Behaviour>> {
     let tcp_config = tcp::Config::default().nodelay(true);
     let idle = Duration::from_secs(config.node.idle_timeout_secs);
-    let make = |key: &Keypair| behaviour(key, config).map_err(|e| e.into_boxed_dyn_error());
+    let make = |key: &Keypair, relay_client| {
+        behaviour(key, relay_client, config).map_err(|e| e.into_boxed_dyn_error())
+    };
+    let dns = "reading the system's DNS configuration (/etc/resolv.conf), needed for /dns bootstrap addresses";
     let swarm = match psk {
         Some(psk) => SwarmBuilder::with_existing_identity(key)
             .with_tokio()
@@ -154,6 +200,9 @@ pub(crate) fn build_swarm(
                         .multiplex(yamux::Config::default()))
                 },
             )?
+            .with_dns()
+            .context(dns)?
+            .with_relay_client(noise::Config::new, yamux::Config::default)?
             .with_bandwidth_metrics(registry)
             .with_behaviour(make)
             .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -163,6 +212,9 @@ pub(crate) fn build_swarm(
             .with_tokio()
             .with_tcp(tcp_config, noise::Config::new, yamux::Config::default)?
             .with_quic()
+            .with_dns()
+            .context(dns)?
+            .with_relay_client(noise::Config::new, yamux::Config::default)?
             .with_bandwidth_metrics(registry)
             .with_behaviour(make)
             .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -239,6 +291,12 @@ pub struct Net {
     listen: Vec<Multiaddr>,
     node_file: PathBuf,
     http: Option<String>,
+    /// Which connections are relayed.
+    conns: Connections,
+    /// Relays known and reserved on.
+    relays: Relays,
+    /// AutoNAT's verdict.
+    reachability: Reachability,
 }
 
 /// How the event loop ended.
@@ -265,6 +323,9 @@ impl Net {
         http: Option<String>,
     ) -> Self {
         let me = *swarm.local_peer_id();
+        if let Ok(mut s) = status.lock() {
+            s.nat.relay_serving = config.relay.serve;
+        }
         let mut control = swarm.behaviour().stream.new_control();
         let incoming = control
             .accept(PROTOCOL)
@@ -304,6 +365,9 @@ impl Net {
             listen: Vec::new(),
             node_file: config.node.data_dir.join("node.json"),
             http,
+            conns: Connections::default(),
+            relays: Relays::new(config.relay.reserve_on),
+            reachability: Reachability::Unknown,
         }
     }
 
@@ -381,6 +445,7 @@ impl Net {
                     self.edges.tick(now);
                     self.apply_edges();
                     self.maybe_start();
+                    self.reserve_relays();
                 }
                 signal = shutdown.recv() => {
                     if stopping || signal.is_none() {
@@ -509,8 +574,61 @@ impl Net {
     }
 
     fn send_gossip(&mut self, to: PeerId, bytes: Vec<u8>) {
-        if self.edges.is_up(&to) {
-            self.send_wire(to, &Wire::Gossip(bytes));
+        if !self.edges.is_up(&to) {
+            return;
+        }
+        if self.conns.relayed_only(&to) {
+            if nat::refused_over_relay(&bytes) {
+                self.refuse_download(to);
+                return;
+            }
+            self.metrics.relayed("sent", bytes.len());
+            if let Ok(mut s) = self.status.lock() {
+                s.nat.relayed_bytes_sent += bytes.len() as u64;
+            }
+        }
+        self.send_wire(to, &Wire::Gossip(bytes));
+    }
+
+    /// A joiner's model download that would cross a relay: dropped and counted (the joiner
+    /// asks again; see `crate::nat`).
+    fn refuse_download(&mut self, peer: PeerId) {
+        tracing::info!(%peer, "model download refused on a relayed connection (waiting for a direct one)");
+        self.reject(AccessReject::DownloadOverRelay);
+        if let Ok(mut s) = self.status.lock() {
+            s.nat.downloads_refused += 1;
+        }
+    }
+
+    /// Private: asks the relays this node knows for a reservation (a `/p2p-circuit` listener
+    /// on each), up to `relay.reserve_on`.
+    fn reserve_relays(&mut self) {
+        if self.reachability != Reachability::Private {
+            return;
+        }
+        for (relay, circuit) in self.relays.to_reserve(Instant::now()) {
+            match self.swarm.listen_on(circuit.clone()) {
+                Ok(listener) => {
+                    tracing::info!(%relay, %circuit, "asking a relay for a reservation");
+                    self.relays.asked(listener, relay);
+                }
+                Err(e) => tracing::warn!(%circuit, error = %e, "cannot listen through a relay"),
+            }
+        }
+    }
+
+    /// Publishes each neighbour's path (direct or relayed) to the status and metrics.
+    fn publish_paths(&mut self) {
+        let paths: std::collections::BTreeMap<String, LinkPath> = self
+            .edges
+            .up()
+            .iter()
+            .filter_map(|p| Some((p.to_string(), self.conns.path(p)?)))
+            .collect();
+        let relayed = paths.values().filter(|&&p| p == LinkPath::Relayed).count();
+        self.metrics.relayed_neighbours.set(relayed as i64);
+        if let Ok(mut s) = self.status.lock() {
+            s.neighbour_paths = paths;
         }
     }
 
@@ -573,6 +691,9 @@ impl Net {
                 s.neighbours = self.edges.up().iter().map(|p| p.to_string()).collect();
             }
         }
+        if changed {
+            self.publish_paths();
+        }
     }
 
     fn within_limits(&mut self, peer: PeerId, len: usize) -> bool {
@@ -592,9 +713,20 @@ impl Net {
             self.reject(AccessReject::RateLimit);
             return;
         }
+        if self.conns.relayed_only(&peer) {
+            self.metrics.relayed("received", frame.len());
+            if let Ok(mut s) = self.status.lock() {
+                s.nat.relayed_bytes_received += frame.len() as u64;
+            }
+        }
         let now = self.now();
         match Wire::decode(&frame) {
             Ok(Wire::Select(select)) => self.edges.on_select(peer, select, now),
+            Ok(Wire::Gossip(bytes))
+                if self.conns.relayed_only(&peer) && nat::refused_over_relay(&bytes) =>
+            {
+                self.refuse_download(peer);
+            }
             Ok(Wire::Gossip(bytes)) => match self.edges.on_gossip(&peer, now) {
                 GossipVerdict::Deliver => {
                     if !self.inbox.frame(peer, bytes) {
@@ -615,6 +747,36 @@ impl Net {
             Err(_) => self.reject(AccessReject::MalformedEnvelope),
         }
         self.apply_edges();
+    }
+
+    fn on_relay_client(&mut self, event: relay::client::Event) {
+        match event {
+            relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal,
+                ..
+            } => {
+                if !renewal {
+                    tracing::info!(relay = %relay_peer_id, "relay reservation accepted: reachable through it");
+                }
+                self.relays.accepted(relay_peer_id);
+                self.publish_relays();
+            }
+            relay::client::Event::OutboundCircuitEstablished { relay_peer_id, .. } => {
+                tracing::debug!(relay = %relay_peer_id, "dialled a peer through a relay");
+            }
+            relay::client::Event::InboundCircuitEstablished { src_peer_id, .. } => {
+                tracing::debug!(peer = %src_peer_id, "a peer dialled this node through a relay");
+            }
+        }
+    }
+
+    fn publish_relays(&mut self) {
+        let relays = self.relays.reserved();
+        self.metrics.relay_reservations.set(relays.len() as i64);
+        if let Ok(mut s) = self.status.lock() {
+            s.nat.relays = relays;
+        }
     }
 
     fn write_node_file(&self) {
@@ -644,7 +806,48 @@ impl Net {
                 s.dialed_addrs.push(address);
             }
         }
+        match &event {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                self.conns
+                    .opened(*peer_id, *connection_id, endpoint.is_relayed());
+                if let libp2p::core::ConnectedPoint::Dialer { address, .. } = endpoint
+                    && !endpoint.is_relayed()
+                {
+                    self.relays.dialed(*peer_id, address);
+                }
+                self.publish_paths();
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                ..
+            } => {
+                self.conns.closed(peer_id, *connection_id);
+                self.publish_paths();
+            }
+            _ => {}
+        }
         match event {
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                if let Some(relay) = self.relays.closed(listener_id, Instant::now()) {
+                    match reason {
+                        Ok(()) => tracing::info!(%relay, "relay reservation ended"),
+                        Err(e) => {
+                            tracing::warn!(%relay, error = %e, "relay reservation failed or ended")
+                        }
+                    }
+                    self.publish_relays();
+                }
+            }
             SwarmEvent::NewListenAddr { address, .. } => {
                 let full = address.with_p2p(self.me).expect("own peer id");
                 println!("listening {full}");
@@ -683,6 +886,15 @@ impl Net {
                 peer_id: Some(peer),
                 error,
                 ..
+            } if self.swarm.is_connected(&peer) => {
+                // An extra dial (AutoNAT's dial-back, a hole punch, a second address) says
+                // nothing about a peer that is connected.
+                tracing::debug!(%peer, %error, "extra dial to a connected peer failed");
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
             } => {
                 if self.bootstrap_peers.contains(&peer) {
                     // Otherwise the only sign is "no neighbours: training paused" 20 s later.
@@ -708,6 +920,12 @@ impl Net {
         match event {
             BehaviourEvent::Identify(event) => {
                 self.libp2p_metrics.record(&event);
+                if let identify::Event::Received { peer_id, info, .. } = &event
+                    && info.protocols.contains(&relay::HOP_PROTOCOL_NAME)
+                {
+                    self.relays.serves(*peer_id);
+                    self.reserve_relays();
+                }
                 if let identify::Event::Received { peer_id, info, .. } = event
                     && info.protocols.contains(&PROTOCOL)
                 {
@@ -745,6 +963,59 @@ impl Net {
                     self.edges.unreachable(&event.peer, now);
                     self.apply_edges();
                 }
+            }
+            BehaviourEvent::RelayClient(event) => self.on_relay_client(event),
+            BehaviourEvent::Relay(event) => {
+                self.libp2p_metrics.record(&event);
+                if let relay::Event::CircuitReqAccepted {
+                    src_peer_id,
+                    dst_peer_id,
+                } = event
+                {
+                    tracing::info!(src = %src_peer_id, dst = %dst_peer_id, "relaying a circuit");
+                    self.metrics.circuits_served.inc();
+                    if let Ok(mut s) = self.status.lock() {
+                        s.nat.circuits_served += 1;
+                    }
+                }
+            }
+            BehaviourEvent::Dcutr(event) => {
+                self.libp2p_metrics.record(&event);
+                let success = event.result.is_ok();
+                match &event.result {
+                    Ok(_) => {
+                        tracing::info!(peer = %event.remote_peer_id, "hole punch succeeded: direct connection")
+                    }
+                    Err(e) => {
+                        tracing::info!(peer = %event.remote_peer_id, error = %e, "hole punch failed: staying relayed")
+                    }
+                }
+                self.metrics.hole_punch(success);
+                if let Ok(mut s) = self.status.lock() {
+                    s.nat.hole_punch_attempts += 1;
+                    s.nat.hole_punch_successes += u64::from(success);
+                }
+            }
+            BehaviourEvent::Autonat(autonat::v1::Event::StatusChanged { new, .. }) => {
+                let now = match new {
+                    autonat::v1::NatStatus::Public(addr) => {
+                        tracing::info!(%addr, "reachability: public (peers dialled this node back)");
+                        Reachability::Public
+                    }
+                    autonat::v1::NatStatus::Private => {
+                        tracing::info!(
+                            "reachability: private (peers could not dial back): reserving relay slots"
+                        );
+                        Reachability::Private
+                    }
+                    autonat::v1::NatStatus::Unknown => Reachability::Unknown,
+                };
+                self.reachability = now;
+                self.metrics.set_reachability(now);
+                if let Ok(mut s) = self.status.lock() {
+                    s.nat.reachability = now;
+                }
+                self.reserve_relays();
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {

@@ -1,6 +1,7 @@
 //! What a node reports about itself: the JSON status (`GET /status`, `murmur status`) and the
 //! Prometheus metrics (`GET /metrics`, libp2p's own metrics included).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
@@ -67,6 +68,72 @@ pub struct PrivacyStatus {
     pub noise_multiplier: f64,
 }
 
+/// Whether this node can be dialled from the internet, as AutoNAT concluded from its peers'
+/// dial-back attempts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reachability {
+    /// No verdict yet (no probe answered, or only probes that do not count: loopback and
+    /// private addresses under `node.autonat_global_only`).
+    #[default]
+    Unknown,
+    /// Peers dialled this node back: it needs no relay.
+    Public,
+    /// Peers could not dial it back (NAT, firewall): it reserves relay slots.
+    Private,
+}
+
+impl Reachability {
+    /// Every state, in label order.
+    pub const ALL: [Reachability; 3] = [
+        Reachability::Private,
+        Reachability::Public,
+        Reachability::Unknown,
+    ];
+
+    /// The `state` label of `murmur_reachability` (and the JSON value).
+    pub fn label(self) -> &'static str {
+        match self {
+            Reachability::Unknown => "unknown",
+            Reachability::Public => "public",
+            Reachability::Private => "private",
+        }
+    }
+}
+
+/// How frames reach a neighbour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkPath {
+    /// At least one connection goes straight to the peer.
+    Direct,
+    /// Every connection goes through a circuit relay.
+    Relayed,
+}
+
+/// NAT traversal as the status reports it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NatStatus {
+    /// AutoNAT's verdict.
+    pub reachability: Reachability,
+    /// Relays holding a reservation for this node (peer ids).
+    pub relays: Vec<String>,
+    /// This node serves as a relay (`relay.serve`).
+    pub relay_serving: bool,
+    /// Serving: circuits it accepted between other peers.
+    pub circuits_served: u64,
+    /// DCUtR hole punches attempted on relayed connections (finished, either way).
+    pub hole_punch_attempts: u64,
+    /// Of those, the ones that opened a direct connection.
+    pub hole_punch_successes: u64,
+    /// Gossip bytes sent over relayed-only connections.
+    pub relayed_bytes_sent: u64,
+    /// Gossip bytes received over relayed-only connections.
+    pub relayed_bytes_received: u64,
+    /// Model downloads for joiners refused on relayed-only connections (see `crate::nat`).
+    pub downloads_refused: u64,
+}
+
 /// Cap of [`Status::dialed_addrs`].
 pub const MAX_DIALED_ADDRS: usize = 64;
 
@@ -100,6 +167,12 @@ pub struct Status {
     pub privacy: Option<PrivacyStatus>,
     /// Current neighbours (edges both ends agreed on).
     pub neighbours: Vec<String>,
+    /// Each neighbour's path: direct, or through a relay.
+    #[serde(default)]
+    pub neighbour_paths: BTreeMap<String, LinkPath>,
+    /// Reachability, relays, hole punches and relayed traffic.
+    #[serde(default)]
+    pub nat: NatStatus,
     /// Peers discovered that speak `/murmur/gossip/1`.
     pub known_peers: usize,
     /// Peers with an open connection.
@@ -163,12 +236,15 @@ pub enum AccessReject {
     OutboxFull,
     /// A connection over its frames-per-second budget.
     RateLimit,
+    /// A joiner's model download on a relayed-only connection.
+    DownloadOverRelay,
 }
 
 impl AccessReject {
     /// Every reason, in label order.
-    pub const ALL: [AccessReject; 7] = [
+    pub const ALL: [AccessReject; 8] = [
         AccessReject::ConnectionRefused,
+        AccessReject::DownloadOverRelay,
         AccessReject::FrameTooLarge,
         AccessReject::InboxFull,
         AccessReject::MalformedEnvelope,
@@ -187,6 +263,7 @@ impl AccessReject {
             AccessReject::NotNeighbour => "not-neighbour",
             AccessReject::OutboxFull => "outbox-full",
             AccessReject::RateLimit => "rate-limit",
+            AccessReject::DownloadOverRelay => "download-over-relay",
         }
     }
 }
@@ -220,6 +297,18 @@ pub struct Metrics {
     pub wait_seconds: Counter<f64, AtomicU64>,
     /// Checkpoints written.
     pub checkpoints: Counter,
+    /// 1 for AutoNAT's current verdict, 0 for the other states.
+    pub reachability: Family<Vec<(String, String)>, Gauge>,
+    /// Relays holding a reservation for this node.
+    pub relay_reservations: Gauge,
+    /// Neighbours reached only through a relay.
+    pub relayed_neighbours: Gauge,
+    /// Gossip bytes over relayed-only connections, by direction.
+    pub relayed_bytes: Family<Vec<(String, String)>, Counter>,
+    /// DCUtR hole punches by result.
+    pub hole_punches: Family<Vec<(String, String)>, Counter>,
+    /// Circuits this node relayed for others.
+    pub circuits_served: Counter,
     /// Privacy on: ε spent (registered only then: 0 would claim perfect privacy).
     pub privacy_epsilon: Gauge<f64, AtomicU64>,
     /// Privacy on: δ of that ε.
@@ -287,12 +376,76 @@ impl Metrics {
             "Checkpoints written",
             self.checkpoints.clone(),
         );
+        r.register(
+            "reachability",
+            "AutoNAT verdict: 1 for the current state (public, private, unknown)",
+            self.reachability.clone(),
+        );
+        r.register(
+            "relay_reservations",
+            "Relays holding a reservation for this node",
+            self.relay_reservations.clone(),
+        );
+        r.register(
+            "relayed_neighbours",
+            "Neighbours reached only through a relay",
+            self.relayed_neighbours.clone(),
+        );
+        r.register(
+            "relayed_bytes",
+            "Gossip bytes over relayed-only connections",
+            self.relayed_bytes.clone(),
+        );
+        r.register(
+            "hole_punches",
+            "DCUtR hole punches on relayed connections, by result",
+            self.hole_punches.clone(),
+        );
+        r.register(
+            "circuits_served",
+            "Relay circuits this node accepted between other peers",
+            self.circuits_served.clone(),
+        );
+        self.set_reachability(Reachability::Unknown);
+        for direction in ["received", "sent"] {
+            drop(
+                self.relayed_bytes
+                    .get_or_create(&label("direction", direction)),
+            );
+        }
+        for result in ["failure", "success"] {
+            drop(self.hole_punches.get_or_create(&label("result", result)));
+        }
         for reason in Self::reject_reasons() {
             drop(
                 self.rejected
                     .get_or_create(&vec![("reason".to_string(), reason.to_string())]),
             );
         }
+    }
+
+    /// Sets `murmur_reachability`: 1 for `now`, 0 for the other states.
+    pub fn set_reachability(&self, now: Reachability) {
+        for state in Reachability::ALL {
+            self.reachability
+                .get_or_create(&label("state", state.label()))
+                .set(i64::from(state == now));
+        }
+    }
+
+    /// Counts gossip bytes over a relayed-only connection (`sent` or `received`).
+    pub fn relayed(&self, direction: &str, bytes: usize) {
+        self.relayed_bytes
+            .get_or_create(&label("direction", direction))
+            .inc_by(bytes as u64);
+    }
+
+    /// Counts one finished hole punch.
+    pub fn hole_punch(&self, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.hole_punches
+            .get_or_create(&label("result", result))
+            .inc();
     }
 
     /// Registers the privacy gauges (`murmur_privacy_epsilon`, `murmur_privacy_delta`); only
@@ -343,6 +496,11 @@ impl Metrics {
     }
 }
 
+/// One label pair.
+fn label(key: &str, value: &str) -> Vec<(String, String)> {
+    vec![(key.to_string(), value.to_string())]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +523,49 @@ mod tests {
         assert!(
             text.contains("murmur_rejected_total{reason=\"wrong-dimension\"} 0"),
             "every reason is there from the start: {text}"
+        );
+    }
+
+    #[test]
+    fn nat_series_exist_from_the_start_and_one_reachability_state_is_set() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::default();
+        metrics.register(&mut registry);
+        let encode = |registry: &Registry| {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+            text
+        };
+        let text = encode(&registry);
+        for series in [
+            "murmur_reachability{state=\"unknown\"} 1",
+            "murmur_reachability{state=\"private\"} 0",
+            "murmur_relayed_bytes_total{direction=\"sent\"} 0",
+            "murmur_hole_punches_total{result=\"failure\"} 0",
+            "murmur_rejected_total{reason=\"download-over-relay\"} 0",
+            "murmur_relay_reservations 0",
+        ] {
+            assert!(text.contains(series), "{series} missing:\n{text}");
+        }
+        metrics.set_reachability(Reachability::Private);
+        metrics.hole_punch(false);
+        metrics.relayed("sent", 300);
+        let text = encode(&registry);
+        assert!(
+            text.contains("murmur_reachability{state=\"private\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("murmur_reachability{state=\"unknown\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("murmur_hole_punches_total{result=\"failure\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("murmur_relayed_bytes_total{direction=\"sent\"} 300"),
+            "{text}"
         );
     }
 

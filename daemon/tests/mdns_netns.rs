@@ -6,110 +6,42 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TempDir, binary};
+use common::TempDir;
+use common::netns::{Namespaces, NsNode, ip, log, spawn_in, status, unavailable, veth};
 
 /// Nodes per namespace.
 const PER_NS: usize = 2;
 /// Rounds each node trains.
 const ROUNDS: u64 = 200;
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+/// Two namespaces and the veth pair between them, multicast routed out of the veth.
+fn create() -> Result<(Namespaces, [String; 2]), String> {
+    let id = std::process::id() % 100_000;
+    let names = [format!("murmur-mdns-a-{id}"), format!("murmur-mdns-b-{id}")];
+    let veths = [format!("mma{id}"), format!("mmb{id}")];
+    let mut ns = Namespaces::default();
+    ns.add(&names[0])?;
+    ns.add(&names[1])?;
+    veth(
+        (&names[0], &veths[0], "10.231.0.1/24"),
+        (&names[1], &veths[1], "10.231.0.2/24"),
+    )?;
+    for (name, dev) in names.iter().zip(&veths) {
+        // mDNS sends to 224.0.0.251: give multicast a route out of the veth.
+        ip(&["-n", name, "route", "add", "224.0.0.0/4", "dev", dev])?;
     }
-}
-
-/// Two namespaces and the veth pair between them; removed on drop (the veth goes with them).
-struct Namespaces {
-    names: [String; 2],
-}
-
-impl Namespaces {
-    fn create() -> Result<Namespaces, String> {
-        let id = std::process::id() % 100_000;
-        let ns = Namespaces {
-            names: [format!("murmur-mdns-a-{id}"), format!("murmur-mdns-b-{id}")],
-        };
-        let veth = [format!("mma{id}"), format!("mmb{id}")];
-        ip(&["netns", "add", &ns.names[0]])?;
-        ip(&["netns", "add", &ns.names[1]])?;
-        ip(&[
-            "link", "add", &veth[0], "type", "veth", "peer", "name", &veth[1],
-        ])?;
-        for (side, (name, dev)) in ns.names.iter().zip(&veth).enumerate() {
-            let addr = format!("10.231.0.{}/24", side + 1);
-            ip(&["link", "set", dev, "netns", name])?;
-            ip(&["-n", name, "addr", "add", &addr, "dev", dev])?;
-            ip(&["-n", name, "link", "set", dev, "up"])?;
-            ip(&["-n", name, "link", "set", "lo", "up"])?;
-            // mDNS sends to 224.0.0.251: give multicast a route out of the veth.
-            ip(&["-n", name, "route", "add", "224.0.0.0/4", "dev", dev])?;
-        }
-        Ok(ns)
-    }
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for name in &self.names {
-            let _ = ip(&["netns", "del", name]);
-        }
-    }
-}
-
-/// A node started inside a namespace; killed on drop.
-struct NsNode {
-    child: Child,
-    ns: String,
-    dir: PathBuf,
-}
-
-impl Drop for NsNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn log(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("node.log")).unwrap_or_default()
-}
-
-/// The node's `/status` as JSON, fetched from inside its namespace by `murmur status`.
-fn status(node: &NsNode) -> Option<serde_json::Value> {
-    let text = std::fs::read_to_string(node.dir.join("node.json")).ok()?;
-    let doc: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let http = doc["http"].as_str()?.to_string();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &node.ns])
-        .arg(binary())
-        .args(["status", "--json", "--addr", &http])
-        .output()
-        .ok()?;
-    serde_json::from_slice(&out.stdout).ok()
+    Ok((ns, names))
 }
 
 #[test]
 fn nodes_find_each_other_by_mdns_across_a_veth_link_and_train() {
-    if not_root() {
-        println!("SKIPPED: network namespaces need root (this test runs as uid != 0)");
+    if let Some(why) = unavailable() {
+        println!("SKIPPED: {why}");
         return;
     }
-    let namespaces = match Namespaces::create() {
+    let (_namespaces, names) = match create() {
         Ok(ns) => ns,
         Err(why) => {
             println!("SKIPPED: cannot create network namespaces: {why}");
@@ -122,30 +54,22 @@ fn nodes_find_each_other_by_mdns_across_a_veth_link_and_train() {
     for i in 0..total {
         let side = i % 2;
         let data = dir.join(&format!("node-{i}"));
-        std::fs::create_dir_all(&data).unwrap();
-        let logfile = std::fs::File::create(data.join("node.log")).unwrap();
         let listen = format!("/ip4/10.231.0.{}/tcp/0", side + 1);
-        let child = Command::new("ip")
-            .args(["netns", "exec", &namespaces.names[side]])
-            .arg(binary())
-            .arg("run")
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--listen", &listen, "--http", "127.0.0.1:0", "--mdns"])
-            .args(["--shard", &i.to_string(), "--shards", &total.to_string()])
-            .args(["--min-peers", &total.to_string()])
-            .args(["--max-rounds", &ROUNDS.to_string()])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(logfile.try_clone().unwrap())
-            .stderr(logfile)
-            .spawn()
-            .expect("ip netns exec murmur run");
-        nodes.push(NsNode {
-            child,
-            ns: namespaces.names[side].clone(),
-            dir: data,
-        });
+        let node_args = [
+            "--listen",
+            &listen,
+            "--mdns",
+            "--shard",
+            &i.to_string(),
+            "--shards",
+            &total.to_string(),
+            "--min-peers",
+            &total.to_string(),
+            "--max-rounds",
+            &ROUNDS.to_string(),
+        ];
+        let node: NsNode = spawn_in(&names[side], &data, &node_args.map(String::from));
+        nodes.push(node);
     }
 
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -153,7 +77,7 @@ fn nodes_find_each_other_by_mdns_across_a_veth_link_and_train() {
     while finished.iter().any(Option::is_none) {
         for (i, node) in nodes.iter_mut().enumerate() {
             if let Some(exit) = node.child.try_wait().unwrap() {
-                panic!("node {i} exited with {exit}:\n{}", log(&node.dir));
+                panic!("node {i} exited with {exit}:\n{}", log(node));
             }
             if finished[i].is_none()
                 && let Some(s) = status(node)
@@ -165,11 +89,7 @@ fn nodes_find_each_other_by_mdns_across_a_veth_link_and_train() {
         assert!(
             Instant::now() < deadline,
             "not every node finished {ROUNDS} rounds by mDNS alone; logs:\n{}",
-            nodes
-                .iter()
-                .map(|n| log(&n.dir))
-                .collect::<Vec<_>>()
-                .join("\n---\n")
+            nodes.iter().map(log).collect::<Vec<_>>().join("\n---\n")
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -232,13 +152,4 @@ fn nodes_find_each_other_by_mdns_across_a_veth_link_and_train() {
         );
     }
     assert!(cross_edges > 0, "no edge crosses the veth link");
-}
-
-/// Whether this process lacks root (namespaces need CAP_SYS_ADMIN).
-fn not_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() != "0")
-        .unwrap_or(true)
 }

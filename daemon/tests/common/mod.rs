@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use murmur_daemon::demo::{Node, spawn_node};
 use murmur_daemon::status::Status;
 
+pub(crate) mod netns;
+
 pub(crate) fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_murmur"))
 }
@@ -176,4 +178,18 @@ pub(crate) fn promtool_clean(text: &str, unlinted: &str) {
         out.status.success() && report.trim().is_empty(),
         "promtool check metrics:\n{report}"
     );
+}
+
+/// The body of the first fenced block of `lang` in `docs/deploy.md` (tests keep the guide's
+/// commands and files true).
+pub(crate) fn doc_block(lang: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/deploy.md");
+    let text = std::fs::read_to_string(path).expect("docs/deploy.md");
+    let fence = format!("```{lang}\n");
+    let start = text
+        .find(&fence)
+        .unwrap_or_else(|| panic!("no {fence} block in docs/deploy.md"))
+        + fence.len();
+    let len = text[start..].find("```").expect("a closed block");
+    text[start..start + len].to_string()
 }
