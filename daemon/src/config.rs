@@ -11,7 +11,7 @@ use murmur_gossip::task::{TaskConfig, TaskError};
 use murmur_topology::NeighbourRule;
 use serde::{Deserialize, Serialize};
 
-use crate::adversary::AdversaryKind;
+use murmur_gossip::adversary::AttackKind;
 
 /// Everything a `murmur run` needs.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -590,7 +590,7 @@ impl Default for LogConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct TestingConfig {
     /// The attack: huge, nan, wrong-dim, replay, flood (none: an honest node).
-    pub adversary: Option<AdversaryKind>,
+    pub adversary: Option<AttackKind>,
     /// `huge`: magnitude of the forged values.
     pub scale: f32,
     /// `flood`: extra copies (and as many mangled frames) per frame; `replay`: earlier updates

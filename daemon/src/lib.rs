@@ -13,11 +13,12 @@
 //! - [`status`] and [`http`]: JSON status, Prometheus metrics and their endpoint;
 //! - [`config`]: the TOML configuration; [`task`]: configuration → learner;
 //! - [`demo`]: the one-command local swarm (and the process harness of the tests);
-//! - [`adversary`]: a hostile node for robustness tests and demos only (`[testing]`).
+//! - `adversary`: a hostile node for robustness tests and demos only (`[testing]`): the core's
+//!   frame rewriter, [`murmur_gossip::adversary`], the simulator's hostile peers use too.
 
 #![warn(missing_docs)]
 
-pub mod adversary;
+pub use murmur_gossip::adversary;
 pub mod checkpoint;
 pub mod config;
 pub mod demo;

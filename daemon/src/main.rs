@@ -183,9 +183,9 @@ struct RunArgs {
     #[arg(long, allow_negative_numbers = true)]
     dp_delta: Option<f64>,
     /// FOR ROBUSTNESS TESTS AND DEMOS ONLY: this node lies to its neighbours
-    /// (huge, nan, wrong-dim, replay, flood).
+    /// (huge, non-finite or nan, wrong-dim, replay, flood).
     #[arg(long)]
-    adversary: Option<murmur_daemon::adversary::AdversaryKind>,
+    adversary: Option<murmur_gossip::adversary::AttackKind>,
     /// Start from round 0 even if checkpoints exist: they are moved into a new checkpoint
     /// generation (checkpoints/generation-N), never deleted or overwritten.
     #[arg(long)]

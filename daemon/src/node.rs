@@ -210,7 +210,7 @@ async fn run_async(config: Config, start: Start) -> Result<()> {
         pause_when_isolated: !config.node.bootstrap.is_empty() || config.node.min_peers > 1,
         adversary: config.testing.adversary.map(|kind| {
             tracing::warn!(?kind, "TESTING: this node is a hostile peer");
-            crate::adversary::Adversary::new(
+            murmur_gossip::adversary::Adversary::new(
                 kind,
                 config.testing.scale,
                 config.testing.copies,

@@ -98,7 +98,7 @@ pub struct TrainerSetup {
     /// (cut off, it would race through rounds on its own shard and drift away).
     pub pause_when_isolated: bool,
     /// FOR ROBUSTNESS TESTS ONLY: rewrites every outgoing frame into an attack.
-    pub adversary: Option<crate::adversary::Adversary>,
+    pub adversary: Option<murmur_gossip::adversary::Adversary>,
     /// Privacy on: the data directory's privacy ledger, reserved ahead of every release.
     pub privacy: Option<crate::privacy::Ledger>,
 }

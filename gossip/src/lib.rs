@@ -14,10 +14,14 @@
 //!   accountant).
 //!
 //! The daemon (tokio + libp2p) and the simulator (virtual clock) drive the very same
-//! [`peer::Peer`], so a result measured in simulation predicts the daemon.
+//! [`peer::Peer`], so a result measured in simulation predicts the daemon. The `testing`
+//! feature adds what tests and experiments need and a library user does not: the lock-step
+//! driver `peer::testing` and `adversary`, the frame rewriter both drivers' hostile peers use.
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "testing")]
+pub mod adversary;
 pub mod consensus;
 pub mod data;
 #[cfg(feature = "deep")]

@@ -32,7 +32,7 @@ use rayon::prelude::*;
 
 use murmur_topology::schedule::Schedule;
 
-use crate::adversary::{AdversaryConfig, Attacker};
+use crate::adversary::{Adversary, AdversaryConfig};
 use crate::compute::ComputeConfig;
 use crate::faults::{ChurnKind, FaultsConfig};
 use crate::metrics::EvalRow;
@@ -164,7 +164,7 @@ struct Slot {
     view: BTreeSet<u32>,
     speed: f64,
     straggler: bool,
-    attacker: Option<Attacker>,
+    attacker: Option<Adversary>,
     checkpoint: Option<PeerCheckpoint>,
     last_loss: f32,
     /// Traffic of earlier incarnations.
@@ -363,11 +363,11 @@ impl Engine {
                 speed: speeds[i],
                 straggler: slow[i],
                 attacker: attackers.contains(&(i as u32)).then(|| {
-                    Attacker::new(
-                        config.adversary.clone().expect("attackers imply a config"),
-                        dim,
-                        ChaCha8Rng::seed_from_u64(derive(config.seed, 1000 + i as u64)),
-                    )
+                    config
+                        .adversary
+                        .as_ref()
+                        .expect("attackers imply a config")
+                        .attacker(dim)
                 }),
                 checkpoint: None,
                 last_loss: f32::NAN,

@@ -101,6 +101,7 @@ mod neighbours;
 mod push_sum;
 mod round;
 mod stats;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod timers;
 
@@ -238,7 +239,7 @@ enum Phase<I> {
 /// assert_eq!(peers[0].model().to_vec(), vec![1.0, 2.0, 3.0]);
 /// assert_eq!(peers[1].model().to_vec(), vec![1.0, 2.0, 3.0]);
 /// ```
-/// [`testing::LockStep`] is a complete lock-step driver of this kind.
+/// `testing::LockStep` (feature `testing`) is a complete lock-step driver of this kind.
 #[derive(Debug)]
 pub struct Peer<I> {
     /// This peer's id (an edge to itself is ignored).
