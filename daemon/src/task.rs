@@ -5,6 +5,7 @@
 use anyhow::{Context, Result, ensure};
 use murmur_gossip::learner::LocalLearner;
 use murmur_gossip::peer::PeerConfig;
+use murmur_gossip::seed;
 use ndarray::Array1;
 
 use crate::checkpoint::ModelInfo;
@@ -62,11 +63,8 @@ pub fn prepare(config: &Config) -> Result<Prepared> {
     let mut peer_config = config.peer_config()?;
     // Independent codec streams per node, reproducible from the base seed (the privacy noise
     // gets a secret key from the OS instead: see node.rs).
-    peer_config.seed = config
-        .gossip
-        .seed
-        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        .wrapping_add(shard.index as u64);
+    peer_config.seed =
+        seed::derive_indexed(config.gossip.seed, seed::stream::PEER, shard.index as u64);
     peer_config.fingerprint = prepared.fingerprint();
     peer_config.checkpoint_every = config.checkpoint.every;
     let model_info = ModelInfo {

@@ -842,9 +842,7 @@ impl PreparedTask {
 
     /// The sampler seed of learner `stream`.
     fn learner_seed(&self, stream: u64) -> u64 {
-        self.config
-            .seed
-            .wrapping_add(stream.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        crate::seed::derive_indexed(self.config.seed, crate::seed::stream::LEARNER, stream)
     }
 
     /// The centralized reference trainer for this task (`epochs`, batch, optimizer, seed).

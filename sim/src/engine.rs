@@ -283,31 +283,10 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// Labels of a run's named random streams (for [`derive`]). The all-reduce clock
-/// (`crate::ring`) draws from the speed, network and link streams too, so its peers and links
-/// are the swarm's own.
-pub(crate) mod stream {
-    /// Per-peer compute speed factors and stragglers.
-    pub(crate) const SPEEDS: u64 = 11;
-    /// Which peers are attackers.
-    pub(crate) const ADVERSARY: u64 = 12;
-    /// Frame delays and losses.
-    pub(crate) const NETWORK: u64 = 13;
-    /// Churn events.
-    pub(crate) const CHURN: u64 = 14;
-    /// Fixed per-link delay factors.
-    pub(crate) const LINKS: u64 = 15;
-    /// The ring all-reduce's latency draws.
-    pub(crate) const RING_LATENCY: u64 = 16;
-}
-
-/// The seed of the random stream `label` of a run seeded with `seed` (splitmix64 finalizer).
-pub(crate) fn derive(seed: u64, label: u64) -> u64 {
-    let mut z = seed ^ label.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+/// The run's named random streams (the labels live in [`murmur_gossip::seed::stream`] with
+/// every other stream's). The all-reduce clock (`crate::ring`) draws from the speed, network
+/// and link streams too, so its peers and links are the swarm's own.
+pub(crate) use murmur_gossip::seed::{derive, derive_indexed, stream};
 
 fn secs(s: f64) -> Micros {
     (s * 1e6).round() as Micros
@@ -422,14 +401,22 @@ impl Engine {
         let learner = (self.factory)(i);
         let mut init = self.init.clone();
         if self.config.init_noise > 0.0 {
-            let mut rng = ChaCha8Rng::seed_from_u64(derive(self.config.seed, 50_000 + i as u64));
+            let mut rng = ChaCha8Rng::seed_from_u64(derive_indexed(
+                self.config.seed,
+                stream::INIT_NOISE,
+                i as u64,
+            ));
             for x in init.iter_mut() {
                 *x += self.config.init_noise * rng.sample::<f32, _>(StandardNormal);
             }
         }
         let config = PeerConfig {
-            seed: derive(self.config.seed ^ self.config.peer.seed, i as u64)
-                .wrapping_add(u64::from(incarnation)),
+            seed: derive_indexed(
+                self.config.seed ^ self.config.peer.seed,
+                stream::PEER,
+                i as u64,
+            )
+            .wrapping_add(u64::from(incarnation)),
             ..self.config.peer.clone()
         };
         Peer::new(i as u32, config, learner, init).map_err(|e| e.to_string())
@@ -1125,10 +1112,7 @@ impl Engine {
 fn noise_key(seed: u64, i: u64, inc: u64) -> [u8; 32] {
     let mut key = [0u8; 32];
     for (k, chunk) in key.chunks_exact_mut(8).enumerate() {
-        let word = derive(
-            seed ^ 0x7072_6976_6163_7921,
-            (i << 36) ^ (inc << 4) ^ k as u64,
-        );
+        let word = derive_indexed(seed, stream::PRIVACY_KEY, (i << 36) ^ (inc << 4) ^ k as u64);
         chunk.copy_from_slice(&word.to_le_bytes());
     }
     key

@@ -286,7 +286,11 @@ impl Network {
             return 1.0;
         }
         let (lo, hi) = (a.min(b) as u64, a.max(b) as u64);
-        let mut rng = ChaCha8Rng::seed_from_u64(self.link_seed ^ (lo << 32 | hi));
+        let mut rng = ChaCha8Rng::seed_from_u64(murmur_gossip::seed::derive_indexed(
+            self.link_seed,
+            murmur_gossip::seed::stream::LINK,
+            lo << 32 | hi,
+        ));
         let d = LogNormal::new(0.0, self.config.link_spread).expect("spread >= 0");
         d.sample(&mut rng).clamp(0.25, 4.0)
     }

@@ -134,6 +134,7 @@ use timers::Timers;
 
 use crate::learner::{Evaluation, LocalLearner};
 use crate::message::{AlgorithmKind, Message, Update};
+use crate::seed;
 
 /// Largest degree a neighbour may report (a sanity bound on an untrusted field).
 pub const MAX_DEGREE: u32 = 1 << 16;
@@ -309,17 +310,6 @@ pub struct Peer<I> {
     out: Vec<Output<I>>,
 }
 
-fn derive_seed(seed: u64, label: u64) -> u64 {
-    // splitmix64 of seed ^ label: independent streams for independent purposes.
-    let mut z = seed ^ label.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-const CODEC_STREAM: u64 = 1;
-const NOISE_STREAM: u64 = 2;
-
 fn all_finite(v: &[f32]) -> bool {
     v.iter().all(|x| x.is_finite())
 }
@@ -360,7 +350,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         })
         .encode()
         .len();
-        let rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, NOISE_STREAM));
+        let rng = ChaCha8Rng::seed_from_u64(seed::derive(config.seed, seed::stream::NOISE));
         Ok(Peer {
             id,
             kind,
@@ -402,7 +392,10 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             }
             Algorithm::Dpsgd | Algorithm::PushSum => CodecSpec::DenseF32,
         };
-        compress::build(&spec, derive_seed(config.seed ^ round, CODEC_STREAM))
+        compress::build(
+            &spec,
+            seed::derive(config.seed ^ round, seed::stream::CODEC),
+        )
     }
 
     // ------------------------------------------------------------------ getters

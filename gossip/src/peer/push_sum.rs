@@ -16,9 +16,6 @@ use super::neighbours::PushShareOf;
 use super::{Algorithm, Micros, Peer, PushSchedule, RejectReason};
 use crate::message::{AlgorithmKind, Message, PushMark, PushShare};
 
-/// Domain separation of the push-sum target draws from the peer's other random streams.
-const PUSH_DRAW_SALT: u64 = 0x7075_7368_7261_6e64; // "pushrand"
-
 /// A push-sum peer's own state (the per-neighbour part is in the neighbour table).
 #[derive(Debug)]
 pub(super) struct PushSum<I> {
@@ -67,7 +64,10 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                 vec![ring.swap_remove(at).1]
             }
             PushSchedule::Random { k } => {
-                let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ PUSH_DRAW_SALT);
+                let mut rng = ChaCha8Rng::seed_from_u64(crate::seed::derive(
+                    self.config.seed,
+                    crate::seed::stream::PUSH_TARGETS,
+                ));
                 rng.set_stream(self.round);
                 rand::seq::index::sample(&mut rng, all.len(), k.min(all.len()))
                     .into_iter()
