@@ -193,7 +193,7 @@ impl Trainer {
         self.publish_model();
         self.update_status();
         while !self.stopped {
-            if self.want_compute && !self.training_over() && !self.isolated() {
+            if self.want_compute && !self.training_over() && !self.refresh_pause() {
                 // Fold in whatever already arrived, then compute.
                 while let Ok(event) = rx.try_recv() {
                     self.on_event(event).await;
@@ -201,7 +201,7 @@ impl Trainer {
                 if self.want_compute
                     && !self.stopped
                     && !self.training_over()
-                    && !self.isolated()
+                    && !self.refresh_pause()
                     && self.reserve_privacy()
                 {
                     self.want_compute = false;
@@ -252,8 +252,10 @@ impl Trainer {
         }
     }
 
-    /// No neighbour to gossip with while the node should have some: compute waits.
-    fn isolated(&mut self) -> bool {
+    /// Re-evaluates whether compute must pause because the node has no neighbour to gossip
+    /// with while it should have some; logs and publishes a change of that state, and
+    /// returns it.
+    fn refresh_pause(&mut self) -> bool {
         // Edges whose hello never arrived do not count: the peer does not wait for them.
         let isolated = self.setup.pause_when_isolated
             && !self
