@@ -16,11 +16,15 @@
 //! mid-training could never be mixed. A joiner's model download (a snapshot request that wants
 //! the model, or a snapshot carrying one) is refused on a connection that is relayed only,
 //! and counted: it is the largest transfer, and the relay carries others' traffic for free.
-//! The joiner's request is resent every `gossip.snapshot_timeout_ms` and served once the
-//! connection is direct (a hole punch). The gossip peer adopts from the first neighbour that
-//! reported a newer round and does not switch to another one, so a joiner whose first such
-//! neighbour is relayed waits even when a direct neighbour could serve it (open work: the
-//! choice lives in `murmur_gossip::peer`).
+//!
+//! The gossip peer knows which neighbours are relayed only: the swarm loop tells it
+//! ([`murmur_gossip::peer::Input::LinkClass`], through the training thread's
+//! `Event::LinkClass`) whenever a peer's class changes, a connection opening or closing
+//! ([`Connections::class_change`]). A joiner therefore asks a direct neighbour that is ahead of
+//! it for its model, never a relayed one; with only relayed neighbours ahead it waits, within
+//! its startup deadline, for a direct neighbour or for a hole punch to make a path direct, and
+//! then asks at once. The refusal above stays as the policy's enforcement (a class reported
+//! late, or a peer that does not follow it).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -40,6 +44,8 @@ const RESERVE_RETRY: Duration = Duration::from_secs(30);
 #[derive(Debug, Default)]
 pub(crate) struct Connections {
     by_peer: HashMap<PeerId, HashMap<ConnectionId, bool>>,
+    /// Peers the gossip peer was last told are reached only through a relay.
+    reported_relayed: BTreeSet<PeerId>,
 }
 
 impl Connections {
@@ -72,6 +78,19 @@ impl Connections {
     /// Whether the only way to `peer` is through a relay.
     pub(crate) fn relayed_only(&self, peer: &PeerId) -> bool {
         self.path(peer) == Some(LinkPath::Relayed)
+    }
+
+    /// After a connection to `peer` opened or closed: whether it is relayed only now, when
+    /// that differs from what the gossip peer was last told (which this records as told).
+    /// A peer with no connection left counts as not relayed, so the gossip peer forgets it.
+    pub(crate) fn class_change(&mut self, peer: &PeerId) -> Option<bool> {
+        let relayed = self.relayed_only(peer);
+        let changed = if relayed {
+            self.reported_relayed.insert(*peer)
+        } else {
+            self.reported_relayed.remove(peer)
+        };
+        changed.then_some(relayed)
     }
 }
 
@@ -201,6 +220,32 @@ mod tests {
         assert_eq!(conns.path(&peer), Some(LinkPath::Direct));
         conns.closed(&peer, direct);
         assert_eq!(conns.path(&peer), None);
+    }
+
+    #[test]
+    fn the_gossip_peer_is_told_each_change_of_class_once() {
+        let mut conns = Connections::default();
+        let peer = PeerId::random();
+        let (relayed, direct) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+        );
+        conns.opened(peer, direct, false);
+        assert_eq!(conns.class_change(&peer), None, "direct is the default");
+        conns.closed(&peer, direct);
+        assert_eq!(conns.class_change(&peer), None);
+        conns.opened(peer, relayed, true);
+        assert_eq!(conns.class_change(&peer), Some(true));
+        assert_eq!(conns.class_change(&peer), None, "told once");
+        // The hole punch: a direct connection beside the relayed one.
+        conns.opened(peer, direct, false);
+        assert_eq!(conns.class_change(&peer), Some(false));
+        conns.closed(&peer, direct);
+        assert_eq!(conns.class_change(&peer), Some(true));
+        // Every connection gone: the gossip peer forgets the relayed mark.
+        conns.closed(&peer, relayed);
+        assert_eq!(conns.class_change(&peer), Some(false));
+        assert_eq!(conns.class_change(&peer), None);
     }
 
     #[test]

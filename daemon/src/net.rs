@@ -617,6 +617,17 @@ impl Net {
         }
     }
 
+    /// Tells the gossip peer when `peer` became, or stopped being, reachable only through a
+    /// relay, so a joiner takes its model download from a direct neighbour (see `crate::nat`).
+    /// Sent before the edge is up too: the class belongs to the connection, and the training
+    /// thread sees events in order, so it knows the class before that peer's first hello.
+    fn report_class(&mut self, peer: PeerId) {
+        if let Some(relayed) = self.conns.class_change(&peer) {
+            tracing::debug!(%peer, relayed, "path class changed");
+            self.inbox.control(Event::LinkClass { peer, relayed });
+        }
+    }
+
     /// Publishes each neighbour's path (direct or relayed) to the status and metrics.
     fn publish_paths(&mut self) {
         let paths: std::collections::BTreeMap<String, LinkPath> = self
@@ -820,6 +831,7 @@ impl Net {
                 {
                     self.relays.dialed(*peer_id, address);
                 }
+                self.report_class(*peer_id);
                 self.publish_paths();
             }
             SwarmEvent::ConnectionClosed {
@@ -828,6 +840,7 @@ impl Net {
                 ..
             } => {
                 self.conns.closed(peer_id, *connection_id);
+                self.report_class(*peer_id);
                 self.publish_paths();
             }
             _ => {}

@@ -33,6 +33,14 @@ pub enum Event {
     NeighbourUp(PeerId),
     /// The edge is gone.
     NeighbourDown(PeerId),
+    /// Whether a peer is reached only through a relay, when that changed (its joiner's model
+    /// download goes to a direct neighbour; see `crate::nat`).
+    LinkClass {
+        /// The peer.
+        peer: PeerId,
+        /// Every connection to it is relayed.
+        relayed: bool,
+    },
     /// A gossip frame from a neighbour.
     Message(PeerId, Vec<u8>),
     /// Save a final checkpoint, say goodbye and stop.
@@ -344,6 +352,7 @@ impl Trainer {
             Event::Start => Input::Start,
             Event::NeighbourUp(p) => Input::NeighbourUp(p),
             Event::NeighbourDown(p) => Input::NeighbourDown(p),
+            Event::LinkClass { peer, relayed } => Input::LinkClass { peer, relayed },
             Event::Message(from, bytes) => {
                 self.queued.fetch_sub(1, Ordering::Relaxed);
                 let t0 = Instant::now();

@@ -3,8 +3,9 @@
 
 mod peer_support;
 
+use murmur_gossip::message::Message;
 use murmur_gossip::peer::testing::LockStep;
-use murmur_gossip::peer::{Algorithm, CodecSpec, Input, Mode, Peer, PeerConfig};
+use murmur_gossip::peer::{Algorithm, CodecSpec, Input, Mode, Peer, PeerConfig, PeerPhase};
 use ndarray::Array1;
 use peer_support::*;
 
@@ -93,4 +94,190 @@ fn joiner_adopts_neighbour_model_and_keeps_copies_exact() {
     assert!(gap < 1.0, "joiner far from the swarm: {gap}");
     assert!(drift < 0.1, "the joiner disturbed the others: {drift}");
     assert_copies_exact(&net);
+}
+
+// ---------------------------------------------------------------- relayed neighbours
+//
+// A relay carries small updates, not a joiner's model download (the daemon refuses one on a
+// relayed-only connection). The driver marks such neighbours with `Input::LinkClass`, and a
+// joiner must take its model from a direct neighbour, or wait for one.
+
+/// A trained ring of four peers (ids 0..4) and a fresh joiner (id 4) not yet connected; the
+/// harness records every frame from here on.
+fn trained_ring_and_joiner(startup_timeout: u64) -> (LockStep, u32) {
+    let dim = 12;
+    let centres = random_vectors(5, dim, 21);
+    let make = |i: u32, init: f32| {
+        let learner = Quadratic {
+            centre: centres[i as usize].clone(),
+            lr: 0.05,
+            steps: 0,
+        };
+        let config = PeerConfig {
+            startup_timeout,
+            ..config(i.into())
+        };
+        Peer::new(i, config, Box::new(learner), Array1::from_elem(dim, init)).unwrap()
+    };
+    let mut net = LockStep::new((0..4).map(|i| make(i, 0.0)).collect(), 1_000);
+    net.start_with_edges(ring_edges(4));
+    net.run_rounds(20, 200);
+    let joiner = net.add_peer(make(4, 50.0));
+    net.recorded = Some(Vec::new());
+    (net, joiner)
+}
+
+/// The `want_model` flags of every snapshot request `from` sent to `to` so far.
+fn model_requests(net: &LockStep, from: u32, to: u32) -> Vec<bool> {
+    net.recorded
+        .as_ref()
+        .expect("recording")
+        .iter()
+        .filter(|(f, t, _)| *f == from && *t == to)
+        .filter_map(|(_, _, bytes)| match Message::decode(bytes, usize::MAX) {
+            Ok(Message::SnapshotRequest(r)) => Some(r.want_model),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn joiner_downloads_from_a_direct_neighbour_not_through_a_relay() {
+    let (mut net, joiner) = trained_ring_and_joiner(2_000_000);
+    // Neighbour 0 is reached through a relay and says hello first: before relayed links were
+    // told apart, the joiner adopted from the first newer neighbour, i.e. through the relay.
+    net.input(
+        joiner,
+        Input::LinkClass {
+            peer: 0,
+            relayed: true,
+        },
+    );
+    net.connect(joiner, 0);
+    net.connect(joiner, 2);
+    net.input(joiner, Input::Start);
+    net.deliver();
+    assert_eq!(net.adopted.len(), 1, "{:?}", net.adopted);
+    let (who, from, round) = net.adopted[0];
+    assert_eq!(
+        (who, from),
+        (joiner, 2),
+        "adopted from the direct neighbour"
+    );
+    assert!(
+        round >= 19,
+        "continues from the neighbours' round, got {round}"
+    );
+    assert_eq!(
+        net.peer(joiner).model().to_vec(),
+        net.peer(2).model().to_vec()
+    );
+    // The relayed neighbour got a snapshot request for the joiner's copy of it (small state
+    // a relay must carry), never one for its model.
+    let to_relayed = model_requests(&net, joiner, 0);
+    assert!(!to_relayed.is_empty(), "the copy of 0 was never requested");
+    assert!(
+        to_relayed.iter().all(|&want| !want),
+        "model asked through the relay: {to_relayed:?}"
+    );
+    assert!(net.peer(joiner).neighbour(&0).unwrap().relayed);
+    assert!(!net.peer(joiner).neighbour(&2).unwrap().relayed);
+    net.run_rounds(10, 200);
+    assert!(net.peer(joiner).neighbour(&0).unwrap().copy.is_some());
+    assert_copies_exact(&net);
+}
+
+#[test]
+fn joiner_behind_a_relay_waits_for_a_direct_neighbour() {
+    let (mut net, joiner) = trained_ring_and_joiner(50_000);
+    net.input(
+        joiner,
+        Input::LinkClass {
+            peer: 0,
+            relayed: true,
+        },
+    );
+    net.connect(joiner, 0);
+    net.input(joiner, Input::Start);
+    net.deliver();
+    for _ in 0..30 {
+        net.tick();
+    }
+    // Its only newer neighbour is relayed: it waits, within the startup deadline, having
+    // fetched only the small copy of 0 through the relay.
+    assert!(net.adopted.is_empty(), "{:?}", net.adopted);
+    assert_eq!(net.peer(joiner).phase(), PeerPhase::Starting);
+    assert_eq!(net.peer(joiner).stats().local_steps, 0);
+    assert!(net.peer(joiner).neighbour(&0).unwrap().copy.is_some());
+    // A direct neighbour appears: the joiner downloads from it at once.
+    net.connect(joiner, 1);
+    net.deliver();
+    assert_eq!(net.adopted.len(), 1, "{:?}", net.adopted);
+    assert_eq!(net.adopted[0].0, joiner);
+    assert_eq!(net.adopted[0].1, 1, "adopted from the direct newcomer");
+    assert!(model_requests(&net, joiner, 0).iter().all(|&want| !want));
+    net.run_rounds(10, 200);
+    assert_copies_exact(&net);
+}
+
+#[test]
+fn hole_punch_makes_a_relayed_neighbour_a_donor() {
+    let (mut net, joiner) = trained_ring_and_joiner(50_000);
+    net.input(
+        joiner,
+        Input::LinkClass {
+            peer: 3,
+            relayed: true,
+        },
+    );
+    net.connect(joiner, 3);
+    net.input(joiner, Input::Start);
+    net.deliver();
+    for _ in 0..10 {
+        net.tick();
+    }
+    assert!(net.adopted.is_empty(), "{:?}", net.adopted);
+    assert!(model_requests(&net, joiner, 3).iter().all(|&want| !want));
+    // The hole punch succeeded: the driver says the path is direct now.
+    net.input(
+        joiner,
+        Input::LinkClass {
+            peer: 3,
+            relayed: false,
+        },
+    );
+    net.deliver();
+    assert_eq!(net.adopted.len(), 1, "{:?}", net.adopted);
+    assert_eq!(net.adopted[0].1, 3);
+    assert_eq!(model_requests(&net, joiner, 3).last(), Some(&true));
+    net.run_rounds(10, 200);
+    assert_copies_exact(&net);
+}
+
+#[test]
+fn joiner_behind_a_relay_only_waits_as_long_as_an_adoption_may() {
+    let startup = 20_000;
+    let (mut net, joiner) = trained_ring_and_joiner(startup);
+    net.input(
+        joiner,
+        Input::LinkClass {
+            peer: 1,
+            relayed: true,
+        },
+    );
+    net.connect(joiner, 1);
+    net.input(joiner, Input::Start);
+    net.deliver();
+    // Still waiting just before its last re-armed deadline (1 + 5 waits), started right after.
+    let bound = 6 * startup / 1_000;
+    for _ in 0..bound - 2 {
+        net.tick();
+    }
+    assert_eq!(net.peer(joiner).phase(), PeerPhase::Starting);
+    for _ in 0..4 {
+        net.tick();
+    }
+    assert_ne!(net.peer(joiner).phase(), PeerPhase::Starting);
+    assert!(net.adopted.is_empty(), "{:?}", net.adopted);
+    assert!(model_requests(&net, joiner, 1).iter().all(|&want| !want));
 }

@@ -265,8 +265,11 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     }
 
     /// Asks `j` for a snapshot (and its model, for an adoption), unless a request that covers
-    /// it is outstanding; retried after `snapshot_timeout`.
+    /// it is outstanding; retried after `snapshot_timeout`. A neighbour reached only through a
+    /// relay is never asked for its model (see `lifecycle`).
     pub(super) fn request_snapshot(&mut self, now: Micros, j: &I, want_model: bool) {
+        // The donor choice never asks a relayed neighbour; this keeps every other path honest.
+        let want_model = want_model && !self.relayed.contains(j);
         let Some(nb) = self.neighbours.get_mut(j) else {
             return;
         };
@@ -340,9 +343,13 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         if nb.pending_snapshot != Some(s.nonce) {
             return Err(RejectReason::UnsolicitedSnapshot);
         }
+        let asked_model = nb.pending_wants_model;
         nb.pending_snapshot = None;
         nb.pending_wants_model = false;
         nb.degree = degree;
+        if asked_model && s.model.is_none() {
+            nb.declined_model = true;
+        }
         let newer = nb.copy.is_none() || s.seq >= nb.applied_seq;
         let mut rebuild = false;
         if newer && (kind.tracks_copies() || (kind == AlgorithmKind::Dpsgd && s.seq > 0)) {
@@ -376,8 +383,10 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         }
         if self.adopting.as_ref() == Some(from) {
             self.adopting = None;
-            if let Some(model) = s.model {
-                self.adopt(from.clone(), model, s.round);
+            match s.model {
+                Some(model) => self.adopt(from.clone(), model, s.round),
+                // It does not serve models: another candidate may.
+                None => self.choose_donor(now),
             }
         }
         self.settle(now, from)

@@ -33,6 +33,26 @@ pub enum Input<I> {
     PushTargets(Vec<I>),
     /// Leave cleanly: a goodbye goes to every neighbour and the peer stops.
     Shutdown,
+    /// How `peer` is reached: `relayed` when every connection to it goes through a relay
+    /// (which carries small updates for free, not a model download), `false` once a direct
+    /// one exists (a hole punch). Only a joiner's choice of the neighbour it downloads its
+    /// model from depends on it: a relayed neighbour is never asked for its model, a direct
+    /// one that reported a newer round is preferred, and with only relayed ones the joiner
+    /// waits (within its startup deadline) for a direct neighbour or for the path to become
+    /// direct. Everything else, snapshots that resynchronise a copy included, goes to relayed
+    /// neighbours as to direct ones.
+    ///
+    /// Every peer counts as direct until told otherwise, so a driver without relays never
+    /// sends this. The class is a property of the connection, not of the edge: it may be sent
+    /// before [`Input::NeighbourUp`], holds across [`Input::NeighbourDown`] and reconnects,
+    /// and is kept until the driver changes it (send `relayed: false` when the relayed
+    /// connections are gone, so the peer forgets the id).
+    LinkClass {
+        /// The peer whose path is known or changed.
+        peer: I,
+        /// Reached only through a relay.
+        relayed: bool,
+    },
 }
 
 /// What the peer asks of the driver.
@@ -235,6 +255,8 @@ pub struct NeighbourInfo<'a> {
     pub copy: Option<&'a [f32]>,
     /// Updates buffered while a gap is repaired.
     pub buffered: usize,
+    /// The driver said it is reached only through a relay ([`Input::LinkClass`]).
+    pub relayed: bool,
 }
 
 #[cfg(test)]

@@ -2,7 +2,19 @@
 //! model a joiner adopts, bounded by the startup deadline), the hello handshake that
 //! establishes a neighbour, adopting a neighbour's model when joining, and shutting down.
 //! This owns the `Idle` → `Starting` → first round and `Stopped` transitions of [`Phase`] and
-//! the adoption state (`adopting`, `adoption_waits`).
+//! the adoption state (`adopting`, `adoption_waits`, and which neighbours may serve it).
+//!
+//! # Choosing the donor
+//! A joiner downloads its model (a snapshot request with `want_model`) from a neighbour whose
+//! hello reported a round ahead of its own. A neighbour the driver marked as reached only
+//! through a relay ([`Input::LinkClass`](super::Input::LinkClass)) is never asked: a relay
+//! carries small updates, not the largest transfer there is. Among direct candidates the one
+//! furthest ahead is asked (lowest id on a tie), and a request outstanding to a direct donor is
+//! kept rather than restarted elsewhere. With only relayed candidates the joiner waits, as for
+//! an adoption under way (the startup deadline is re-armed at most [`MAX_ADOPTION_WAITS`]
+//! times), and asks as soon as a direct candidate comes up or a relayed one becomes direct.
+//! The donor going down, becoming relayed or declining (it does not serve models) sends the
+//! joiner to the next candidate.
 
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -35,7 +47,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         if !matches!(self.phase, Phase::Starting) {
             return;
         }
-        if self.adopting.is_some() && !force {
+        if self.adoption_pending() && !force {
             return;
         }
         let ready = !self.neighbours.is_empty()
@@ -79,7 +91,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
 
     /// Whether this peer may still adopt a neighbour's model: it has not started a round,
     /// sent an update, stepped or been restored, and `adopt_on_join` is set.
-    fn may_adopt(&self) -> bool {
+    pub(super) fn may_adopt(&self) -> bool {
         matches!(self.phase, Phase::Idle | Phase::Starting)
             && self.round == 0
             && self.seq == 0
@@ -112,12 +124,12 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             });
         }
         let degree = Self::check_degree(h.degree)?;
-        let may_adopt = self.may_adopt();
         let kind = self.kind;
         let nb = self.neighbours.get_mut(from).expect("checked by caller");
         let first = !nb.hello_seen;
         nb.hello_seen = true;
         nb.degree = degree;
+        nb.hello_round = Some(h.round);
         let mut want_snapshot = false;
         let mut rewound = false;
         if kind.tracks_copies() {
@@ -142,17 +154,83 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         if rewound {
             self.resync(now, from);
         }
-        let adopt = may_adopt && self.adopting.is_none() && h.round > self.round;
-        if adopt {
-            self.adopting = Some(from.clone());
-        }
-        if want_snapshot || adopt {
-            self.request_snapshot(now, from, adopt);
+        // The donor is asked first: if it is `from`, its request covers the copy too.
+        self.choose_donor(now);
+        if want_snapshot {
+            self.request_snapshot(now, from, false);
         }
         if h.reply_wanted {
             self.send_hello(from.clone(), false);
         }
         self.settle(now, from)
+    }
+
+    /// Whether `j` could serve a joiner's model download if it were direct: its hello reported
+    /// a round ahead of this peer's and it has not declined.
+    fn donor_candidate(&self, j: &I) -> bool {
+        self.neighbours
+            .get(j)
+            .is_some_and(|nb| nb.hello_round > Some(self.round) && !nb.declined_model)
+    }
+
+    /// Whether the start waits for a model download: one is asked for, or the only
+    /// neighbours that could serve it are relayed (see the module docs).
+    pub(super) fn adoption_pending(&self) -> bool {
+        self.adopting.is_some()
+            || (self.may_adopt() && self.relayed.iter().any(|j| self.donor_candidate(j)))
+    }
+
+    /// A joiner that may still adopt asks the best direct candidate for its model, unless a
+    /// request to a direct donor is outstanding (see the module docs). Without a direct
+    /// candidate nothing is asked; [`Self::adoption_pending`] keeps the start waiting while a
+    /// relayed one exists.
+    pub(super) fn choose_donor(&mut self, now: Micros) {
+        if !self.may_adopt() {
+            return;
+        }
+        if let Some(j) = &self.adopting
+            && !self.relayed.contains(j)
+            && self
+                .neighbours
+                .get(j)
+                .is_some_and(|nb| nb.pending_wants_model)
+        {
+            return;
+        }
+        self.adopting = None;
+        let best = self
+            .neighbours
+            .iter()
+            .filter(|(j, _)| !self.relayed.contains(j) && self.donor_candidate(j))
+            // Furthest ahead first; `max_by_key` keeps the last maximum, so reverse the id
+            // order to settle ties on the lowest id.
+            .max_by_key(|(j, nb)| (nb.hello_round, std::cmp::Reverse(*j)))
+            .map(|(j, _)| j.clone());
+        if let Some(j) = best {
+            self.adopting = Some(j.clone());
+            self.request_snapshot(now, &j, true);
+        }
+    }
+
+    /// [`Input::LinkClass`](super::Input::LinkClass): records whether `peer` is reached only
+    /// through a relay and, for a joiner, moves its download off a donor that became relayed
+    /// or onto a candidate that became direct.
+    pub(super) fn on_link_class(&mut self, now: Micros, peer: I, relayed: bool) {
+        let changed = if relayed {
+            self.relayed.insert(peer.clone())
+        } else {
+            self.relayed.remove(&peer)
+        };
+        if !changed {
+            return;
+        }
+        if relayed && self.adopting.as_ref() == Some(&peer) {
+            // Its answer would cross the relay (the daemon refuses it): ask someone else. The
+            // outstanding request is left to its retry, which no longer wants the model.
+            self.adopting = None;
+        }
+        self.choose_donor(now);
+        self.try_begin(false);
     }
 
     /// A joining peer continues from a neighbour's model. Its public copy jumps from zero to the

@@ -175,7 +175,9 @@ enum Phase<I> {
 ///    else).
 /// 2. Report edges with [`Input::NeighbourUp`] / [`Input::NeighbourDown`] whenever they change
 ///    (before or after `Start`). A peer that restarts must appear to its neighbours as down then
-///    up again (a new connection does this naturally).
+///    up again (a new connection does this naturally). A driver with relayed connections also
+///    reports, with [`Input::LinkClass`], which peers are reached only through a relay, when
+///    that is known and whenever it changes.
 /// 3. Send [`Input::Start`] once.
 /// 4. Deliver every frame with [`Input::Message`], in any order; losses, duplicates and
 ///    reordering are tolerated and repaired.
@@ -293,6 +295,9 @@ pub struct Peer<I> {
     /// How often the startup deadline was re-armed for that adoption (bounded by
     /// `lifecycle::MAX_ADOPTION_WAITS`).
     adoption_waits: u32,
+    /// Peers the driver said are reached only through a relay ([`Input::LinkClass`]): never
+    /// asked for a model download. Kept by id, edges or not, until the driver says otherwise.
+    relayed: BTreeSet<I>,
     /// Where the peer is in its life and its round.
     phase: Phase<I>,
     /// What the peer knows of each current neighbour, in id order (the fixed order of every
@@ -374,6 +379,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             restored: false,
             adopting: None,
             adoption_waits: 0,
+            relayed: BTreeSet::new(),
             phase: Phase::Idle,
             neighbours: BTreeMap::new(),
             excluded: BTreeSet::new(),
@@ -465,6 +471,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             heard_round: nb.heard_round,
             copy: nb.copy.as_deref().filter(|c| !c.is_empty()),
             buffered: nb.buffer.len(),
+            relayed: self.relayed.contains(id),
         })
     }
     /// Push-sum weight (1 for the other algorithms).
@@ -546,6 +553,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             Input::Timer(token) => self.on_timer(now, token),
             Input::PushTargets(targets) => self.push.targets = Some(targets),
             Input::Shutdown => self.on_shutdown(),
+            Input::LinkClass { peer, relayed } => self.on_link_class(now, peer, relayed),
         }
         std::mem::take(&mut self.out)
     }

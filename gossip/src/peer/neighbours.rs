@@ -92,6 +92,12 @@ pub(super) struct Neighbour {
     pub(super) pending_snapshot: Option<u64>,
     /// Whether that request asked for its model too (a joiner adopting it).
     pub(super) pending_wants_model: bool,
+    /// The round its last hello reported: a joiner downloads its model from a neighbour
+    /// ahead of it.
+    pub(super) hello_round: Option<u64>,
+    /// It answered a request for its model without one (it does not serve models), so a
+    /// joiner does not ask it again.
+    pub(super) declined_model: bool,
     /// Snapshots served to it this round.
     pub(super) served: SnapshotQuota,
     /// The round in which a hello was last asked of it (an update came before its hello), so
@@ -243,7 +249,9 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             self.check_aggregate_weights(now);
         }
         if self.adopting.as_ref() == Some(&j) {
+            // Another neighbour ahead of the joiner may serve the download instead.
             self.adopting = None;
+            self.choose_donor(now);
         }
         self.try_begin(false);
         self.check_ready(now);

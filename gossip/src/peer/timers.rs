@@ -83,7 +83,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                 if !matches!(self.phase, Phase::Starting) {
                     return;
                 }
-                if self.adopting.is_some() && self.adoption_waits < MAX_ADOPTION_WAITS {
+                if self.adoption_pending() && self.adoption_waits < MAX_ADOPTION_WAITS {
                     self.adoption_waits += 1;
                     self.schedule(now + self.config.startup_timeout, TimerPurpose::Startup);
                 } else {
@@ -120,7 +120,9 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                 if nb.pending_snapshot != Some(nonce) {
                     return;
                 }
-                let want_model = nb.pending_wants_model;
+                // The model only while this neighbour is still the donor (a joiner that moved
+                // on, or began, needs just the copy).
+                let want_model = nb.pending_wants_model && self.adopting.as_ref() == Some(&j);
                 nb.pending_snapshot = None;
                 self.stats.snapshot_retries += 1;
                 self.request_snapshot(now, &j, want_model);
