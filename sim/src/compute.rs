@@ -5,6 +5,7 @@
 //! `slowdown` times slower still. A round of H local steps costs
 //! `overhead + H · step_ms · factor`.
 
+use crate::error::InvalidSetting;
 use rand::Rng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -50,14 +51,29 @@ impl Default for ComputeConfig {
 
 impl ComputeConfig {
     /// Checks ranges.
-    pub fn validate(&self) -> Result<(), String> {
-        if !(self.step_ms >= 0.0 && self.overhead_ms >= 0.0 && self.spread >= 0.0) {
-            return Err("compute.step_ms, overhead_ms and spread must be >= 0".into());
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        for (key, v) in [
+            ("step_ms", self.step_ms),
+            ("overhead_ms", self.overhead_ms),
+            ("spread", self.spread),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(InvalidSetting::new(
+                    format!("compute.{key}"),
+                    format!("= {v} must be a finite number >= 0"),
+                ));
+            }
         }
         if let Some(s) = &self.stragglers
             && !((0.0..=1.0).contains(&s.fraction) && s.slowdown >= 1.0)
         {
-            return Err("compute.stragglers needs fraction in [0,1] and slowdown >= 1".into());
+            return Err(InvalidSetting::new(
+                "compute.stragglers",
+                format!(
+                    "= {{ fraction = {}, slowdown = {} }} needs fraction in [0, 1] and slowdown >= 1",
+                    s.fraction, s.slowdown
+                ),
+            ));
         }
         Ok(())
     }
@@ -99,6 +115,30 @@ impl ComputeConfig {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn an_out_of_range_setting_is_refused_with_its_key() {
+        let bad = |c: ComputeConfig| c.validate().unwrap_err().key;
+        let step = ComputeConfig {
+            step_ms: -1.0,
+            ..ComputeConfig::default()
+        };
+        assert_eq!(bad(step), "compute.step_ms");
+        let spread = ComputeConfig {
+            spread: f64::NAN,
+            ..ComputeConfig::default()
+        };
+        assert_eq!(bad(spread), "compute.spread");
+        let stragglers = ComputeConfig {
+            stragglers: Some(Stragglers {
+                fraction: 1.5,
+                slowdown: 2.0,
+            }),
+            ..ComputeConfig::default()
+        };
+        assert_eq!(bad(stragglers), "compute.stragglers");
+        assert!(ComputeConfig::default().validate().is_ok());
+    }
 
     #[test]
     fn stragglers_are_the_requested_fraction_and_slower() {

@@ -19,9 +19,10 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, BinaryHeap};
 
+use crate::error::{EngineError, InvalidSetting};
 use murmur_gossip::learner::{Evaluation, LocalLearner};
 use murmur_gossip::peer::{
-    Input, Micros, Output, Peer, PeerCheckpoint, PeerConfig, PeerStats, TimerToken,
+    ConfigError, Input, Micros, Output, Peer, PeerCheckpoint, PeerConfig, PeerStats, TimerToken,
 };
 use ndarray::Array1;
 use rand::seq::SliceRandom;
@@ -298,19 +299,23 @@ impl Engine {
         config: EngineConfig,
         factory: LearnerFactory,
         init: Array1<f32>,
-    ) -> Result<Self, String> {
-        config.peer.validate().map_err(|e| e.to_string())?;
+    ) -> Result<Self, EngineError> {
+        config.peer.validate()?;
         config.network.validate()?;
         config.compute.validate()?;
         config.faults.validate(config.peers)?;
         let n = config.peers;
         if n == 0 {
-            return Err("need at least one peer".into());
+            return Err(InvalidSetting::new("peers", "= 0: need at least one peer").into());
         }
         let mut adjacency = vec![Vec::new(); n];
         for &(a, b) in &config.edges {
             if a as usize >= n || b as usize >= n || a == b {
-                return Err(format!("bad edge ({a}, {b}) for {n} peers"));
+                return Err(InvalidSetting::new(
+                    "topology",
+                    format!("gives the edge ({a}, {b}), outside {n} peers"),
+                )
+                .into());
             }
             adjacency[a as usize].push(b);
             adjacency[b as usize].push(a);
@@ -397,7 +402,7 @@ impl Engine {
         self.progress = Some(Box::new(f));
     }
 
-    fn make_peer(&self, i: usize, incarnation: u32) -> Result<Peer<u32>, String> {
+    fn make_peer(&self, i: usize, incarnation: u32) -> Result<Peer<u32>, ConfigError> {
         let learner = (self.factory)(i);
         let mut init = self.init.clone();
         if self.config.init_noise > 0.0 {
@@ -419,7 +424,7 @@ impl Engine {
             .wrapping_add(u64::from(incarnation)),
             ..self.config.peer.clone()
         };
-        Peer::new(i as u32, config, learner, init).map_err(|e| e.to_string())
+        Peer::new(i as u32, config, learner, init)
     }
 
     /// Out-neighbours of peer `i` in round `t` of the push schedule (cached per round).

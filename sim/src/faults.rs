@@ -5,6 +5,7 @@
 //! peer says goodbye. A restart brings a crashed peer back from its last checkpoint (or fresh,
 //! if it never wrote one), and a join starts a peer that was held back at the start.
 
+use crate::error::InvalidSetting;
 use serde::{Deserialize, Serialize};
 
 /// What happens to the chosen peers.
@@ -66,31 +67,49 @@ pub struct FaultsConfig {
 
 impl FaultsConfig {
     /// Checks times and fractions.
-    pub fn validate(&self, peers: usize) -> Result<(), String> {
+    pub fn validate(&self, peers: usize) -> Result<(), InvalidSetting> {
         for c in &self.churn {
             if !(c.at_s.is_finite() && c.at_s >= 0.0) {
-                return Err(format!("churn at_s = {} must be >= 0", c.at_s));
+                return Err(InvalidSetting::new(
+                    "faults.churn.at_s",
+                    format!("= {} must be >= 0", c.at_s),
+                ));
             }
             if let Some(f) = c.fraction
                 && !(0.0..=1.0).contains(&f)
             {
-                return Err(format!("churn fraction {f} must be in [0, 1]"));
+                return Err(InvalidSetting::new(
+                    "faults.churn.fraction",
+                    format!("= {f} must be in [0, 1]"),
+                ));
             }
             if let Some(&p) = c.peers.iter().find(|p| **p as usize >= peers) {
-                return Err(format!("churn names peer {p}, but there are {peers} peers"));
+                return Err(InvalidSetting::new(
+                    "faults.churn.peers",
+                    format!("names peer {p}, but there are {peers} peers"),
+                ));
             }
             if c.restart_after_s.is_some() && c.kind != ChurnKind::Crash {
-                return Err("restart_after_s only applies to crashes".into());
+                return Err(InvalidSetting::new(
+                    "faults.churn.restart_after_s",
+                    "only applies to crashes",
+                ));
             }
         }
         for p in &self.partitions {
             if !(p.at_s >= 0.0 && p.heal_s > p.at_s) {
-                return Err(format!("partition needs 0 <= at_s < heal_s, got {p:?}"));
+                return Err(InvalidSetting::new(
+                    "faults.partitions",
+                    format!("needs 0 <= at_s < heal_s, got {p:?}"),
+                ));
             }
             if let Some(s) = p.split
                 && (s == 0 || s as usize >= peers)
             {
-                return Err(format!("partition split {s} leaves one side empty"));
+                return Err(InvalidSetting::new(
+                    "faults.partitions.split",
+                    format!("= {s} leaves one side empty"),
+                ));
             }
         }
         Ok(())

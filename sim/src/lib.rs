@@ -25,6 +25,7 @@ pub mod adversary;
 pub mod bench;
 pub mod compute;
 pub mod engine;
+pub mod error;
 pub mod experiment;
 pub mod faults;
 pub mod links;

@@ -5,6 +5,7 @@
 //! All randomness comes from one seeded generator that is only touched while the engine
 //! applies events in their fixed order, so the same seed gives the same deliveries.
 
+use crate::error::InvalidSetting;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal, Normal};
@@ -102,13 +103,14 @@ impl LatencyDist {
 
     /// Checks the parameters; the error names the TOML key (`network.latency.min_ms`) and
     /// its accepted range.
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), InvalidSetting> {
         let at_least_zero = |key: &str, v: f64| {
             if v.is_finite() && v >= 0.0 {
                 Ok(())
             } else {
-                Err(format!(
-                    "network.latency.{key} = {v} must be a finite number >= 0"
+                Err(InvalidSetting::new(
+                    format!("network.latency.{key}"),
+                    format!("= {v} must be a finite number >= 0"),
                 ))
             }
         };
@@ -118,8 +120,9 @@ impl LatencyDist {
                 at_least_zero("min_ms", min_ms)?;
                 at_least_zero("max_ms", max_ms)?;
                 if min_ms > max_ms {
-                    return Err(format!(
-                        "network.latency.min_ms = {min_ms} must be <= max_ms = {max_ms}"
+                    return Err(InvalidSetting::new(
+                        "network.latency.min_ms",
+                        format!("= {min_ms} must be <= max_ms = {max_ms}"),
                     ));
                 }
                 Ok(())
@@ -139,8 +142,9 @@ impl LatencyDist {
                 min_ms,
             } => {
                 if !(median_ms.is_finite() && median_ms > 0.0) {
-                    return Err(format!(
-                        "network.latency.median_ms = {median_ms} must be a finite number > 0"
+                    return Err(InvalidSetting::new(
+                        "network.latency.median_ms",
+                        format!("= {median_ms} must be a finite number > 0"),
                     ));
                 }
                 at_least_zero("sigma", sigma)?;
@@ -187,12 +191,13 @@ impl Default for NetworkConfig {
 
 impl NetworkConfig {
     /// Checks ranges.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         self.latency.validate()?;
         for (key, p) in [("loss", self.loss), ("reorder", self.reorder)] {
             if !(0.0..=1.0).contains(&p) {
-                return Err(format!(
-                    "network.{key} = {p} must be a probability in [0, 1]"
+                return Err(InvalidSetting::new(
+                    format!("network.{key}"),
+                    format!("= {p} must be a probability in [0, 1]"),
                 ));
             }
         }
@@ -203,7 +208,10 @@ impl NetworkConfig {
             ("detect_ms", self.detect_ms),
         ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(format!("network.{key} = {v} must be a finite number >= 0"));
+                return Err(InvalidSetting::new(
+                    format!("network.{key}"),
+                    format!("= {v} must be a finite number >= 0"),
+                ));
             }
         }
         Ok(())

@@ -243,8 +243,8 @@ impl Scenario {
         self.peer_config(0)?
             .validate()
             .map_err(|e| anyhow::anyhow!("[peer]/[gossip]: {e}"))?;
-        self.network.validate().map_err(anyhow::Error::msg)?;
-        self.compute.validate().map_err(anyhow::Error::msg)?;
+        self.network.validate()?;
+        self.compute.validate()?;
         Ok(())
     }
 
@@ -314,8 +314,11 @@ impl Scenario {
             init_noise: self.init_noise,
             seed: self.seed,
         };
-        Engine::new(config, factory, task.init_params(self.task.seed))
-            .map_err(|e| anyhow::anyhow!("{e}"))
+        Ok(Engine::new(
+            config,
+            factory,
+            task.init_params(self.task.seed),
+        )?)
     }
 
     /// The same scenario running exact D-PSGD.
