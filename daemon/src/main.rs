@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use murmur_daemon::config::Config;
 use murmur_daemon::demo::{self, DemoOptions};
@@ -60,6 +60,11 @@ struct RunArgs {
     /// TOML configuration file (flags below override it).
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// Override any configuration key, as in the file: `--set gossip.gamma=0.2 --set
+    /// 'task.optimizer={kind="adamw", lr=1e-3}'` (repeatable; applied after the file, before
+    /// the named flags).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
     /// Data directory (identity key, checkpoints, node.json).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -193,14 +198,70 @@ struct RunArgs {
 }
 
 impl RunArgs {
-    fn config(self) -> Result<Config> {
-        let mut c = match &self.config {
-            Some(path) => Config::load(path)?,
-            None => Config::default(),
-        };
-        if let Some(d) = self.data_dir {
-            c.node.data_dir = d;
+    /// The named flags that set one configuration key each, as `key=value` assignments
+    /// applied the way `--set` is.
+    fn flag_assignments(&self) -> Result<Vec<(&'static str, toml::Value)>> {
+        fn value<T: serde::Serialize>(key: &str, v: &T) -> Result<toml::Value> {
+            toml::Value::try_from(v).map_err(|e| anyhow::anyhow!("{key}: {e}"))
         }
+        let mut out = Vec::new();
+        macro_rules! flag {
+            ($key:literal, $v:expr) => {
+                if let Some(v) = &$v {
+                    out.push(($key, value($key, v)?));
+                }
+            };
+        }
+        flag!("node.data_dir", self.data_dir);
+        flag!("shard.index", self.shard);
+        flag!("shard.count", self.shards);
+        flag!("node.min_peers", self.min_peers);
+        flag!("run.max_rounds", self.max_rounds);
+        flag!("gossip.algorithm", self.algorithm);
+        flag!("gossip.mode", self.mode);
+        flag!("gossip.push", self.push);
+        flag!("gossip.copies", self.copies);
+        flag!("gossip.codec", self.codec);
+        flag!("gossip.gamma", self.gamma);
+        flag!("gossip.local_steps", self.local_steps);
+        flag!("task.optimizer.lr", self.lr);
+        flag!("gossip.overlap_compute", self.overlap);
+        flag!("checkpoint.every", self.checkpoint_every);
+        flag!("run.eval_every", self.eval_every);
+        flag!("gossip.seed", self.seed);
+        flag!("access.max_frame_bytes", self.max_frame_bytes);
+        flag!("access.max_frames_per_sec", self.max_frames_per_sec);
+        flag!("gossip.clip_radius", self.clip_radius);
+        flag!("privacy.clip", self.dp_clip);
+        flag!("privacy.noise_multiplier", self.dp_noise);
+        flag!("privacy.delta", self.dp_delta);
+        flag!("testing.adversary", self.adversary);
+        Ok(out)
+    }
+
+    /// The file (or the defaults), then `--set`, then the named flags.
+    fn config(self) -> Result<Config> {
+        let mut table = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config {}", path.display()))?;
+                // Parsed once as a Config first, so a bad file is reported with its line.
+                Config::parse(&text)
+                    .with_context(|| format!("parsing config {}", path.display()))?;
+                toml::from_str::<toml::Table>(&text)?
+            }
+            None => toml::Table::new(),
+        };
+        for s in &self.sets {
+            let (key, value) = murmur_gossip::settings::parse_assignment(s)
+                .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
+            murmur_gossip::settings::set_dotted(&mut table, &key, value);
+        }
+        for (key, value) in self.flag_assignments()? {
+            murmur_gossip::settings::set_dotted(&mut table, key, value);
+        }
+        let mut c = Config::parse(&toml::to_string(&table)?)
+            .context("the configuration with --set and the flags applied")?;
         if !self.listen.is_empty() {
             c.node.listen = self.listen;
         }
@@ -219,38 +280,6 @@ impl RunArgs {
             c.access.psk_file = Some(p);
         }
         c.access.allow_peers.extend(self.allow);
-        let set = |dst: &mut _, src: Option<_>| {
-            if let Some(v) = src {
-                *dst = v;
-            }
-        };
-        set(&mut c.shard.index, self.shard);
-        set(&mut c.shard.count, self.shards);
-        set(&mut c.node.min_peers, self.min_peers);
-        if self.max_rounds.is_some() {
-            c.run.max_rounds = self.max_rounds;
-        }
-        if let Some(v) = self.algorithm {
-            c.gossip.algorithm = v;
-        }
-        if let Some(v) = self.mode {
-            c.gossip.mode = v;
-        }
-        if let Some(v) = self.push {
-            c.gossip.push = v;
-        }
-        if let Some(v) = self.copies {
-            c.gossip.copies = v;
-        }
-        if let Some(v) = self.codec {
-            c.gossip.codec = v;
-        }
-        if let Some(v) = self.gamma {
-            c.gossip.gamma = v;
-        }
-        if let Some(v) = self.local_steps {
-            c.gossip.local_steps = v;
-        }
         if let Some(v) = self.data {
             use murmur_gossip::task::DataSource;
             c.task.data = match v.as_str() {
@@ -280,12 +309,6 @@ impl RunArgs {
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--partition {v:?}: {e}"))?;
         }
-        if let Some(v) = self.lr {
-            c.task.optimizer.lr = v;
-        }
-        if let Some(v) = self.overlap {
-            c.gossip.overlap_compute = v;
-        }
         if let Some(v) = self.topology {
             if v == "one-peer-exponential" {
                 // A time-varying graph over the exponential rule's edges.
@@ -295,37 +318,7 @@ impl RunArgs {
                 c.topology.rule = v;
             }
         }
-        if let Some(v) = self.checkpoint_every {
-            c.checkpoint.every = v;
-        }
-        if let Some(v) = self.eval_every {
-            c.run.eval_every = v;
-        }
-        if let Some(v) = self.seed {
-            c.gossip.seed = v;
-        }
-        if let Some(v) = self.max_frame_bytes {
-            c.access.max_frame_bytes = v;
-        }
-        if let Some(v) = self.max_frames_per_sec {
-            c.access.max_frames_per_sec = v;
-        }
         c.log.json |= self.json_logs;
-        if self.clip_radius.is_some() {
-            c.gossip.clip_radius = self.clip_radius;
-        }
-        if self.dp_clip.is_some() {
-            c.privacy.clip = self.dp_clip;
-        }
-        if self.dp_noise.is_some() {
-            c.privacy.noise_multiplier = self.dp_noise;
-        }
-        if let Some(v) = self.dp_delta {
-            c.privacy.delta = v;
-        }
-        if self.adversary.is_some() {
-            c.testing.adversary = self.adversary;
-        }
         Ok(c)
     }
 }

@@ -77,6 +77,21 @@ fn every_nonsense_value_is_refused_with_the_setting_and_its_range() {
             &["must end in /p2p/<peer id>"],
         ),
         (&["--gamma", "1.5"], &["gamma = 1.5 must be in (0, 1]"]),
+        // --set reaches every key of the file, and a named flag overrides it.
+        (
+            &["--set", "gossip.gamma=2"],
+            &["gamma = 2 must be in (0, 1]"],
+        ),
+        (
+            &["--set", "gossip.gamma=0.3", "--gamma", "7"],
+            &["gamma = 7 must be in (0, 1]"],
+        ),
+        (
+            &["--set", "task.optimizer.lr=-1"],
+            &["task.optimizer.lr = -1 must be a finite number > 0"],
+        ),
+        (&["--set", "gossip.nope=1"], &["unknown field `nope`"]),
+        (&["--set", "gamma"], &["--set: expected key=value"]),
         (
             &["--dp-clip", "0", "--dp-noise", "4"],
             &["privacy.clip (--dp-clip) = 0 must be a finite number > 0"],

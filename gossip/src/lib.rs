@@ -11,7 +11,8 @@
 //! - the gossip state machine — [`message`] (the versioned wire messages) and [`peer`]
 //!   (compressed gossip averaging of the CHOCO-SGD family, driven by `handle(now, input)`),
 //!   with [`privacy`] (peer-level differential privacy of each round's update, and its
-//!   accountant); [`seed`] derives every random stream's seed, for both drivers.
+//!   accountant); [`seed`] derives every random stream's seed and [`settings`] reads `key=value`
+//!   overrides, for both drivers.
 //!
 //! The daemon (tokio + libp2p) and the simulator (virtual clock) drive the very same
 //! [`peer::Peer`], so a result measured in simulation predicts the daemon. The `testing`
@@ -34,5 +35,6 @@ pub mod optim;
 pub mod peer;
 pub mod privacy;
 pub mod seed;
+pub mod settings;
 pub mod task;
 pub mod train;

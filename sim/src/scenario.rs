@@ -169,34 +169,12 @@ pub fn merge(base: &mut toml::Table, overlay: &toml::Table) {
     }
 }
 
-/// Sets a dotted key (`peer.local_steps`) in a table, creating tables on the way.
-pub fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) {
-    let mut parts: Vec<&str> = key.split('.').collect();
-    let last = parts.pop().expect("split yields at least one part");
-    let mut t = table;
-    for p in parts {
-        let entry = t
-            .entry(p.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        if !entry.is_table() {
-            *entry = toml::Value::Table(toml::Table::new());
-        }
-        t = entry.as_table_mut().expect("just made a table");
-    }
-    t.insert(last.to_string(), value);
-}
+pub use murmur_gossip::settings::set_dotted;
 
-/// Parses `key=value` where value is TOML (`3`, `0.5`, `"ring"`, `[1, 2]`) or a bare string.
+/// Parses `key=value` where value is TOML (`3`, `0.5`, `"ring"`, `[1, 2]`) or a bare string
+/// (`murmur_gossip::settings::parse_assignment`, the daemon's `--set` too).
 pub fn parse_assignment(text: &str) -> anyhow::Result<(String, toml::Value)> {
-    let (k, v) = text
-        .split_once('=')
-        .with_context(|| format!("expected key=value, got {text:?}"))?;
-    let v = v.trim();
-    let value = toml::from_str::<toml::Table>(&format!("x = {v}"))
-        .ok()
-        .and_then(|mut t| t.remove("x"))
-        .unwrap_or_else(|| toml::Value::String(v.to_string()));
-    Ok((k.trim().to_string(), value))
+    Ok(murmur_gossip::settings::parse_assignment(text)?)
 }
 
 impl Scenario {
