@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | [`Hello`] | a neighbour came up (and as a reply) | dimension, model fingerprint, algorithm, degree, round, update sequence number |
 //! | [`Update`] | once per round to every neighbour | sequence number, round, degree, one `murmur-compress` frame |
-//! | [`SnapshotRequest`] | a gap, duplicate, reconnect or new neighbour whose public copy is unknown | nonce, whether the sender's model is wanted (joining) |
+//! | [`SnapshotRequest`] | a gap, a reconnect, a hello behind the copy (a restart) or a new neighbour whose public copy is unknown | nonce, whether the sender's model is wanted (joining) |
 //! | [`Snapshot`] | answer to a request | the dense public copy x̂ at a sequence number (and the model x for joiners) |
 //! | [`PushShare`] | push-sum only, once per round per out-neighbour | round, push-sum weight share, the sender's de-biased model |
 //! | [`PushMark`] | push-sum only, once per round to every neighbour pushed nothing | round (paces round-tagged push-sum) |

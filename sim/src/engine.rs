@@ -83,27 +83,27 @@ pub struct EngineConfig {
 }
 
 #[derive(Debug)]
-enum Ev {
+enum Event {
     Deliver {
         from: u32,
         to: u32,
-        inc: u32,
+        incarnation: u32,
         bytes: Vec<u8>,
     },
     Compute {
         peer: u32,
-        inc: u32,
+        incarnation: u32,
     },
     /// A compute completion whose `handle` already ran (in a parallel batch): its outputs
     /// are applied at this event's place in the order.
     Computed {
         peer: u32,
-        inc: u32,
+        incarnation: u32,
         outputs: Vec<Output<u32>>,
     },
     Timer {
         peer: u32,
-        inc: u32,
+        incarnation: u32,
         token: TimerToken,
     },
     /// Re-check the edge a–b at a's end and tell a if its view is out of date.
@@ -126,7 +126,7 @@ enum Ev {
 struct Entry {
     at: Micros,
     seq: u64,
-    ev: Ev,
+    ev: Event,
 }
 
 impl PartialEq for Entry {
@@ -454,7 +454,7 @@ impl Engine {
         self.push_cache[&t][i as usize].clone()
     }
 
-    fn push(&mut self, at: Micros, ev: Ev) {
+    fn push(&mut self, at: Micros, ev: Event) {
         self.seq += 1;
         self.heap.push(Entry {
             at,
@@ -515,13 +515,13 @@ impl Engine {
                             self.network
                                 .transmit_to(i as usize, to as usize, bytes.len(), now)
                         {
-                            let inc = self.slots[to as usize].incarnation;
+                            let incarnation = self.slots[to as usize].incarnation;
                             self.push(
                                 at,
-                                Ev::Deliver {
+                                Event::Deliver {
                                     from: i,
                                     to,
-                                    inc,
+                                    incarnation,
                                     bytes,
                                 },
                             );
@@ -529,12 +529,12 @@ impl Engine {
                     }
                 }
                 Output::ScheduleTimer { at, token } => {
-                    let inc = self.slots[i as usize].incarnation;
+                    let incarnation = self.slots[i as usize].incarnation;
                     self.push(
                         at.max(now),
-                        Ev::Timer {
+                        Event::Timer {
                             peer: i,
-                            inc,
+                            incarnation,
                             token,
                         },
                     );
@@ -550,8 +550,14 @@ impl Engine {
                     }
                     let steps = peer.config().local_steps;
                     let at = now + self.config.compute.duration(steps, slot.speed);
-                    let inc = slot.incarnation;
-                    self.push(at, Ev::Compute { peer: i, inc });
+                    let incarnation = slot.incarnation;
+                    self.push(
+                        at,
+                        Event::Compute {
+                            peer: i,
+                            incarnation,
+                        },
+                    );
                 }
                 Output::RoundCompleted { round, loss } => {
                     self.completions += 1;
@@ -596,7 +602,7 @@ impl Engine {
                     .max(secs(c.at_s) + self.network.config().detect_micros() + 1);
                 self.push(
                     at,
-                    Ev::Churn {
+                    Event::Churn {
                         kind: ChurnKind::Restart,
                         peers: peers.clone(),
                     },
@@ -604,7 +610,7 @@ impl Engine {
             }
             self.push(
                 secs(c.at_s),
-                Ev::Churn {
+                Event::Churn {
                     kind: c.kind,
                     peers,
                 },
@@ -613,8 +619,8 @@ impl Engine {
         let partitions = self.config.faults.partitions.clone();
         for p in partitions {
             let split = p.split.unwrap_or(n as u32 / 2);
-            self.push(secs(p.at_s), Ev::Partition { split, heal: false });
-            self.push(secs(p.heal_s), Ev::Partition { split, heal: true });
+            self.push(secs(p.at_s), Event::Partition { split, heal: false });
+            self.push(secs(p.heal_s), Event::Partition { split, heal: true });
         }
     }
 
@@ -662,7 +668,7 @@ impl Engine {
                     slot.parked = false;
                     self.network.reset_uplink(pi, self.now);
                     for j in self.adjacency[pi].clone() {
-                        self.push(self.now + detect, Ev::LinkCheck { peer: j, other: p });
+                        self.push(self.now + detect, Event::LinkCheck { peer: j, other: p });
                     }
                 }
                 ChurnKind::Restart | ChurnKind::Join => {
@@ -673,8 +679,8 @@ impl Engine {
                     if !ok {
                         continue;
                     }
-                    let inc = self.slots[pi].incarnation;
-                    let Ok(mut peer) = self.make_peer(pi, inc) else {
+                    let incarnation = self.slots[pi].incarnation;
+                    let Ok(mut peer) = self.make_peer(pi, incarnation) else {
                         continue;
                     };
                     if kind == ChurnKind::Restart
@@ -686,7 +692,8 @@ impl Engine {
                             // The restored generator would replay the noise already spent on
                             // the updates sent since that checkpoint: a new key per
                             // incarnation, from the seed (the daemon draws it from the OS).
-                            let key = noise_key(self.config.seed, pi as u64, u64::from(inc));
+                            let key =
+                                noise_key(self.config.seed, pi as u64, u64::from(incarnation));
                             peer.set_noise_key(key)
                                 .expect("the restarted peer has not started yet");
                         }
@@ -720,8 +727,8 @@ impl Engine {
             .collect();
         for (a, b) in cross {
             let at = if heal { self.now } else { self.now + detect };
-            self.push(at, Ev::LinkCheck { peer: a, other: b });
-            self.push(at, Ev::LinkCheck { peer: b, other: a });
+            self.push(at, Event::LinkCheck { peer: a, other: b });
+            self.push(at, Event::LinkCheck { peer: b, other: a });
         }
     }
 
@@ -764,7 +771,7 @@ impl Engine {
         }
         self.schedule_faults();
         if let Some(every) = self.config.eval_every {
-            self.push(every.max(1), Ev::Eval);
+            self.push(every.max(1), Event::Eval);
         }
         self.evaluate();
         let mut last_round_checked = 0;
@@ -778,21 +785,27 @@ impl Engine {
             self.now = entry.at;
             self.events += 1;
             match entry.ev {
-                Ev::Compute { peer, inc } => self.compute_batch(peer, inc, entry.seq),
-                Ev::Computed { peer, inc, outputs } => {
+                Event::Compute { peer, incarnation } => {
+                    self.compute_batch(peer, incarnation, entry.seq)
+                }
+                Event::Computed {
+                    peer,
+                    incarnation,
+                    outputs,
+                } => {
                     let s = &mut self.slots[peer as usize];
                     s.ahead = None;
-                    if s.incarnation == inc && s.status == Status::Live {
+                    if s.incarnation == incarnation && s.status == Status::Live {
                         self.apply(peer, outputs);
                     }
                 }
-                Ev::Deliver {
+                Event::Deliver {
                     from,
                     to,
-                    inc,
+                    incarnation,
                     bytes,
                 } => {
-                    if self.slots[to as usize].incarnation != inc
+                    if self.slots[to as usize].incarnation != incarnation
                         || self.slots[to as usize].status != Status::Live
                     {
                         self.network.stats.undeliverable += 1;
@@ -802,18 +815,22 @@ impl Engine {
                         self.input(to, Input::Message { from, bytes });
                     }
                 }
-                Ev::Timer { peer, inc, token } => {
-                    if self.slots[peer as usize].incarnation == inc {
+                Event::Timer {
+                    peer,
+                    incarnation,
+                    token,
+                } => {
+                    if self.slots[peer as usize].incarnation == incarnation {
                         self.input(peer, Input::Timer(token));
                     }
                 }
-                Ev::LinkCheck { peer, other } => self.sync_link(peer, other),
-                Ev::Churn { kind, peers } => self.churn(kind, &peers),
-                Ev::Partition { split, heal } => self.partition(split, heal),
-                Ev::Eval => {
+                Event::LinkCheck { peer, other } => self.sync_link(peer, other),
+                Event::Churn { kind, peers } => self.churn(kind, &peers),
+                Event::Partition { split, heal } => self.partition(split, heal),
+                Event::Eval => {
                     self.evaluate();
                     if let Some(every) = self.config.eval_every {
-                        self.push(self.now + every.max(1), Ev::Eval);
+                        self.push(self.now + every.max(1), Event::Eval);
                     }
                 }
             }
@@ -862,22 +879,25 @@ impl Engine {
             }
             if matches!(
                 top.ev,
-                Ev::Churn { .. } | Ev::Partition { .. } | Ev::Eval | Ev::LinkCheck { .. }
+                Event::Churn { .. }
+                    | Event::Partition { .. }
+                    | Event::Eval
+                    | Event::LinkCheck { .. }
             ) {
                 break;
             }
             let e = self.heap.pop().expect("peeked");
             match e.ev {
-                Ev::Compute { peer, inc }
+                Event::Compute { peer, incarnation }
                     if !blocked.contains(&peer) && !in_batch.contains(&peer) =>
                 {
-                    batch.push((peer, inc, e.at, e.seq));
+                    batch.push((peer, incarnation, e.at, e.seq));
                     in_batch.insert(peer);
                 }
-                Ev::Deliver { to: p, .. }
-                | Ev::Timer { peer: p, .. }
-                | Ev::Compute { peer: p, .. }
-                | Ev::Computed { peer: p, .. } => {
+                Event::Deliver { to: p, .. }
+                | Event::Timer { peer: p, .. }
+                | Event::Compute { peer: p, .. }
+                | Event::Computed { peer: p, .. } => {
                     blocked.insert(p);
                     window.push(e);
                 }
@@ -887,9 +907,9 @@ impl Engine {
         self.heap.extend(window);
         let batch: Vec<(u32, u32, Micros, u64)> = batch
             .into_iter()
-            .filter(|&(p, inc, _, _)| {
+            .filter(|&(p, incarnation, _, _)| {
                 let s = &self.slots[p as usize];
-                s.incarnation == inc && s.status == Status::Live && s.peer.is_some()
+                s.incarnation == incarnation && s.status == Status::Live && s.peer.is_some()
             })
             .collect();
         self.computes += batch.len() as u64;
@@ -921,14 +941,14 @@ impl Engine {
             .collect();
         let mut outputs: std::collections::BTreeMap<u32, Vec<Output<u32>>> =
             outputs.into_iter().collect();
-        for (p, inc, at, seq) in batch {
+        for (p, incarnation, at, seq) in batch {
             let out = outputs.remove(&p).expect("one result per batched peer");
             self.heap.push(Entry {
                 at,
                 seq,
-                ev: Ev::Computed {
+                ev: Event::Computed {
                     peer: p,
-                    inc,
+                    incarnation,
                     outputs: out,
                 },
             });
@@ -1113,11 +1133,15 @@ impl Engine {
     }
 }
 
-/// The privacy-noise key of incarnation `inc` of peer `i` after a restart.
-fn noise_key(seed: u64, i: u64, inc: u64) -> [u8; 32] {
+/// The privacy-noise key of incarnation `incarnation` of peer `i` after a restart.
+fn noise_key(seed: u64, i: u64, incarnation: u64) -> [u8; 32] {
     let mut key = [0u8; 32];
     for (k, chunk) in key.chunks_exact_mut(8).enumerate() {
-        let word = derive_indexed(seed, stream::PRIVACY_KEY, (i << 36) ^ (inc << 4) ^ k as u64);
+        let word = derive_indexed(
+            seed,
+            stream::PRIVACY_KEY,
+            (i << 36) ^ (incarnation << 4) ^ k as u64,
+        );
         chunk.copy_from_slice(&word.to_le_bytes());
     }
     key
