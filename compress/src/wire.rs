@@ -283,6 +283,15 @@ impl Compressed {
             out.len(),
             self.dim
         );
+        self.for_each_entry(|idx, v| out[idx] += alpha * v);
+    }
+
+    /// Calls `f(index, value)` for every entry the message carries, in index order: every
+    /// coordinate for the dense codecs, the sent ones for the sparse codecs, the non-zero
+    /// levels for QSGD. The cost is in proportion to [`Compressed::nnz`], so a caller can
+    /// apply a sparse update to a large vector without touching (or copying) the rest; the
+    /// values are exactly those [`Compressed::add_to`] adds with `alpha = 1`.
+    pub fn for_each_entry(&self, mut f: impl FnMut(usize, f32)) {
         // The payload was validated (decode) or produced by a compressor, so the walkers
         // cannot fail here; a failure would only stop early.
         let dim = self.dim as u64;
@@ -290,40 +299,29 @@ impl Compressed {
         let p = &self.payload;
         match self.format {
             Format::DenseF32 => {
-                for (o, b) in out.iter_mut().zip(p.chunks_exact(4)) {
-                    *o += alpha * f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                for (i, b) in p.chunks_exact(4).take(self.dim).enumerate() {
+                    f(i, f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
                 }
             }
             Format::DenseF16 => {
-                for (o, b) in out.iter_mut().zip(p.chunks_exact(2)) {
-                    *o += alpha * half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+                for (i, b) in p.chunks_exact(2).take(self.dim).enumerate() {
+                    f(i, half::f16::from_le_bytes([b[0], b[1]]).to_f32());
                 }
             }
             Format::DenseSign => {
-                let pos = alpha * self.scale;
-                let neg = alpha * -self.scale;
-                let mut chunks = out.chunks_exact_mut(8);
-                for (o, &byte) in (&mut chunks).zip(p) {
-                    for (j, x) in o.iter_mut().enumerate() {
-                        *x += if byte >> j & 1 == 1 { neg } else { pos };
-                    }
-                }
-                let rem = chunks.into_remainder();
-                if let Some(&byte) = p.get(self.dim / 8) {
-                    for (j, x) in rem.iter_mut().enumerate() {
-                        *x += if byte >> j & 1 == 1 { neg } else { pos };
-                    }
+                for i in 0..self.dim {
+                    let negative = p.get(i / 8).is_some_and(|byte| byte >> (i % 8) & 1 == 1);
+                    f(i, if negative { -self.scale } else { self.scale });
                 }
             }
             Format::SparseSign => {
-                // alpha · (−scale) is −(alpha · scale) exactly, so the sign bit of the entry
-                // flips the sign bit of the value: no branch on random signs.
-                let pos = (alpha * self.scale).to_bits();
+                // −scale is scale with the sign bit set: no branch on random signs.
+                let pos = self.scale.to_bits();
                 let split = self.count.div_ceil(8);
                 let (signs, gaps) = p.split_at(split.min(p.len()));
                 let _ = walk_gaps(gaps, count, dim, self.param, |k, idx| {
                     let negative = u32::from(signs[k / 8] >> (k % 8) & 1);
-                    out[idx] += f32::from_bits(pos ^ (negative << 31));
+                    f(idx, f32::from_bits(pos ^ (negative << 31)));
                 });
             }
             Format::SparseValues => {
@@ -331,14 +329,14 @@ impl Compressed {
                 let (values, gaps) = p.split_at(split.min(p.len()));
                 let _ = walk_gaps(gaps, count, dim, self.param, |k, idx| {
                     let b = &values[4 * k..4 * k + 4];
-                    out[idx] += alpha * f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    f(idx, f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
                 });
             }
             Format::Qsgd => {
                 let unit = qsgd_unit(self.scale, self.param);
                 let _ = walk_qsgd(p, dim, self.param, |idx, level, negative| {
                     let v = level as f32 * unit;
-                    out[idx] += alpha * if negative { -v } else { v };
+                    f(idx, if negative { -v } else { v });
                 });
             }
         }

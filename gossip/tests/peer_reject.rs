@@ -456,3 +456,55 @@ fn mutated_frames_never_panic() {
         net.peer(0).stats().rejected.total()
     );
 }
+
+/// A sparse update is applied in place, touching only its entries; the one that would
+/// overflow the copy is refused and the copy is left bit for bit as it was, the entries it
+/// had already added undone.
+#[test]
+fn overflowing_sparse_update_is_refused_and_the_copy_restored_exactly() {
+    let mut net = swarm();
+    let seq = net.peer(0).neighbour(&1).unwrap().applied_seq;
+    // Top-4 of 24: entries 0, 5, 11 and 23 carry 3e38, the rest nothing.
+    let mut v = vec![0.0f32; DIM];
+    for i in [0, 5, 11, 23] {
+        v[i] = 3.0e38;
+    }
+    let frame = murmur_compress::build(
+        &CodecSpec::TopK {
+            density: 4.0 / DIM as f32,
+        },
+        0,
+    )
+    .compress(&v)
+    .encode();
+    let update = |seq: u64| {
+        Message::Update(murmur_gossip::message::Update {
+            seq,
+            round: 0,
+            degree: 1,
+            frame: frame.clone(),
+        })
+        .encode()
+    };
+    net.input(
+        0,
+        Input::Message {
+            from: 1,
+            bytes: update(seq + 1),
+        },
+    );
+    let info = net.peer(0).neighbour(&1).unwrap();
+    assert_eq!(info.applied_seq, seq + 1);
+    let before: Vec<u32> = info.copy.unwrap().iter().map(|x| x.to_bits()).collect();
+    expect_rejected(
+        &mut net,
+        1,
+        update(seq + 2),
+        |r| matches!(r, RejectReason::NonFinite { .. }),
+        "sparse overflow",
+    );
+    let info = net.peer(0).neighbour(&1).unwrap();
+    assert_eq!(info.applied_seq, seq + 1);
+    let after: Vec<u32> = info.copy.unwrap().iter().map(|x| x.to_bits()).collect();
+    assert_eq!(before, after, "the refused update left a trace in the copy");
+}

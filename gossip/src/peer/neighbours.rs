@@ -163,7 +163,8 @@ impl Neighbour {
             .as_mut()
             .expect("applied only to established copies");
         match aggregate {
-            None => {
+            None if 4 * b.frame.nnz() >= copy.len() => {
+                // Dense enough that an undo log would outweigh a copy of the vector.
                 let mut next = copy.clone();
                 b.frame.add_to(&mut next, 1.0);
                 if !all_finite(&next) {
@@ -172,6 +173,26 @@ impl Neighbour {
                     });
                 }
                 *copy = next;
+            }
+            None => {
+                // In place, touching only the update's entries (a 1%-dense update costs 1% of
+                // the copy), with an undo log so that an update that would overflow leaves
+                // the copy exactly as it was.
+                let mut undo: Vec<(usize, f32)> = Vec::with_capacity(b.frame.nnz());
+                let mut overflow = false;
+                b.frame.for_each_entry(|i, v| {
+                    undo.push((i, copy[i]));
+                    copy[i] += v;
+                    overflow |= !copy[i].is_finite();
+                });
+                if overflow {
+                    for (i, old) in undo.into_iter().rev() {
+                        copy[i] = old;
+                    }
+                    return Err(RejectReason::NonFinite {
+                        what: "neighbour copy after update",
+                    });
+                }
             }
             Some(sum) => {
                 let w = self
