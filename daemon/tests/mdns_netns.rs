@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::TempDir;
-use common::netns::{Namespaces, NsNode, ip, log, spawn_in, status, unavailable, veth};
+use common::netns::{Namespaces, NsNode, ip, spawn_in, unavailable, veth, wait_done};
 
 /// Nodes per namespace.
 const PER_NS: usize = 2;
@@ -72,29 +72,11 @@ fn nodes_find_each_other_by_mdns_across_a_veth_link_and_train() {
         nodes.push(node);
     }
 
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut finished = vec![None; total];
-    while finished.iter().any(Option::is_none) {
-        for (i, node) in nodes.iter_mut().enumerate() {
-            if let Some(exit) = node.child.try_wait().unwrap() {
-                panic!("node {i} exited with {exit}:\n{}", log(node));
-            }
-            if finished[i].is_none()
-                && let Some(s) = status(node)
-                && s["done"].as_bool() == Some(true)
-            {
-                finished[i] = Some(s);
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every node finished {ROUNDS} rounds by mDNS alone; logs:\n{}",
-            nodes.iter().map(log).collect::<Vec<_>>().join("\n---\n")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-
-    let statuses: Vec<serde_json::Value> = finished.into_iter().map(Option::unwrap).collect();
+    let statuses = wait_done(
+        &mut nodes,
+        Duration::from_secs(180),
+        &format!("{ROUNDS} rounds by mDNS alone"),
+    );
     let ids: Vec<String> = statuses
         .iter()
         .map(|s| s["peer_id"].as_str().unwrap().to_string())

@@ -18,11 +18,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::netns::{
-    Namespaces, NsNode, exec, ip, log, node_file, spawn_in, status, unavailable, veth,
-};
+use common::netns::{Namespaces, exec, ip, log, node_file, spawn_in, unavailable, veth, wait_done};
 use common::{TempDir, args, binary, doc_block, start, wait_for};
-use serde_json::Value;
 
 /// Rounds each node trains: long enough (about 30 s here) that the relayed edge, which comes
 /// up some 10 s in (AutoNAT's first probe, the reservation, then discovery finding the
@@ -102,34 +99,6 @@ fn node_args(i: usize) -> Vec<String> {
         "--max-rounds",
         &ROUNDS.to_string(),
     ])
-}
-
-/// Polls every node until each status is `done`, returning them; panics with the logs after
-/// `timeout` or if a node exits.
-fn wait_done(nodes: &mut [NsNode], timeout: Duration) -> Vec<Value> {
-    let deadline = Instant::now() + timeout;
-    let mut finished = vec![None; nodes.len()];
-    while finished.iter().any(Option::is_none) {
-        for (i, node) in nodes.iter_mut().enumerate() {
-            if let Some(exit) = node.child.try_wait().unwrap() {
-                panic!("node {i} exited with {exit}:\n{}", log(node));
-            }
-            if finished[i].is_none()
-                && let Some(s) = status(node)
-                && s["done"].as_bool() == Some(true)
-            {
-                finished[i] = Some(s);
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every node finished {ROUNDS} rounds; last statuses {:#?}\nlogs:\n{}",
-            nodes.iter().map(status).collect::<Vec<_>>(),
-            nodes.iter().map(log).collect::<Vec<_>>().join("\n---\n")
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    finished.into_iter().map(Option::unwrap).collect()
 }
 
 /// The same three nodes with direct connections on loopback: the worst final accuracy.
@@ -220,7 +189,11 @@ fn private_nodes_train_together_through_a_relay() {
         ]));
         nodes.push(spawn_in(ns, &dir.join(&format!("private-{i}")), &a));
     }
-    let statuses = wait_done(&mut nodes, Duration::from_secs(300));
+    let statuses = wait_done(
+        &mut nodes,
+        Duration::from_secs(300),
+        &format!("{ROUNDS} rounds"),
+    );
     let ids: Vec<&str> = statuses
         .iter()
         .map(|s| s["peer_id"].as_str().unwrap())

@@ -152,3 +152,36 @@ pub(crate) fn status(node: &NsNode) -> Option<serde_json::Value> {
     .ok()?;
     serde_json::from_str(&out).ok()
 }
+
+/// Polls every node until each status is `done`, returning them in order; panics with the
+/// last statuses and the logs after `timeout` (`what` says what was awaited) or if a node
+/// exits.
+pub(crate) fn wait_done(
+    nodes: &mut [NsNode],
+    timeout: std::time::Duration,
+    what: &str,
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut finished = vec![None; nodes.len()];
+    while finished.iter().any(Option::is_none) {
+        for (i, node) in nodes.iter_mut().enumerate() {
+            if let Some(exit) = node.child.try_wait().unwrap() {
+                panic!("node {i} exited with {exit}:\n{}", log(node));
+            }
+            if finished[i].is_none()
+                && let Some(s) = status(node)
+                && s["done"].as_bool() == Some(true)
+            {
+                finished[i] = Some(s);
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every node finished {what}; last statuses {:#?}\nlogs:\n{}",
+            nodes.iter().map(status).collect::<Vec<_>>(),
+            nodes.iter().map(log).collect::<Vec<_>>().join("\n---\n")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    finished.into_iter().map(Option::unwrap).collect()
+}
