@@ -203,20 +203,7 @@ fn push_sum_one_peer_exponential_averages_exactly() {
 fn push_sum_irregular_directed_graph_converges_to_average() {
     let n = 12u32;
     let init = random_vectors(n as usize, 8, 9);
-    let targets = |i: u32| -> Vec<u32> {
-        let mut t = vec![(i + 1) % n];
-        if i.is_multiple_of(3) {
-            t.extend([(i + 2) % n, (i + 5) % n]);
-        }
-        t
-    };
-    let mut edges = std::collections::BTreeSet::new();
-    for i in 0..n {
-        for j in targets(i) {
-            edges.insert((i.min(j), i.max(j)));
-        }
-    }
-    let edges: Vec<(u32, u32)> = edges.into_iter().collect();
+    let (targets, edges) = irregular_directed(n);
     let mut net = frozen_swarm(&config(Algorithm::PushSum), &init, &edges);
     let mean = net.mean_model();
     for i in 0..n {
@@ -240,8 +227,8 @@ fn push_sum_irregular_directed_graph_converges_to_average() {
     }
 }
 
-/// The irregular directed graph of the test above: a directed ring plus extra out-edges from
-/// every third peer, and its undirected edge list.
+/// An irregular directed graph: a directed ring plus extra out-edges from every third peer
+/// (in-degrees differ), and its undirected edge list.
 fn irregular_directed(n: u32) -> (impl Fn(u32) -> Vec<u32>, Vec<(u32, u32)>) {
     let targets = move |i: u32| -> Vec<u32> {
         let mut t = vec![(i + 1) % n];
