@@ -127,6 +127,23 @@ fn trained_ring_and_joiner(startup_timeout: u64) -> (LockStep, u32) {
     (net, joiner)
 }
 
+/// Marks `relayed` as reachable only through a relay, connects the joiner to `neighbours`
+/// and starts it.
+fn start_joiner(net: &mut LockStep, joiner: u32, relayed: u32, neighbours: &[u32]) {
+    net.input(
+        joiner,
+        Input::LinkClass {
+            peer: relayed,
+            relayed: true,
+        },
+    );
+    for &j in neighbours {
+        net.connect(joiner, j);
+    }
+    net.input(joiner, Input::Start);
+    net.deliver();
+}
+
 /// The `want_model` flags of every snapshot request `from` sent to `to` so far.
 fn model_requests(net: &LockStep, from: u32, to: u32) -> Vec<bool> {
     net.recorded
@@ -146,17 +163,7 @@ fn joiner_downloads_from_a_direct_neighbour_not_through_a_relay() {
     let (mut net, joiner) = trained_ring_and_joiner(2_000_000);
     // Neighbour 0 is reached through a relay and says hello first: before relayed links were
     // told apart, the joiner adopted from the first newer neighbour, i.e. through the relay.
-    net.input(
-        joiner,
-        Input::LinkClass {
-            peer: 0,
-            relayed: true,
-        },
-    );
-    net.connect(joiner, 0);
-    net.connect(joiner, 2);
-    net.input(joiner, Input::Start);
-    net.deliver();
+    start_joiner(&mut net, joiner, 0, &[0, 2]);
     assert_eq!(net.adopted.len(), 1, "{:?}", net.adopted);
     let (who, from, round) = net.adopted[0];
     assert_eq!(
@@ -190,16 +197,7 @@ fn joiner_downloads_from_a_direct_neighbour_not_through_a_relay() {
 #[test]
 fn joiner_behind_a_relay_waits_for_a_direct_neighbour() {
     let (mut net, joiner) = trained_ring_and_joiner(50_000);
-    net.input(
-        joiner,
-        Input::LinkClass {
-            peer: 0,
-            relayed: true,
-        },
-    );
-    net.connect(joiner, 0);
-    net.input(joiner, Input::Start);
-    net.deliver();
+    start_joiner(&mut net, joiner, 0, &[0]);
     for _ in 0..30 {
         net.tick();
     }
@@ -223,16 +221,7 @@ fn joiner_behind_a_relay_waits_for_a_direct_neighbour() {
 #[test]
 fn hole_punch_makes_a_relayed_neighbour_a_donor() {
     let (mut net, joiner) = trained_ring_and_joiner(50_000);
-    net.input(
-        joiner,
-        Input::LinkClass {
-            peer: 3,
-            relayed: true,
-        },
-    );
-    net.connect(joiner, 3);
-    net.input(joiner, Input::Start);
-    net.deliver();
+    start_joiner(&mut net, joiner, 3, &[3]);
     for _ in 0..10 {
         net.tick();
     }
@@ -258,16 +247,7 @@ fn hole_punch_makes_a_relayed_neighbour_a_donor() {
 fn joiner_behind_a_relay_only_waits_as_long_as_an_adoption_may() {
     let startup = 20_000;
     let (mut net, joiner) = trained_ring_and_joiner(startup);
-    net.input(
-        joiner,
-        Input::LinkClass {
-            peer: 1,
-            relayed: true,
-        },
-    );
-    net.connect(joiner, 1);
-    net.input(joiner, Input::Start);
-    net.deliver();
+    start_joiner(&mut net, joiner, 1, &[1]);
     // Still waiting just before its last re-armed deadline (1 + 5 waits), started right after.
     let bound = 6 * startup / 1_000;
     for _ in 0..bound - 2 {
