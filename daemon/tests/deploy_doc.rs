@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{TempDir, binary, doc_block};
+use common::{TempDir, assert_silent_success, binary, doc_block};
 use murmur_daemon::config::Config;
 
 #[test]
@@ -44,13 +44,5 @@ fn the_systemd_unit_verifies() {
         println!("SKIPPED: systemd-analyze not installed; the unit file went unverified");
         return;
     };
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "systemd-analyze verify:\n{report}"
-    );
+    assert_silent_success(&out, "systemd-analyze verify");
 }

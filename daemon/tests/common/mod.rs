@@ -168,7 +168,15 @@ pub(crate) fn promtool_clean(text: &str, unlinted: &str) {
         .unwrap()
         .write_all(text.as_bytes())
         .unwrap();
-    let out = promtool.wait_with_output().unwrap();
+    assert_silent_success(
+        &promtool.wait_with_output().unwrap(),
+        "promtool check metrics",
+    );
+}
+
+/// A checking tool (`what`) exited 0 and printed nothing: anything on stdout or stderr is a
+/// finding, shown in the failure.
+pub(crate) fn assert_silent_success(out: &std::process::Output, what: &str) {
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -176,7 +184,7 @@ pub(crate) fn promtool_clean(text: &str, unlinted: &str) {
     );
     assert!(
         out.status.success() && report.trim().is_empty(),
-        "promtool check metrics:\n{report}"
+        "{what}:\n{report}"
     );
 }
 
