@@ -65,6 +65,22 @@ pub fn entries_for_density(density: f32, dim: usize) -> usize {
     ((f64::from(d) * dim as f64).ceil() as usize).clamp(1, dim)
 }
 
+/// The entropy bound on bits per sent entry of a sparse sign message with `nnz` of `dim`
+/// entries: H_b(p)/p + 1 with p = nnz/dim (the positions, then one sign bit each). What the
+/// index coding is measured against; `None` for an empty message.
+pub fn entropy_bound_bits_per_entry(nnz: usize, dim: usize) -> Option<f64> {
+    if nnz == 0 || dim == 0 || nnz > dim {
+        return None;
+    }
+    let p = nnz as f64 / dim as f64;
+    let h = if p >= 1.0 {
+        0.0
+    } else {
+        -(p * p.log2() + (1.0 - p) * (1.0 - p).log2())
+    };
+    Some(h / p + 1.0)
+}
+
 impl Compressor for Codec {
     fn spec(&self) -> &CodecSpec {
         &self.spec

@@ -24,7 +24,9 @@ mod feedback;
 mod spec;
 mod wire;
 
-pub use codecs::{Compressor, build, entries_for_density, threshold_encoder_build};
+pub use codecs::{
+    Compressor, build, entries_for_density, entropy_bound_bits_per_entry, threshold_encoder_build,
+};
 pub use feedback::ErrorFeedback;
 pub use spec::{CodecSpec, ParseSpecError};
 pub use wire::{Compressed, DecodeError, DecodeLimits, FORMAT_VERSION, Format};

@@ -1,6 +1,9 @@
 //! Round trips, error feedback, the entropy bound and hostile bytes, for every codec.
 
-use murmur_compress::{CodecSpec, Compressed, DecodeError, DecodeLimits, ErrorFeedback, build};
+use murmur_compress::{
+    CodecSpec, Compressed, DecodeError, DecodeLimits, ErrorFeedback, build,
+    entropy_bound_bits_per_entry,
+};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -362,8 +365,17 @@ fn error_feedback_loses_nothing() {
     }
 }
 
-fn binary_entropy(p: f64) -> f64 {
-    -(p * p.log2() + (1.0 - p) * (1.0 - p).log2())
+#[test]
+fn the_entropy_bound_is_known_at_its_landmarks() {
+    // Half the entries: H_b = 1 bit per coordinate, 2 per sent entry, plus its sign.
+    assert_eq!(entropy_bound_bits_per_entry(50, 100), Some(3.0));
+    // Every entry: positions cost nothing, signs one bit.
+    assert_eq!(entropy_bound_bits_per_entry(7, 7), Some(1.0));
+    // 1 of 1024: log2(1024) + (1023/1)·log2(1024/1023) ≈ 10 + 1.44 position bits.
+    let b = entropy_bound_bits_per_entry(1, 1024).unwrap();
+    assert!((b - (10.0 + 1023.0 * (1024.0f64 / 1023.0).log2() + 1.0)).abs() < 1e-9);
+    assert_eq!(entropy_bound_bits_per_entry(0, 10), None);
+    assert_eq!(entropy_bound_bits_per_entry(11, 10), None);
 }
 
 /// Bits per sent entry within 5% of H_b(p)/p + 1 at densities 0.1%, 1% and 10%.
@@ -373,9 +385,8 @@ fn index_coding_is_within_five_percent_of_the_entropy_bound() {
     for density in [0.001f32, 0.01, 0.1] {
         let v = random_vec(d, 77);
         let c = build(&CodecSpec::AdaptiveThreshold { density }, 0).compress(&v);
-        let p = c.nnz() as f64 / d as f64;
         let bits = c.encoded_len() as f64 * 8.0 / c.nnz() as f64;
-        let bound = binary_entropy(p) / p + 1.0;
+        let bound = entropy_bound_bits_per_entry(c.nnz(), d).unwrap();
         println!(
             "density {density}: {bits:.3} bits/entry, bound {bound:.3}, ratio {:.4}",
             bits / bound

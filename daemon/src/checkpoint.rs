@@ -123,10 +123,22 @@ pub const MODEL_FORMAT: &str = "murmur-checkpoint-2";
 /// the optimizer state live in the metadata file only: the safetensors file is what a user
 /// loads, at the model's size.
 pub fn model_bytes(cp: &PeerCheckpoint, peer_id: &str, info: &ModelInfo) -> Result<Vec<u8>> {
-    if info.layout.dim() != cp.model.len() {
+    safetensors_bytes(&cp.model, cp.round, cp.fingerprint, peer_id, info)
+}
+
+/// The flat vector `model` of `round` as safetensors, laid out as [`model_bytes`] says (what
+/// `GET /model` serves, too).
+pub fn safetensors_bytes(
+    model: &[f32],
+    round: u64,
+    fingerprint: u64,
+    peer_id: &str,
+    info: &ModelInfo,
+) -> Result<Vec<u8>> {
+    if info.layout.dim() != model.len() {
         bail!(
             "the model has {} parameters but its layout ({}) has {}",
-            cp.model.len(),
+            model.len(),
             info.spec,
             info.layout.dim()
         );
@@ -139,11 +151,11 @@ pub fn model_bytes(cp: &PeerCheckpoint, peer_id: &str, info: &ModelInfo) -> Resu
         .collect();
     let meta = HashMap::from([
         ("format".to_string(), MODEL_FORMAT.to_string()),
-        ("round".to_string(), cp.round.to_string()),
+        ("round".to_string(), round.to_string()),
         ("peer_id".to_string(), peer_id.to_string()),
-        ("fingerprint".to_string(), format!("{:#x}", cp.fingerprint)),
+        ("fingerprint".to_string(), format!("{fingerprint:#x}")),
         ("model".to_string(), info.spec.clone()),
-        ("dim".to_string(), cp.model.len().to_string()),
+        ("dim".to_string(), model.len().to_string()),
         ("order".to_string(), order.join(",")),
     ]);
     let bytes: Vec<Vec<u8>> = info
@@ -151,7 +163,7 @@ pub fn model_bytes(cp: &PeerCheckpoint, peer_id: &str, info: &ModelInfo) -> Resu
         .entries()
         .iter()
         .map(|e| {
-            cp.model[e.range()]
+            model[e.range()]
                 .iter()
                 .flat_map(|v| v.to_le_bytes())
                 .collect()
@@ -175,7 +187,7 @@ pub fn read_model(path: &Path) -> Result<Vec<f32>> {
 
 /// The flat vector: the tensors named by the `order` header entry, concatenated. A file of
 /// the first format (one tensor `model`, no `order`) reads too.
-fn model_from_bytes(bytes: &[u8]) -> Result<Vec<f32>> {
+pub fn model_from_bytes(bytes: &[u8]) -> Result<Vec<f32>> {
     let (_, header) = SafeTensors::read_metadata(bytes)?;
     let st = SafeTensors::deserialize(bytes)?;
     let order: Vec<String> = match header.metadata().as_ref().and_then(|m| m.get("order")) {

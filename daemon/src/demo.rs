@@ -164,10 +164,10 @@ impl Node {
             .sum::<f64>() as u64)
     }
 
-    /// The node's current model.
+    /// The node's current model (its `/model` safetensors, flattened).
     pub fn model(&self) -> Result<Vec<f32>> {
-        let body = http::get(&self.http, "/model", Duration::from_secs(5))?;
-        Ok(serde_json::from_str(&body)?)
+        let bytes = http::get_bytes(&self.http, "/model", Duration::from_secs(30))?;
+        crate::checkpoint::model_from_bytes(&bytes)
     }
 
     /// Sends a signal with the system `kill` command (`TERM`, `KILL`, ...).

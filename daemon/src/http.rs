@@ -1,19 +1,39 @@
-//! A deliberately tiny HTTP/1.1 endpoint (no framework): `GET /metrics` (Prometheus text),
-//! `GET /status` (JSON) and `GET /model` (the current parameters as a JSON array), one
-//! request per connection. Plus the matching client used by `murmur status` and `murmur demo`.
+//! The node's HTTP endpoint, on axum: the dashboard (`GET /`, its script and style compiled
+//! into the binary), `GET /status` (JSON), `GET /history` (the charts' samples, JSON),
+//! `GET /metrics` (Prometheus text, or OpenMetrics when asked for) and `GET /model` (the
+//! current parameters as safetensors, the checkpoint's layout: one named, shaped tensor per
+//! layer). Plus the blocking client (ureq) used by `murmur status` and `murmur demo`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get as route_get;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
-use crate::status::SharedStatus;
+use crate::checkpoint::{self, ModelInfo};
+use crate::status::{SharedHistory, SharedStatus};
 
-/// Largest request head read.
-const MAX_REQUEST: usize = 8 * 1024;
+/// The dashboard page; it loads the two assets below and polls `/status` and `/history`.
+const DASHBOARD_HTML: &str = include_str!("dashboard/index.html");
+/// The dashboard's script (charts and the swarm drawing in plain SVG, no library).
+const DASHBOARD_JS: &str = include_str!("dashboard/dashboard.js");
+/// The dashboard's style sheet.
+const DASHBOARD_CSS: &str = include_str!("dashboard/dashboard.css");
+
+/// The newest model the training thread published.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PublishedModel {
+    /// The round it is the model of.
+    pub round: u64,
+    /// The flat parameter vector.
+    pub values: Vec<f32>,
+}
 
 /// What the endpoint serves.
 #[derive(Clone, Debug)]
@@ -22,88 +42,144 @@ pub struct Endpoint {
     pub registry: Arc<Registry>,
     /// The status document.
     pub status: SharedStatus,
+    /// The samples the dashboard charts.
+    pub history: SharedHistory,
     /// The newest model, published by the training thread.
-    pub model: Arc<Mutex<Vec<f32>>>,
+    pub model: Arc<Mutex<PublishedModel>>,
+    /// Its spec and named tensors.
+    pub model_info: Arc<ModelInfo>,
+    /// This node's peer id and model fingerprint (the safetensors metadata).
+    pub peer_id: String,
+    /// The model fingerprint.
+    pub fingerprint: u64,
+}
+
+/// The routes.
+pub fn router(endpoint: Endpoint) -> Router {
+    Router::new()
+        .route("/", route_get(dashboard))
+        .route("/dashboard.js", route_get(dashboard_js))
+        .route("/dashboard.css", route_get(dashboard_css))
+        .route("/status", route_get(status))
+        .route("/history", route_get(history))
+        .route("/metrics", route_get(metrics))
+        .route("/model", route_get(model))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .with_state(endpoint)
 }
 
 /// Serves `endpoint` on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, endpoint: Endpoint) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let endpoint = endpoint.clone();
-        tokio::spawn(async move {
-            if let Err(e) = handle(stream, &endpoint).await {
-                tracing::debug!(error = %e, "http request failed");
-            }
-        });
+    if let Err(e) = axum::serve(listener, router(endpoint)).await {
+        tracing::warn!(error = %e, "http endpoint stopped");
     }
 }
 
-async fn handle(mut stream: TcpStream, endpoint: &Endpoint) -> Result<()> {
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await??;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.len() > MAX_REQUEST {
-            bail!("request head too large");
-        }
+async fn dashboard() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        DASHBOARD_HTML,
+    )
+}
+
+async fn dashboard_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        DASHBOARD_JS,
+    )
+}
+
+async fn dashboard_css() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        DASHBOARD_CSS,
+    )
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Response {
+    match serde_json::to_string(value) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
-    let head = String::from_utf8_lossy(&buf);
-    let mut parts = head.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let wants_openmetrics = head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("accept:") && l.contains("openmetrics"));
-    let (code, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => {
-            let mut text = String::new();
-            prometheus_client::encoding::text::encode(&mut text, &endpoint.registry)?;
-            if wants_openmetrics {
-                (
-                    "200 OK",
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    text,
-                )
-            } else {
-                (
-                    "200 OK",
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    openmetrics_to_prometheus_text(&text),
-                )
-            }
-        }
-        ("GET", "/status") => {
-            let status = endpoint.status.lock().expect("status lock").clone();
-            (
-                "200 OK",
-                "application/json",
-                serde_json::to_string(&status)?,
-            )
-        }
-        ("GET", "/model") => {
-            let model = endpoint.model.lock().expect("model lock").clone();
-            ("200 OK", "application/json", serde_json::to_string(&model)?)
-        }
-        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "GET only\n".to_string(),
-        ),
+}
+
+async fn status(State(e): State<Endpoint>) -> Response {
+    let status = e.status.lock().map(|s| s.clone());
+    match status {
+        Ok(s) => json(&s),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "status lock poisoned").into_response(),
+    }
+}
+
+async fn history(State(e): State<Endpoint>) -> Response {
+    let history = e.history.lock().map(|h| h.clone());
+    match history {
+        Ok(h) => json(&h),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "history lock poisoned").into_response(),
+    }
+}
+
+async fn metrics(State(e): State<Endpoint>, headers: HeaderMap) -> Response {
+    let mut text = String::new();
+    if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &e.registry) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response();
+    }
+    let wants_openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.contains("openmetrics")));
+    if wants_openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            openmetrics_to_prometheus_text(&text),
+        )
+            .into_response()
+    }
+}
+
+async fn model(State(e): State<Endpoint>) -> Response {
+    let Ok(model) = e.model.lock().map(|m| m.clone()) else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "model lock poisoned").into_response();
     };
-    let response = format!(
-        "HTTP/1.1 {code}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await?;
-    Ok(())
+    // Serializing a large model takes a while: off the async workers.
+    let built = tokio::task::spawn_blocking(move || {
+        checkpoint::safetensors_bytes(
+            &model.values,
+            model.round,
+            e.fingerprint,
+            &e.peer_id,
+            &e.model_info,
+        )
+        .map(|bytes| (model.round, bytes))
+    })
+    .await;
+    match built {
+        Ok(Ok((round, bytes))) => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"model-{round}.safetensors\""),
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Ok(Err(err)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{err:#}")).into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    }
 }
 
 /// The classic Prometheus text format (0.0.4) from OpenMetrics text, for clients that do not
@@ -134,75 +210,62 @@ pub fn openmetrics_to_prometheus_text(text: &str) -> String {
     out
 }
 
-/// `GET path` from `addr` (host:port, a host name such as `localhost` included); returns the
-/// body of a 200 response. Every error names the address and what to check.
+/// `GET path` from `addr` (host:port, a host name such as `localhost` included) as text;
+/// see [`get_bytes`].
 pub fn get(addr: &str, path: &str, timeout: Duration) -> Result<String> {
-    use std::io::{Read, Write};
+    let bytes = get_bytes(addr, path, timeout)?;
+    String::from_utf8(bytes).with_context(|| format!("{addr}{path} did not answer with text"))
+}
+
+/// `GET path` from `addr`; returns the body of a 200 response (any size: a model download
+/// included). Every error names the address and what to check.
+pub fn get_bytes(addr: &str, path: &str, timeout: Duration) -> Result<Vec<u8>> {
     use std::net::ToSocketAddrs;
-    let candidates: Vec<std::net::SocketAddr> = addr
-        .to_socket_addrs()
-        .with_context(|| {
-            format!("{addr:?} is not host:port (e.g. 127.0.0.1:9464 or localhost:9464)")
-        })?
-        .collect();
-    let mut last = None;
-    let mut stream = None;
-    for sock in &candidates {
-        match std::net::TcpStream::connect_timeout(sock, timeout) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
+    addr.to_socket_addrs().with_context(|| {
+        format!("{addr:?} is not host:port (e.g. 127.0.0.1:9464 or localhost:9464)")
+    })?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(timeout))
+        .timeout_recv_response(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let response = agent
+        .get(format!("http://{addr}{path}"))
+        .call()
+        .map_err(|e| match e {
+            ureq::Error::Timeout(_) => anyhow::anyhow!(
+                "{addr} accepted the connection but sent no answer within {timeout:.0?}: is it \
+                 a murmur node's HTTP endpoint?"
+            ),
+            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound | ureq::Error::Io(_) => {
+                anyhow::anyhow!(
+                    "cannot connect to {addr} ({e}): is the node running, and is this its \
+                     `http` address (printed at start, `http.listen` in its config)?"
+                )
             }
-            Err(e) => last = Some(e),
-        }
+            ureq::Error::Protocol(_) => anyhow::anyhow!(
+                "{addr} did not answer with HTTP: is it a murmur node's HTTP endpoint?"
+            ),
+            other => anyhow::anyhow!("reading {path} from {addr}: {other}"),
+        })?;
+    let code = response.status();
+    if code != ureq::http::StatusCode::OK {
+        bail!("{addr}{path}: {code}");
     }
-    let Some(mut stream) = stream else {
-        let cause = last.map_or("no address".to_string(), |e| e.to_string());
-        bail!(
-            "cannot connect to {addr} ({cause}): is the node running, and is this its `http` \
-             address (printed at start, `http.listen` in its config)?"
-        );
-    };
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    let exchange = |stream: &mut std::net::TcpStream| -> std::io::Result<String> {
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        Ok(response)
-    };
-    let response = exchange(&mut stream).map_err(|e| match e.kind() {
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => anyhow::anyhow!(
-            "{addr} accepted the connection but sent no answer within {:.0?}: is it a murmur \
-             node's HTTP endpoint?",
-            timeout
-        ),
-        _ => anyhow::anyhow!("reading {path} from {addr}: {e}"),
-    })?;
-    let (head, body) = response.split_once("\r\n\r\n").with_context(|| {
-        format!("{addr} did not answer with HTTP: is it a murmur node's HTTP endpoint?")
-    })?;
-    let status_line = head.lines().next().unwrap_or("");
-    if !status_line.contains(" 200 ") {
-        bail!("{addr}{path}: {status_line}");
-    }
-    Ok(body.to_string())
+    let mut body = response.into_body();
+    body.with_config()
+        .limit(u64::MAX)
+        .read_to_vec()
+        .with_context(|| format!("reading {path} from {addr}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::Status;
+    use crate::status::{History, Sample, Status};
 
-    #[test]
-    fn serves_status_metrics_and_model_and_refuses_the_rest() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+    fn endpoint() -> Endpoint {
         let status = Arc::new(Mutex::new(Status {
             round: 42,
             ..Status::default()
@@ -211,40 +274,87 @@ mod tests {
         let metrics = crate::status::Metrics::default();
         metrics.register(&mut registry);
         metrics.round.set(42);
-        let endpoint = Endpoint {
+        let mut history = History::default();
+        history.push(Sample {
+            round: 1,
+            loss: Some(2.5),
+            ..Sample::default()
+        });
+        let info = ModelInfo {
+            spec: "linear".to_string(),
+            layout: murmur_gossip::layout::ParamLayout::new(vec![
+                ("bias".to_string(), vec![1]),
+                ("weight".to_string(), vec![1, 2]),
+            ]),
+        };
+        Endpoint {
             registry: Arc::new(registry),
             status,
-            model: Arc::new(Mutex::new(vec![1.5, -2.0])),
-        };
-        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let _guard = rt.enter();
-        let server = rt.spawn(serve(listener, endpoint));
-        let rt = Arc::new(rt);
-        let drive = {
-            let rt = rt.clone();
-            std::thread::spawn(move || {
-                rt.block_on(async {
-                    let _ = server.await;
-                })
-            })
-        };
+            history: Arc::new(Mutex::new(history)),
+            model: Arc::new(Mutex::new(PublishedModel {
+                round: 7,
+                values: vec![1.5, -2.0, 0.25],
+            })),
+            model_info: Arc::new(info),
+            peer_id: "me".to_string(),
+            fingerprint: 0xabc,
+        }
+    }
+
+    /// Serves `endpoint` on a loopback port from a runtime of its own thread.
+    fn spawn(endpoint: Endpoint) -> String {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap().to_string()).unwrap();
+                serve(listener, endpoint).await;
+            });
+        });
+        rx.recv().unwrap()
+    }
+
+    #[test]
+    fn serves_the_dashboard_status_history_metrics_and_model_and_refuses_the_rest() {
+        let addr = spawn(endpoint());
         let t = Duration::from_secs(5);
         let status: Status = serde_json::from_str(&get(&addr, "/status", t).unwrap()).unwrap();
         assert_eq!(status.round, 42);
+        let history: History = serde_json::from_str(&get(&addr, "/history", t).unwrap()).unwrap();
+        assert_eq!(history.points.len(), 1);
+        assert_eq!(history.points[0].loss, Some(2.5));
         assert!(
             get(&addr, "/metrics", t)
                 .unwrap()
                 .contains("murmur_round 42")
         );
-        let model: Vec<f32> = serde_json::from_str(&get(&addr, "/model", t).unwrap()).unwrap();
-        assert_eq!(model, vec![1.5, -2.0]);
+        let page = get(&addr, "/", t).unwrap();
+        for asset in ["/dashboard.js", "/dashboard.css"] {
+            assert!(page.contains(asset), "the page loads {asset}");
+            assert!(!get(&addr, asset, t).unwrap().is_empty());
+        }
+        // The model is the checkpoint's safetensors layout: named, shaped tensors.
+        let bytes = get_bytes(&addr, "/model", t).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let weight = st.tensor("weight").unwrap();
+        assert_eq!(weight.shape(), &[1, 2]);
+        assert_eq!(
+            checkpoint::model_from_bytes(&bytes).unwrap(),
+            vec![1.5, -2.0, 0.25]
+        );
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let meta = header.metadata().as_ref().unwrap();
+        assert_eq!(meta["round"], "7");
+        assert_eq!(meta["model"], "linear");
         let err = get(&addr, "/nope", t).unwrap_err().to_string();
         assert!(err.contains("404"), "{err}");
         let port = addr.rsplit(':').next().unwrap();
         let by_name = get(&format!("localhost:{port}"), "/status", t).unwrap();
         assert!(by_name.contains("\"round\":42"), "{by_name}");
-        drop(drive);
     }
 
     #[test]

@@ -268,6 +268,10 @@ pub struct Net {
     epoch: Instant,
     /// Gossip frames from peers whose edge is pending, delivered when it comes up.
     early: HashMap<PeerId, Vec<Vec<u8>>>,
+    /// Each current neighbour's own neighbours, as its last `Neighbours` frame listed them.
+    reported: HashMap<PeerId, Vec<PeerId>>,
+    /// Round-trip time to each current neighbour (the last ping).
+    rtt: HashMap<PeerId, Duration>,
     buckets: HashMap<PeerId, (Bucket, Bucket)>,
     access: crate::config::AccessConfig,
     inbox: Inbox,
@@ -343,6 +347,8 @@ impl Net {
             edges: EdgeAgreement::new(me, rule, rand::random(), agreement),
             epoch: Instant::now(),
             early: HashMap::new(),
+            reported: HashMap::new(),
+            rtt: HashMap::new(),
             buckets: HashMap::new(),
             access: config.access.clone(),
             inbox,
@@ -685,6 +691,10 @@ impl Net {
                     changed = true;
                     tracing::info!(%peer, "neighbour down");
                     self.early.remove(&peer);
+                    self.reported.remove(&peer);
+                    if self.rtt.remove(&peer).is_some() {
+                        self.metrics.remove_link_rtt(&peer.to_string());
+                    }
                     self.inbox.control(Event::NeighbourDown(peer));
                 }
                 AgreementAction::Disconnect(peer) => {
@@ -704,6 +714,72 @@ impl Net {
         }
         if changed {
             self.publish_paths();
+            self.announce_neighbours();
+            self.publish_neighbourhood();
+        }
+    }
+
+    /// Tells every neighbour which neighbours this node has now (their dashboards draw the
+    /// swarm two hops out).
+    fn announce_neighbours(&mut self) {
+        let up: Vec<PeerId> = self.edges.up().iter().copied().collect();
+        let wire = Wire::neighbours(&up);
+        for peer in up {
+            self.send_wire(peer, &wire);
+        }
+    }
+
+    /// A neighbour's list of its neighbours: kept for the status if it parses, else counted
+    /// as a malformed envelope. From a peer whose edge is still being agreed it is kept too
+    /// (it may overtake the `Select` that brings the edge up; the status shows it only once
+    /// the edge is up); from any other peer it is refused as gossip from a non-neighbour.
+    fn on_neighbours(&mut self, peer: PeerId, list: &[Vec<u8>]) {
+        let now = self.now();
+        if self.edges.on_gossip(&peer, now) == GossipVerdict::Reject {
+            self.reject(AccessReject::NotNeighbour);
+            return;
+        }
+        match crate::wire::parse_neighbours(list) {
+            Ok(peers) => {
+                self.reported.insert(peer, peers);
+                self.publish_neighbourhood();
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "neighbour list refused");
+                self.reject(AccessReject::MalformedEnvelope);
+            }
+        }
+    }
+
+    /// A ping answered: the neighbour's round-trip time.
+    fn on_rtt(&mut self, peer: PeerId, rtt: Duration) {
+        if !self.edges.is_up(&peer) {
+            return;
+        }
+        self.rtt.insert(peer, rtt);
+        self.metrics
+            .set_link_rtt(&peer.to_string(), rtt, self.rtt.len() - 1);
+        self.publish_neighbourhood();
+    }
+
+    /// Publishes the neighbours' reported neighbours and round-trip times to the status.
+    fn publish_neighbourhood(&mut self) {
+        let up = self.edges.up();
+        let reported = self
+            .reported
+            .iter()
+            .filter(|(p, _)| up.contains(p))
+            .map(|(p, list)| (p.to_string(), list.iter().map(|q| q.to_string()).collect()))
+            .collect();
+        let rtt = self
+            .rtt
+            .iter()
+            .filter(|(p, _)| up.contains(p))
+            .map(|(p, d)| (p.to_string(), d.as_secs_f64() * 1e3))
+            .collect();
+        if let Ok(mut s) = self.status.lock() {
+            s.reported_neighbours = reported;
+            s.link_rtt_ms = rtt;
         }
     }
 
@@ -733,6 +809,7 @@ impl Net {
         let now = self.now();
         match Wire::decode(&frame) {
             Ok(Wire::Select(select)) => self.edges.on_select(peer, select, now),
+            Ok(Wire::Neighbours(list)) => self.on_neighbours(peer, &list),
             Ok(Wire::Gossip(bytes))
                 if self.conns.relayed_only(&peer) && nat::refused_over_relay(&bytes) =>
             {
@@ -965,6 +1042,9 @@ impl Net {
             }
             BehaviourEvent::Ping(event) => {
                 self.libp2p_metrics.record(&event);
+                if let Ok(rtt) = &event.result {
+                    self.on_rtt(event.peer, *rtt);
+                }
                 // A connection that stops answering pings (a cut link, a frozen peer) is
                 // closed, so its edge goes down instead of costing a round timeout each round.
                 if let Err(e) = &event.result {

@@ -173,7 +173,12 @@ async fn run_async(config: Config, start: Start) -> Result<()> {
         ..Status::default()
     }));
     let swarm = crate::net::build_swarm(key, &config, psk, &mut registry)?;
-    let model = Arc::new(Mutex::new(peer.model().to_vec()));
+    let model = Arc::new(Mutex::new(http::PublishedModel {
+        round: peer.round(),
+        values: peer.model().to_vec(),
+    }));
+    let history: crate::status::SharedHistory = Default::default();
+    let model_info = Arc::new(prepared.model_info);
 
     let http_addr = match &config.http.listen {
         Some(addr) => {
@@ -185,7 +190,11 @@ async fn run_async(config: Config, start: Start) -> Result<()> {
             let endpoint = Endpoint {
                 registry: Arc::new(registry),
                 status: status.clone(),
+                history: history.clone(),
                 model: model.clone(),
+                model_info: model_info.clone(),
+                peer_id: me.to_string(),
+                fingerprint: peer.config().fingerprint,
             };
             tokio::spawn(http::serve(listener, endpoint));
             Some(local)
@@ -206,7 +215,8 @@ async fn run_async(config: Config, start: Start) -> Result<()> {
         status: status.clone(),
         metrics: metrics.clone(),
         model,
-        model_info: Arc::new(prepared.model_info),
+        history,
+        model_info,
         pause_when_isolated: !config.node.bootstrap.is_empty() || config.node.min_peers > 1,
         adversary: config.testing.adversary.map(|kind| {
             tracing::warn!(?kind, "TESTING: this node is a hostile peer");

@@ -1,11 +1,13 @@
-//! What a node reports about itself: the JSON status (`GET /status`, `murmur status`) and the
-//! Prometheus metrics (`GET /metrics`, libp2p's own metrics included).
+//! What a node reports about itself: the JSON status (`GET /status`, `murmur status`), its
+//! recent history (`GET /history`, the dashboard's charts) and the Prometheus metrics
+//! (`GET /metrics`, libp2p's own metrics included), with per-link series for at most
+//! [`MAX_LINK_SERIES`] neighbours.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-use murmur_gossip::peer::RejectReason;
+use murmur_gossip::peer::{LinkStats, RejectReason, UpdateFigures};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -134,6 +136,99 @@ pub struct NatStatus {
     pub downloads_refused: u64,
 }
 
+/// One neighbour's row of the dashboard's table: what the gossip peer counted on the edge
+/// since it came up (`/status` `links`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LinkStatus {
+    /// The neighbour's peer id.
+    pub peer: String,
+    /// Gossip frame bytes sent to it.
+    pub bytes_sent: u64,
+    /// Gossip frame bytes received from it.
+    pub bytes_received: u64,
+    /// Updates sent to it.
+    pub updates_sent: u64,
+    /// Bytes of those updates.
+    pub update_bytes_sent: u64,
+    /// What those updates would have cost as dense f32 vectors.
+    pub dense_update_bytes: u64,
+    /// Its updates applied to its copy.
+    pub updates_applied: u64,
+    /// Bits per entry of the updates sent to it (whole frames over entries).
+    pub bits_per_entry: Option<f64>,
+    /// The entropy bound H_b(p)/p + 1 per entry of the same updates.
+    pub entropy_bound_bits_per_entry: Option<f64>,
+    /// Rounds its newest contribution lagged the round that mixed it, at the last mix.
+    pub staleness: Option<u64>,
+    /// Its contributions dropped for staleness (async mode).
+    pub stale_dropped: u64,
+    /// Its contributions damped for staleness (async mode).
+    pub damped_contributions: u64,
+    /// Its contributions shortened by clipping.
+    pub clipped_contributions: u64,
+    /// Its frames the gossip peer rejected, by reason (non-zero reasons only).
+    pub rejected: BTreeMap<String, u64>,
+}
+
+impl LinkStatus {
+    /// The row for neighbour `peer` from the gossip peer's counters; `dense_update_len` is
+    /// what one update costs as a dense frame.
+    pub fn new(peer: String, link: &LinkStats, dense_update_len: usize) -> LinkStatus {
+        LinkStatus {
+            peer,
+            bytes_sent: link.bytes_sent,
+            bytes_received: link.bytes_received,
+            updates_sent: link.updates_sent,
+            update_bytes_sent: link.update_bytes_sent,
+            dense_update_bytes: link.updates_sent * dense_update_len as u64,
+            updates_applied: link.updates_applied,
+            bits_per_entry: link.bits_per_entry(),
+            entropy_bound_bits_per_entry: link.entropy_bound_bits_per_entry(),
+            staleness: link.last_staleness,
+            stale_dropped: link.stale_dropped,
+            damped_contributions: link.damped_contributions,
+            clipped_contributions: link.clipped_contributions,
+            rejected: link
+                .rejected
+                .by_label()
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(l, n)| (l.to_string(), n))
+                .collect(),
+        }
+    }
+
+    /// Total rejections on this edge.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+/// The last update this node sent (`/status` `update`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdateStatus {
+    /// Round it was sent in.
+    pub round: u64,
+    /// Entries it carried over the parameter count: for the threshold codec, the share of
+    /// entries of x − x̂ above τ.
+    pub density: f64,
+    /// ‖x − x̂‖ before the update.
+    pub input_norm: f64,
+    /// ‖x − x̂‖ after it: the residual error feedback carries to later rounds.
+    pub residual_norm: f64,
+}
+
+impl From<UpdateFigures> for UpdateStatus {
+    fn from(f: UpdateFigures) -> UpdateStatus {
+        UpdateStatus {
+            round: f.round,
+            density: f.density(),
+            input_norm: f.input_norm,
+            residual_norm: f.residual_norm,
+        }
+    }
+}
+
 /// Cap of [`Status::dialed_addrs`].
 pub const MAX_DIALED_ADDRS: usize = 64;
 
@@ -170,6 +265,19 @@ pub struct Status {
     /// Each neighbour's path: direct, or through a relay.
     #[serde(default)]
     pub neighbour_paths: BTreeMap<String, LinkPath>,
+    /// Per-neighbour figures from the gossip peer, in peer-id order.
+    #[serde(default)]
+    pub links: Vec<LinkStatus>,
+    /// Round-trip time to each neighbour (libp2p ping), milliseconds.
+    #[serde(default)]
+    pub link_rtt_ms: BTreeMap<String, f64>,
+    /// The neighbours each neighbour reported having (its `Neighbours` frames): the part of
+    /// the swarm two hops out, which the dashboard draws.
+    #[serde(default)]
+    pub reported_neighbours: BTreeMap<String, Vec<String>>,
+    /// The last update sent: density and the unsent residual.
+    #[serde(default)]
+    pub update: Option<UpdateStatus>,
     /// Reachability, relays, hole punches and relayed traffic.
     #[serde(default)]
     pub nat: NatStatus,
@@ -217,6 +325,86 @@ pub struct Status {
 
 /// Shared, lock-protected status (short critical sections only).
 pub type SharedStatus = Arc<Mutex<Status>>;
+
+/// One point of [`History`]: the node after one completed round.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Seconds since the node started.
+    pub t: f64,
+    /// Rounds completed.
+    pub round: u64,
+    /// Mean minibatch loss of that round.
+    pub loss: Option<f32>,
+    /// Test accuracy at the newest evaluation.
+    pub accuracy: Option<f32>,
+    /// Gossip bytes sent so far.
+    pub bytes_sent: u64,
+    /// What the updates sent so far would have cost as dense f32 vectors.
+    pub dense_update_bytes: u64,
+    /// ‖x − x̂‖ after the last update.
+    pub residual_norm: Option<f64>,
+}
+
+/// Points kept by [`History`] at most.
+pub const HISTORY_POINTS: usize = 512;
+
+/// The node's recent past at bounded size, for charts: one sample every `stride` rounds.
+/// When it fills, every other sample is dropped and the stride doubles, so it always spans
+/// the whole run, with at most [`HISTORY_POINTS`] points, evenly spaced in rounds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// Rounds between kept samples (a power of two).
+    pub stride: u64,
+    /// The samples, oldest first.
+    pub points: Vec<Sample>,
+    /// Rounds offered since the last kept sample.
+    #[serde(skip)]
+    since_kept: u64,
+}
+
+impl Default for History {
+    fn default() -> History {
+        History {
+            stride: 1,
+            points: Vec::new(),
+            since_kept: 0,
+        }
+    }
+}
+
+impl History {
+    /// Offers the sample of one more completed round; kept if it falls on the stride.
+    pub fn push(&mut self, sample: Sample) {
+        if !self.points.is_empty() {
+            self.since_kept += 1;
+            if self.since_kept < self.stride {
+                return;
+            }
+        }
+        self.since_kept = 0;
+        self.points.push(sample);
+        if self.points.len() >= HISTORY_POINTS {
+            // Keep the even positions: equally spaced at twice the stride.
+            let mut i = 0;
+            self.points.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+            self.stride *= 2;
+            // The newest point kept is half a (new) stride before the newest round offered.
+            self.since_kept = self.stride / 2;
+        }
+    }
+}
+
+/// Shared history (the training thread pushes, the HTTP side reads).
+pub type SharedHistory = Arc<Mutex<History>>;
+
+/// Neighbours with per-link series at most: the series of the others exist only in the
+/// node's totals and in `/status`. Bounds the label cardinality of the `murmur_link_*`
+/// families whatever the degree (the neighbour rule keeps it near log n; 32 covers swarms
+/// far larger than any tested).
+pub const MAX_LINK_SERIES: usize = 32;
 
 /// Why the swarm loop (access control and queues, before the gossip peer sees a frame)
 /// dropped a frame.
@@ -313,6 +501,32 @@ pub struct Metrics {
     pub privacy_epsilon: Gauge<f64, AtomicU64>,
     /// Privacy on: δ of that ε.
     pub privacy_delta: Gauge<f64, AtomicU64>,
+    /// ‖x − x̂‖ after the last update sent.
+    pub residual_norm: Gauge<f64, AtomicU64>,
+    /// Entries of the last update over the parameter count.
+    pub update_density: Gauge<f64, AtomicU64>,
+    /// Per-link gossip bytes sent, by `peer`.
+    pub link_bytes_sent: Family<Vec<(String, String)>, Counter>,
+    /// Per-link gossip bytes received.
+    pub link_bytes_received: Family<Vec<(String, String)>, Counter>,
+    /// Per-link updates sent.
+    pub link_updates_sent: Family<Vec<(String, String)>, Counter>,
+    /// Per-link updates applied to the neighbour's copy.
+    pub link_updates_applied: Family<Vec<(String, String)>, Counter>,
+    /// Per-link bits per sent entry.
+    pub link_bits_per_entry: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
+    /// Per-link entropy bound per sent entry.
+    pub link_entropy_bound_bits_per_entry: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
+    /// Per-link staleness of the newest contribution mixed, in rounds.
+    pub link_staleness_rounds: Family<Vec<(String, String)>, Gauge>,
+    /// Per-link contributions dropped for staleness.
+    pub link_stale_dropped: Family<Vec<(String, String)>, Counter>,
+    /// Per-link contributions damped for staleness.
+    pub link_damped: Family<Vec<(String, String)>, Counter>,
+    /// Per-link frames rejected by the gossip peer.
+    pub link_rejected: Family<Vec<(String, String)>, Counter>,
+    /// Per-link round-trip time (libp2p ping), seconds.
+    pub link_rtt_seconds: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
 }
 
 impl Metrics {
@@ -406,6 +620,71 @@ impl Metrics {
             "Relay circuits this node accepted between other peers",
             self.circuits_served.clone(),
         );
+        r.register(
+            "residual_norm",
+            "L2 norm of x minus x_hat after the last update sent (what error feedback carries)",
+            self.residual_norm.clone(),
+        );
+        r.register(
+            "update_density",
+            "Entries of the last update sent over the parameter count",
+            self.update_density.clone(),
+        );
+        r.register(
+            "link_bytes_sent",
+            "Gossip bytes sent to each neighbour",
+            self.link_bytes_sent.clone(),
+        );
+        r.register(
+            "link_bytes_received",
+            "Gossip bytes received from each neighbour",
+            self.link_bytes_received.clone(),
+        );
+        r.register(
+            "link_updates_sent",
+            "Updates sent to each neighbour",
+            self.link_updates_sent.clone(),
+        );
+        r.register(
+            "link_updates_applied",
+            "Each neighbour's updates applied to its copy",
+            self.link_updates_applied.clone(),
+        );
+        r.register(
+            "link_bits_per_entry",
+            "Bits per entry of the updates sent to each neighbour",
+            self.link_bits_per_entry.clone(),
+        );
+        r.register(
+            "link_entropy_bound_bits_per_entry",
+            "Entropy bound H_b(p)/p + 1 per entry of the updates sent to each neighbour",
+            self.link_entropy_bound_bits_per_entry.clone(),
+        );
+        r.register(
+            "link_staleness_rounds",
+            "Rounds the newest contribution of each neighbour lagged the round that mixed it",
+            self.link_staleness_rounds.clone(),
+        );
+        r.register(
+            "link_stale_dropped",
+            "Contributions of each neighbour dropped for staleness",
+            self.link_stale_dropped.clone(),
+        );
+        r.register(
+            "link_damped",
+            "Contributions of each neighbour damped for staleness",
+            self.link_damped.clone(),
+        );
+        r.register(
+            "link_rejected",
+            "Frames of each neighbour the gossip peer rejected",
+            self.link_rejected.clone(),
+        );
+        r.register(
+            "link_rtt_seconds",
+            "Round-trip time to each neighbour (libp2p ping)",
+            self.link_rtt_seconds.clone(),
+        );
         self.set_reachability(Reachability::Unknown);
         for direction in ["received", "sent"] {
             drop(
@@ -493,6 +772,142 @@ impl Metrics {
         self.rejected
             .get_or_create(&vec![("reason".to_string(), reason.to_string())])
             .inc();
+    }
+}
+
+/// The `murmur_link_*` series the training thread exports: which neighbours have them (at
+/// most [`MAX_LINK_SERIES`], first come first served) and the counters last exported, so
+/// each export adds the difference. An edge that came back counts from zero in the gossip
+/// peer; its series are then recreated from zero, which Prometheus reads as a counter reset.
+#[derive(Debug, Default)]
+pub struct LinkExport {
+    /// Exported neighbour → its counters at the last export.
+    last: BTreeMap<String, LinkStats>,
+}
+
+impl LinkExport {
+    /// Exports the current neighbours' figures; neighbours gone since the last call lose
+    /// their series.
+    pub fn export(&mut self, metrics: &Metrics, links: &[(String, &LinkStats)]) {
+        let current: std::collections::BTreeSet<&str> =
+            links.iter().map(|(p, _)| p.as_str()).collect();
+        let gone: Vec<String> = self
+            .last
+            .keys()
+            .filter(|p| !current.contains(p.as_str()))
+            .cloned()
+            .collect();
+        for peer in gone {
+            self.last.remove(&peer);
+            metrics.remove_link(&peer);
+        }
+        for (peer, link) in links {
+            if !self.last.contains_key(peer) && self.last.len() >= MAX_LINK_SERIES {
+                continue;
+            }
+            let before = self.last.remove(peer).unwrap_or_default();
+            let before = if link.bytes_sent < before.bytes_sent
+                || link.bytes_received < before.bytes_received
+            {
+                // The edge came back since: its counters restarted.
+                metrics.remove_link(peer);
+                LinkStats::default()
+            } else {
+                before
+            };
+            let l = label("peer", peer);
+            let add = |family: &Family<Vec<(String, String)>, Counter>, now: u64, was: u64| {
+                family.get_or_create(&l).inc_by(now.saturating_sub(was));
+            };
+            add(&metrics.link_bytes_sent, link.bytes_sent, before.bytes_sent);
+            add(
+                &metrics.link_bytes_received,
+                link.bytes_received,
+                before.bytes_received,
+            );
+            add(
+                &metrics.link_updates_sent,
+                link.updates_sent,
+                before.updates_sent,
+            );
+            add(
+                &metrics.link_updates_applied,
+                link.updates_applied,
+                before.updates_applied,
+            );
+            add(
+                &metrics.link_stale_dropped,
+                link.stale_dropped,
+                before.stale_dropped,
+            );
+            add(
+                &metrics.link_damped,
+                link.damped_contributions,
+                before.damped_contributions,
+            );
+            add(
+                &metrics.link_rejected,
+                link.rejected.total(),
+                before.rejected.total(),
+            );
+            if let Some(b) = link.bits_per_entry() {
+                metrics.link_bits_per_entry.get_or_create(&l).set(b);
+            }
+            if let Some(b) = link.entropy_bound_bits_per_entry() {
+                metrics
+                    .link_entropy_bound_bits_per_entry
+                    .get_or_create(&l)
+                    .set(b);
+            }
+            if let Some(st) = link.last_staleness {
+                metrics
+                    .link_staleness_rounds
+                    .get_or_create(&l)
+                    .set(st.min(i64::MAX as u64) as i64);
+            }
+            self.last.insert(peer.clone(), (*link).clone());
+        }
+    }
+
+    /// Neighbours that have series now.
+    pub fn exported(&self) -> impl Iterator<Item = &str> {
+        self.last.keys().map(String::as_str)
+    }
+}
+
+impl Metrics {
+    /// Removes every training-side `murmur_link_*` series of `peer`.
+    fn remove_link(&self, peer: &str) {
+        let l = label("peer", peer);
+        for family in [
+            &self.link_bytes_sent,
+            &self.link_bytes_received,
+            &self.link_updates_sent,
+            &self.link_updates_applied,
+            &self.link_stale_dropped,
+            &self.link_damped,
+            &self.link_rejected,
+        ] {
+            family.remove(&l);
+        }
+        self.link_bits_per_entry.remove(&l);
+        self.link_entropy_bound_bits_per_entry.remove(&l);
+        self.link_staleness_rounds.remove(&l);
+    }
+
+    /// Sets the round-trip time to `peer` (at most [`MAX_LINK_SERIES`] peers have one).
+    pub fn set_link_rtt(&self, peer: &str, rtt: std::time::Duration, exported: usize) {
+        let l = label("peer", peer);
+        if exported < MAX_LINK_SERIES || self.link_rtt_seconds.get(&l).is_some() {
+            self.link_rtt_seconds
+                .get_or_create(&l)
+                .set(rtt.as_secs_f64());
+        }
+    }
+
+    /// Drops the round-trip time series of a neighbour that went down.
+    pub fn remove_link_rtt(&self, peer: &str) {
+        self.link_rtt_seconds.remove(&label("peer", peer));
     }
 }
 
@@ -584,6 +999,110 @@ mod tests {
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains("murmur_privacy_epsilon 3.25"), "{text}");
         assert!(text.contains("# TYPE murmur_privacy_delta gauge"), "{text}");
+    }
+
+    #[test]
+    fn history_stays_bounded_evenly_spaced_and_spans_the_whole_run() {
+        let mut h = History::default();
+        for n in [1u64, 7, 511, 512, 513, 1000, 5000, 70_000] {
+            let mut h2 = History::default();
+            for round in 1..=n {
+                h2.push(Sample {
+                    round,
+                    ..Sample::default()
+                });
+            }
+            let rounds: Vec<u64> = h2.points.iter().map(|p| p.round).collect();
+            assert!(
+                rounds.len() < HISTORY_POINTS,
+                "{n}: {} points",
+                rounds.len()
+            );
+            assert_eq!(rounds[0], 1, "{n}: starts at the first round");
+            assert!(
+                rounds.windows(2).all(|w| w[1] - w[0] == h2.stride),
+                "{n}: spaced by the stride {}: {rounds:?}",
+                h2.stride
+            );
+            assert!(
+                n - rounds.last().unwrap() < h2.stride,
+                "{n}: reaches the newest"
+            );
+            if n >= HISTORY_POINTS as u64 {
+                assert!(rounds.len() >= HISTORY_POINTS / 2 - 1, "{n}: keeps detail");
+            }
+            h = h2;
+        }
+        assert!(h.stride.is_power_of_two());
+    }
+
+    #[test]
+    fn link_series_follow_the_counters_restart_with_the_edge_and_stay_bounded() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::default();
+        metrics.register(&mut registry);
+        let encode = |registry: &Registry| {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+            text
+        };
+        let mut export = LinkExport::default();
+        let mut a = LinkStats {
+            bytes_sent: 100,
+            update_entries_sent: 10,
+            update_bytes_sent: 20,
+            update_entropy_bits: 120.0,
+            last_staleness: Some(2),
+            ..LinkStats::default()
+        };
+        export.export(&metrics, &[("a".to_string(), &a)]);
+        a.bytes_sent = 250;
+        export.export(&metrics, &[("a".to_string(), &a)]);
+        let text = encode(&registry);
+        for series in [
+            "murmur_link_bytes_sent_total{peer=\"a\"} 250",
+            "murmur_link_bits_per_entry{peer=\"a\"} 16.0",
+            "murmur_link_entropy_bound_bits_per_entry{peer=\"a\"} 12.0",
+            "murmur_link_staleness_rounds{peer=\"a\"} 2",
+        ] {
+            assert!(text.contains(series), "{series} missing:\n{text}");
+        }
+        // The edge came back: the peer's counters restarted below what was exported.
+        let again = LinkStats {
+            bytes_sent: 30,
+            ..LinkStats::default()
+        };
+        export.export(&metrics, &[("a".to_string(), &again)]);
+        assert!(
+            encode(&registry).contains("murmur_link_bytes_sent_total{peer=\"a\"} 30"),
+            "{}",
+            encode(&registry)
+        );
+        // A neighbour gone loses its series.
+        export.export(&metrics, &[]);
+        assert!(!encode(&registry).contains("peer=\"a\""));
+        // At most MAX_LINK_SERIES neighbours get series, however many there are.
+        let many: Vec<(String, LinkStats)> = (0..MAX_LINK_SERIES + 8)
+            .map(|i| {
+                (
+                    format!("p{i:03}"),
+                    LinkStats {
+                        bytes_sent: 1,
+                        ..LinkStats::default()
+                    },
+                )
+            })
+            .collect();
+        let refs: Vec<(String, &LinkStats)> = many.iter().map(|(p, l)| (p.clone(), l)).collect();
+        export.export(&metrics, &refs);
+        assert_eq!(export.exported().count(), MAX_LINK_SERIES);
+        let text = encode(&registry);
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("murmur_link_bytes_sent_total{"))
+                .count(),
+            MAX_LINK_SERIES
+        );
     }
 
     #[test]

@@ -99,7 +99,9 @@ pub struct TrainerSetup {
     /// Metrics to update.
     pub metrics: Metrics,
     /// Where the current model is published for `/model`.
-    pub model: Arc<Mutex<Vec<f32>>>,
+    pub model: Arc<Mutex<crate::http::PublishedModel>>,
+    /// The history the dashboard charts.
+    pub history: crate::status::SharedHistory,
     /// The model's spec and named tensors (what the checkpoint's safetensors file holds).
     pub model_info: Arc<checkpoint::ModelInfo>,
     /// A node meant to be part of a swarm does not train while it has no neighbour at all
@@ -152,6 +154,10 @@ struct Trainer {
     stopped: bool,
     /// The peer's counters at the last status update (the metrics count the increase).
     last_stats: PeerStats,
+    /// The per-link series exported so far.
+    links: crate::status::LinkExport,
+    /// The round of the newest history sample.
+    sampled_round: Option<u64>,
     timing: crate::status::Timing,
     writer: Option<std::thread::JoinHandle<()>>,
     /// The privacy ledger could not be written: no more releases (training stops).
@@ -187,6 +193,8 @@ impl Trainer {
             done: false,
             stopped: false,
             last_stats: PeerStats::default(),
+            links: Default::default(),
+            sampled_round: None,
             timing: Default::default(),
             writer: None,
             ledger_failed: false,
@@ -444,8 +452,47 @@ impl Trainer {
 
     fn publish_model(&self) {
         if let Ok(mut m) = self.setup.model.lock() {
-            m.clear();
-            m.extend(self.peer.model().iter());
+            m.round = self.peer.round();
+            m.values.clear();
+            m.values.extend(self.peer.model().iter());
+        }
+    }
+
+    /// The per-link rows, the last update's figures and their metrics; a history sample when
+    /// a round completed since the last one.
+    fn update_links(&mut self, status: &mut crate::status::Status) {
+        let dense = self.peer.dense_update_bytes();
+        let mut ids: Vec<&PeerId> = self.peer.neighbours().collect();
+        ids.sort();
+        let links: Vec<(String, &murmur_gossip::peer::LinkStats)> = ids
+            .into_iter()
+            .filter_map(|j| Some((j.to_string(), self.peer.link_stats(j)?)))
+            .collect();
+        self.links.export(&self.setup.metrics, &links);
+        status.links = links
+            .iter()
+            .map(|(p, l)| crate::status::LinkStatus::new(p.clone(), l, dense))
+            .collect();
+        status.update = self.peer.last_update().map(Into::into);
+        if let Some(u) = &status.update {
+            self.setup.metrics.residual_norm.set(u.residual_norm);
+            self.setup.metrics.update_density.set(u.density);
+        }
+        let round = self.peer.round();
+        if round > 0 && self.sampled_round != Some(round) {
+            self.sampled_round = Some(round);
+            let sample = crate::status::Sample {
+                t: self.epoch.elapsed().as_secs_f64(),
+                round,
+                loss: status.loss,
+                accuracy: status.accuracy,
+                bytes_sent: status.bytes_sent,
+                dense_update_bytes: status.dense_update_bytes,
+                residual_norm: status.update.map(|u| u.residual_norm),
+            };
+            if let Ok(mut h) = self.setup.history.lock() {
+                h.push(sample);
+            }
         }
     }
 
@@ -490,7 +537,8 @@ impl Trainer {
             }
         });
         let rejected = stats.rejected.total();
-        if let Ok(mut s) = self.setup.status.lock() {
+        let status = self.setup.status.clone();
+        if let Ok(mut s) = status.lock() {
             s.round = self.peer.round();
             s.phase = phase_name(self.peer.phase()).to_string();
             s.done = self.done;
@@ -503,6 +551,7 @@ impl Trainer {
             s.duplicates_dropped = stats.duplicates_dropped;
             s.timing = self.timing.clone();
             s.privacy = privacy;
+            self.update_links(&mut s);
         }
     }
 

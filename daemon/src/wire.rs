@@ -2,9 +2,10 @@
 //! direction carrying length-delimited postcard frames (`u32` big-endian length, then the
 //! payload), with a hard cap on the frame size checked before allocating.
 //!
-//! A frame is a [`Wire`] envelope: either a neighbour selection (the live topology is agreed
-//! edge by edge: an edge is up only when both ends selected each other) or an opaque
-//! `murmur-gossip` message for the sans-IO peer. Frames on a stream arrive in order, so the
+//! A frame is a [`Wire`] envelope: a neighbour selection (the live topology is agreed edge by
+//! edge: an edge is up only when both ends selected each other), an opaque `murmur-gossip`
+//! message for the sans-IO peer, or the sender's current neighbour list (what a node's
+//! dashboard draws of the swarm beyond its own edges). Frames on a stream arrive in order, so the
 //! peer's sequence numbers rarely see a gap.
 
 use std::io;
@@ -27,6 +28,51 @@ pub enum Wire {
     Select(murmur_topology::Select),
     /// A `murmur_gossip::message::Message` frame, passed to the peer unchanged.
     Gossip(Vec<u8>),
+    /// The sender's current neighbours (peer ids as bytes, at most
+    /// [`MAX_REPORTED_NEIGHBOURS`]), sent to each neighbour when the sender's edges change.
+    /// Only displayed: nothing in training depends on it, so a false list misleads no
+    /// algorithm. Added after `Select` and `Gossip`, so a node that predates it counts the
+    /// frame as a malformed envelope and goes on.
+    Neighbours(Vec<Vec<u8>>),
+}
+
+/// Most neighbours one [`Wire::Neighbours`] frame may list (the neighbour rule keeps degrees
+/// near log n; a longer list is refused, not truncated).
+pub const MAX_REPORTED_NEIGHBOURS: usize = 64;
+
+/// Why a [`Wire::Neighbours`] list was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NeighboursError {
+    /// More entries than [`MAX_REPORTED_NEIGHBOURS`].
+    #[error("{0} neighbours listed, at most {MAX_REPORTED_NEIGHBOURS} allowed")]
+    TooMany(usize),
+    /// An entry that is not a peer id.
+    #[error("entry {0} is not a peer id")]
+    NotAPeerId(usize),
+}
+
+impl Wire {
+    /// The envelope listing `peers` (the first [`MAX_REPORTED_NEIGHBOURS`]).
+    pub fn neighbours<'a>(peers: impl IntoIterator<Item = &'a libp2p::PeerId>) -> Wire {
+        Wire::Neighbours(
+            peers
+                .into_iter()
+                .take(MAX_REPORTED_NEIGHBOURS)
+                .map(|p| p.to_bytes())
+                .collect(),
+        )
+    }
+}
+
+/// Parses a [`Wire::Neighbours`] list strictly: every entry a peer id, no more than the cap.
+pub fn parse_neighbours(list: &[Vec<u8>]) -> Result<Vec<libp2p::PeerId>, NeighboursError> {
+    if list.len() > MAX_REPORTED_NEIGHBOURS {
+        return Err(NeighboursError::TooMany(list.len()));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, b)| libp2p::PeerId::from_bytes(b).map_err(|_| NeighboursError::NotAPeerId(i)))
+        .collect()
 }
 
 impl Wire {
@@ -158,6 +204,11 @@ mod tests {
                     accepted += 1;
                 }
                 Ok(Wire::Select(_)) => accepted += 1,
+                Ok(Wire::Neighbours(list)) => {
+                    // Whatever decoded, the strict parse answers without panicking.
+                    let _ = parse_neighbours(&list);
+                    accepted += 1;
+                }
                 Err(_) => refused += 1,
             }
             // The same bytes behind a length field, inflated or not.
@@ -179,12 +230,48 @@ mod tests {
 
     #[test]
     fn envelopes_round_trip_and_trailing_bytes_are_rejected() {
-        for wire in [select(true), select(false), Wire::Gossip(vec![])] {
+        for wire in [
+            select(true),
+            select(false),
+            Wire::Gossip(vec![]),
+            Wire::Neighbours(vec![]),
+        ] {
             assert_eq!(Wire::decode(&wire.encode()).unwrap(), wire);
         }
         let mut bytes = select(true).encode();
         bytes.push(0);
         assert!(Wire::decode(&bytes).is_err());
         assert!(Wire::decode(&[9, 9, 9]).is_err());
+    }
+
+    #[test]
+    fn neighbour_lists_round_trip_and_bad_ones_are_refused_by_name() {
+        let peers: Vec<libp2p::PeerId> = (0..3).map(|_| libp2p::PeerId::random()).collect();
+        let wire = Wire::neighbours(&peers);
+        let Wire::Neighbours(list) = Wire::decode(&wire.encode()).unwrap() else {
+            panic!("not a neighbour list");
+        };
+        assert_eq!(parse_neighbours(&list).unwrap(), peers);
+
+        let many: Vec<libp2p::PeerId> = (0..MAX_REPORTED_NEIGHBOURS + 5)
+            .map(|_| libp2p::PeerId::random())
+            .collect();
+        let Wire::Neighbours(capped) = Wire::neighbours(&many) else {
+            unreachable!()
+        };
+        assert_eq!(capped.len(), MAX_REPORTED_NEIGHBOURS);
+
+        let mut forged = capped.clone();
+        forged.push(peers[0].to_bytes());
+        assert_eq!(
+            parse_neighbours(&forged),
+            Err(NeighboursError::TooMany(MAX_REPORTED_NEIGHBOURS + 1))
+        );
+        let mut broken = list.clone();
+        broken[1] = vec![0xde, 0xad];
+        assert_eq!(
+            parse_neighbours(&broken),
+            Err(NeighboursError::NotAPeerId(1))
+        );
     }
 }

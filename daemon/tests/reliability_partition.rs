@@ -90,24 +90,29 @@ fn start(lab: &NetLab, i: usize, dir: &Path, bootstrap: Option<&str>) -> (NsNode
     }
 }
 
-/// `GET path` against node `i`'s loopback HTTP endpoint, from inside its namespace.
-fn get(lab: &NetLab, i: usize, path: &str) -> Option<String> {
+/// `GET path` against node `i`'s loopback HTTP endpoint, from inside its namespace: the body.
+fn get_bytes(lab: &NetLab, i: usize, path: &str) -> Option<Vec<u8>> {
     let (host, port) = HTTP.split_once(':').unwrap();
     let script = format!(
         "exec 3<>/dev/tcp/{host}/{port} && printf 'GET {path} HTTP/1.1\\r\\nHost: murmur\\r\\nConnection: close\\r\\n\\r\\n' >&3 && timeout 5 cat <&3"
     );
     let out = lab.command(i, "bash").args(["-c", &script]).output().ok()?;
-    let text = String::from_utf8(out.stdout).ok()?;
-    let (_, body) = text.split_once("\r\n\r\n")?;
-    Some(body.to_string())
+    let at = out.stdout.windows(4).position(|w| w == b"\r\n\r\n")?;
+    Some(out.stdout[at + 4..].to_vec())
+}
+
+fn get(lab: &NetLab, i: usize, path: &str) -> Option<String> {
+    String::from_utf8(get_bytes(lab, i, path)?).ok()
 }
 
 fn status(lab: &NetLab, i: usize) -> Option<Status> {
     serde_json::from_str(&get(lab, i, "/status")?).ok()
 }
 
+/// The node's `/model` (safetensors), flattened.
 fn model(lab: &NetLab, i: usize) -> Vec<f32> {
-    serde_json::from_str(&get(lab, i, "/model").expect("model")).expect("model JSON")
+    murmur_daemon::checkpoint::model_from_bytes(&get_bytes(lab, i, "/model").expect("model"))
+        .expect("model safetensors")
 }
 
 /// Consensus distance relative to the squared norm of the mean model.

@@ -146,6 +146,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                 nb.degree = degree;
                 nb.heard(u.round);
                 self.stats.updates_applied += 1;
+                nb.link.updates_applied += 1;
             }
         } else {
             let buffered = Buffered {
@@ -168,6 +169,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             } else if u.seq == nb.applied_seq + 1 {
                 nb.apply_update(u.seq, &buffered, self.aggregate.as_mut(), my_degree)?;
                 self.stats.updates_applied += 1;
+                nb.link.updates_applied += 1;
                 if let (Some(share), Some(copy)) = (buffered.share, &nb.copy) {
                     mix_push_share(&mut self.model, &mut self.push.weight, copy, share, gamma);
                 }
@@ -225,6 +227,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                 match nb.apply_update(seq, &b, self.aggregate.as_mut(), my_degree) {
                     Ok(()) => {
                         self.stats.updates_applied += 1;
+                        nb.link.updates_applied += 1;
                         if let (Some(share), Some(copy)) = (b.share, &nb.copy) {
                             mix_push_share(
                                 &mut self.model,

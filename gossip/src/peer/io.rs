@@ -300,6 +300,14 @@ mod tests {
             RejectReason::LABELS,
             "one label per reason, in LABELS order"
         );
+        // Each reason counted alone shows up under its own label and nowhere else.
+        for r in &reasons {
+            let mut counts = super::super::RejectCounts::default();
+            counts.count(r);
+            for (label, n) in counts.by_label() {
+                assert_eq!(n, u64::from(label == r.label()), "{r:?} under {label}");
+            }
+        }
         let mut sorted = labels.clone();
         sorted.sort_unstable();
         sorted.dedup();

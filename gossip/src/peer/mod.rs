@@ -124,7 +124,7 @@ pub use config::{
     removed_key,
 };
 pub use io::{Input, NeighbourInfo, Output, PeerPhase, RejectReason};
-pub use stats::{PeerStats, RejectCounts};
+pub use stats::{LinkStats, PeerStats, RejectCounts, UpdateFigures};
 pub use timers::TimerToken;
 
 use aggregate::Aggregate;
@@ -279,6 +279,8 @@ pub struct Peer<I> {
     seq: u64,
     /// Round tag of the last update (or push share) sent, which snapshots report.
     last_update_round: u64,
+    /// Figures of the last update sent (None before the first).
+    last_update: Option<UpdateFigures>,
     /// Local steps taken over the peer's life (a peer that stepped no longer adopts).
     steps_taken: u64,
     /// Mean local loss of the round under way, reported when it completes.
@@ -372,6 +374,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             round: 0,
             seq: 0,
             last_update_round: 0,
+            last_update: None,
             steps_taken: 0,
             round_loss: f32::NAN,
             compute_requested: false,
@@ -474,6 +477,14 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             relayed: self.relayed.contains(id),
         })
     }
+    /// What was counted on the edge to neighbour `id` since it came up.
+    pub fn link_stats(&self, id: &I) -> Option<&LinkStats> {
+        self.neighbours.get(id).map(|nb| &nb.link)
+    }
+    /// The last update this peer sent: its entries, and the residual it left unsent.
+    pub fn last_update(&self) -> Option<UpdateFigures> {
+        self.last_update
+    }
     /// Push-sum weight (1 for the other algorithms).
     pub fn push_weight(&self) -> f64 {
         self.push.weight
@@ -562,6 +573,10 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     fn send(&mut self, to: I, bytes: Vec<u8>) {
         self.stats.messages_sent += 1;
         self.stats.bytes_sent += bytes.len() as u64;
+        if let Some(nb) = self.neighbours.get_mut(&to) {
+            nb.link.messages_sent += 1;
+            nb.link.bytes_sent += bytes.len() as u64;
+        }
         self.out.push(Output::Send { to, bytes });
     }
 
@@ -569,10 +584,12 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     fn on_message(&mut self, now: Micros, from: I, bytes: &[u8]) {
         self.stats.messages_received += 1;
         self.stats.bytes_received += bytes.len() as u64;
-        if !self.neighbours.contains_key(&from) {
+        let Some(nb) = self.neighbours.get_mut(&from) else {
             self.reject(now, from, RejectReason::NotANeighbour);
             return;
-        }
+        };
+        nb.link.messages_received += 1;
+        nb.link.bytes_received += bytes.len() as u64;
         let message = match Message::decode(bytes, self.max_message_bytes) {
             Ok(m) => m,
             Err(e) => {

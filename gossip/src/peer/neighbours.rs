@@ -13,7 +13,7 @@ use murmur_compress as compress;
 
 use super::aggregate::Aggregate;
 use super::{
-    Micros, Output, Peer, PeerStats, Phase, RejectCounts, RejectReason, all_finite,
+    LinkStats, Micros, Output, Peer, PeerStats, Phase, RejectCounts, RejectReason, all_finite,
     metropolis_weight,
 };
 use crate::message::{AlgorithmKind, Message};
@@ -112,6 +112,8 @@ pub(super) struct Neighbour {
     /// Rounds (of this peer) in which frames from it were rejected, oldest first, within the
     /// misbehaviour window.
     pub(super) rejections: VecDeque<u64>,
+    /// What was counted on this edge since it came up.
+    pub(super) link: LinkStats,
 }
 
 impl Neighbour {
@@ -280,6 +282,9 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
 
     pub(super) fn reject(&mut self, now: Micros, from: I, reason: RejectReason) {
         self.stats.rejected.count(&reason);
+        if let Some(nb) = self.neighbours.get_mut(&from) {
+            nb.link.rejected.count(&reason);
+        }
         let counts = RejectCounts::counts_as_misbehaviour(&reason);
         self.out.push(Output::Rejected {
             from: from.clone(),

@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use ndarray::Array1;
 
 use super::neighbours::PushShareOf;
-use super::{Algorithm, Micros, Peer, PushSchedule, RejectReason};
+use super::{Algorithm, Micros, Peer, PushSchedule, RejectReason, UpdateFigures};
 use crate::message::{AlgorithmKind, Message, PushMark, PushShare};
 
 /// A push-sum peer's own state (the per-neighbour part is in the neighbour table).
@@ -184,6 +184,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             .map(|(x, h)| (f64::from(*x) * w) as f32 - h)
             .collect();
         let q = self.compressor.compress(&v);
+        self.last_update = Some(UpdateFigures::measure(self.round, &v, &q));
         q.add_to(&mut self.x_hat, 1.0);
         self.seq += 1;
         self.last_update_round = self.round;

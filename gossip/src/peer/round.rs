@@ -12,9 +12,12 @@ use std::hash::Hash;
 use ndarray::Array1;
 
 use super::timers::TimerPurpose;
-use super::{Algorithm, Micros, Mode, Output, Peer, Phase, all_finite, metropolis_weight};
+use super::{
+    Algorithm, Micros, Mode, Output, Peer, Phase, UpdateFigures, all_finite, metropolis_weight,
+};
 use crate::message::{AlgorithmKind, Message, PushUpdate, Update};
 use crate::privacy::{PrivacyConfig, clip_and_noise};
+use murmur_compress as compress;
 
 impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     /// Emits [`Output::WantCompute`] unless one is outstanding.
@@ -178,6 +181,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             _ => self.model.to_vec(),
         };
         let q = self.compressor.compress(&v);
+        self.last_update = Some(UpdateFigures::measure(self.round, &v, &q));
         match self.kind {
             AlgorithmKind::Choco => q.add_to(&mut self.x_hat, 1.0),
             // D-PSGD: neighbours hold exactly what was sent.
@@ -220,6 +224,8 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             let bytes = Message::Update(update.clone()).encode();
             (bytes.clone(), bytes)
         };
+        let entropy_bits =
+            compress::entropy_bound_bits_per_entry(nnz, self.dim).map_or(0.0, |b| b * nnz as f64);
         let ids: Vec<I> = self.neighbours.keys().cloned().collect();
         for j in ids {
             let bytes = if targets.contains(&j) {
@@ -232,6 +238,12 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             self.stats.update_bytes_sent += bytes.len() as u64;
             self.stats.dense_update_bytes += self.dense_update_len as u64;
             self.stats.update_entries_sent += nnz as u64;
+            if let Some(link) = self.neighbours.get_mut(&j).map(|nb| &mut nb.link) {
+                link.updates_sent += 1;
+                link.update_bytes_sent += bytes.len() as u64;
+                link.update_entries_sent += nnz as u64;
+                link.update_entropy_bits += entropy_bits;
+            }
             self.send(j, bytes);
         }
     }
@@ -292,7 +304,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         let mut acc = vec![0.0f32; self.dim];
         let mut diff = vec![0.0f32; self.dim];
         let mut any = false;
-        for nb in self.neighbours.values() {
+        for nb in self.neighbours.values_mut() {
             let (Some(copy), Some(heard)) = (&nb.copy, nb.heard_round) else {
                 continue;
             };
@@ -306,13 +318,16 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             {
                 if staleness > max_staleness {
                     self.stats.stale_dropped += 1;
+                    nb.link.stale_dropped += 1;
                     continue;
                 }
                 if staleness > 0 && damping < 1.0 {
                     factor = f64::from(damping).powi(staleness.min(i32::MAX as u64) as i32);
                     self.stats.damped_contributions += 1;
+                    nb.link.damped_contributions += 1;
                 }
             }
+            nb.link.last_staleness = Some(staleness);
             for ((d, c), b) in diff.iter_mut().zip(copy).zip(&base) {
                 *d = c - b;
             }
@@ -326,6 +341,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                 if norm > f64::from(radius) {
                     scale = f64::from(radius) / norm;
                     self.stats.clipped_contributions += 1;
+                    nb.link.clipped_contributions += 1;
                 }
             }
             let w = (metropolis_weight(my_degree, nb.degree) * factor * scale) as f32;

@@ -1,4 +1,6 @@
-//! Counters a peer keeps about its traffic, its rounds and everything it rejected.
+//! Counters a peer keeps about its traffic, its rounds and everything it rejected: for the
+//! whole peer ([`PeerStats`]), per edge ([`LinkStats`]), and the figures of the last update it
+//! sent ([`UpdateFigures`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -87,6 +89,102 @@ pub struct PeerStats {
     pub excluded_reconnects: u64,
     /// Rejected messages, by reason.
     pub rejected: RejectCounts,
+}
+
+/// What a peer counted on the edge to one current neighbour since the edge came up (a
+/// neighbour that goes down and comes back starts again from zero, which a Prometheus counter
+/// reads as a reset). Same byte convention as [`PeerStats`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LinkStats {
+    /// Frames sent to it.
+    pub messages_sent: u64,
+    /// Bytes of those frames.
+    pub bytes_sent: u64,
+    /// Frames received from it.
+    pub messages_received: u64,
+    /// Bytes of those frames.
+    pub bytes_received: u64,
+    /// Update frames sent to it.
+    pub updates_sent: u64,
+    /// Bytes of those update frames.
+    pub update_bytes_sent: u64,
+    /// Entries those updates carried.
+    pub update_entries_sent: u64,
+    /// Bits the entropy bound H_b(p)/p + 1 allows for those entries
+    /// ([`murmur_compress::entropy_bound_bits_per_entry`] of each update, times its entries).
+    pub update_entropy_bits: f64,
+    /// Its updates folded into its copy (or into the aggregate).
+    pub updates_applied: u64,
+    /// How many rounds its newest contribution lagged the round that mixed it, at the last
+    /// mix that used it (0 in lock-step; async mode lets it grow to `max_staleness`).
+    pub last_staleness: Option<u64>,
+    /// Its contributions left out of an asynchronous mix for being too stale.
+    pub stale_dropped: u64,
+    /// Its contributions damped for staleness.
+    pub damped_contributions: u64,
+    /// Its contributions shortened by clipping.
+    pub clipped_contributions: u64,
+    /// Its frames rejected, by reason.
+    pub rejected: RejectCounts,
+}
+
+impl LinkStats {
+    /// Bits per entry of the updates sent on this edge (their whole frames over their
+    /// entries); `None` before the first entry.
+    pub fn bits_per_entry(&self) -> Option<f64> {
+        (self.update_entries_sent > 0)
+            .then(|| self.update_bytes_sent as f64 * 8.0 / self.update_entries_sent as f64)
+    }
+
+    /// The entropy bound per entry of the same updates; `None` before the first entry.
+    pub fn entropy_bound_bits_per_entry(&self) -> Option<f64> {
+        (self.update_entries_sent > 0)
+            .then(|| self.update_entropy_bits / self.update_entries_sent as f64)
+    }
+}
+
+/// The last update a peer sent, as the codec saw it: how much of x − x̂ it sent and how much
+/// it left behind for later rounds (the residual error feedback keeps).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdateFigures {
+    /// The round it was sent in.
+    pub round: u64,
+    /// Entries it carried.
+    pub nnz: usize,
+    /// The model's parameter count.
+    pub dim: usize,
+    /// ‖v‖ of the vector compressed (CHOCO: x − x̂ before the update; D-PSGD: x).
+    pub input_norm: f64,
+    /// ‖v − q‖: what was not sent. CHOCO: ‖x − x̂‖ after x̂ += q, the unsent residual.
+    pub residual_norm: f64,
+}
+
+impl UpdateFigures {
+    /// Measures q = Q(v) without densifying q: ‖v − q‖² = ‖v‖² − Σ_{i ∈ q} (2 v_i q_i − q_i²).
+    pub fn measure(round: u64, v: &[f32], q: &murmur_compress::Compressed) -> UpdateFigures {
+        let input_sq: f64 = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum();
+        let mut removed = 0.0f64;
+        q.for_each_entry(|i, qi| {
+            let (vi, qi) = (f64::from(v[i]), f64::from(qi));
+            removed += 2.0 * vi * qi - qi * qi;
+        });
+        UpdateFigures {
+            round,
+            nnz: q.nnz(),
+            dim: v.len(),
+            input_norm: input_sq.sqrt(),
+            residual_norm: (input_sq - removed).max(0.0).sqrt(),
+        }
+    }
+
+    /// nnz / dim: for the threshold codec, the share of entries above τ.
+    pub fn density(&self) -> f64 {
+        if self.dim == 0 {
+            0.0
+        } else {
+            self.nnz as f64 / self.dim as f64
+        }
+    }
 }
 
 impl std::ops::AddAssign<&PeerStats> for PeerStats {
@@ -248,6 +346,28 @@ pub struct RejectCounts {
 }
 
 impl RejectCounts {
+    /// Each counter under its [`RejectReason::label`], in [`RejectReason::LABELS`] order.
+    pub fn by_label(&self) -> [(&'static str, u64); 15] {
+        let counts = [
+            self.too_large,
+            self.empty,
+            self.unsupported_version,
+            self.malformed,
+            self.trailing_bytes,
+            self.wrong_dimension,
+            self.non_finite,
+            self.fingerprint_mismatch,
+            self.algorithm_mismatch,
+            self.codec,
+            self.not_a_neighbour,
+            self.unexpected_message,
+            self.unsolicited_snapshot,
+            self.invalid_field,
+            self.rate_limited,
+        ];
+        std::array::from_fn(|i| (RejectReason::LABELS[i], counts[i]))
+    }
+
     /// Total rejections.
     pub fn total(&self) -> u64 {
         self.too_large
