@@ -245,8 +245,8 @@ pub struct SwarmReport {
     pub statuses: Vec<Status>,
     /// Consensus distance and squared norm of the mean model.
     pub consensus: (f64, f64),
-    /// Nodes that exited cleanly after SIGTERM.
-    pub clean_exits: usize,
+    /// Nodes that exited cleanly after SIGTERM (`None` while they are kept running).
+    pub clean_exits: Option<usize>,
     /// Wall time from the first start to the last node done.
     pub train_secs: f64,
     /// Bytes libp2p wrote in total (all nodes, transport framing included).
@@ -329,7 +329,19 @@ fn swarm_args(i: usize, opts: &DemoOptions, bootstrap: Option<&str>) -> Vec<Stri
 pub fn run_swarm(
     binary: &Path,
     opts: &DemoOptions,
+    progress: impl FnMut(&str),
+) -> Result<SwarmReport> {
+    run_swarm_then(binary, opts, progress, |_, _| Ok(()))
+}
+
+/// [`run_swarm`], calling `before_stop` with the report (no clean exits counted yet) and the
+/// nodes once training is done and before they are stopped: `murmur demo --keep` prints the
+/// report and the dashboards there and waits for Ctrl-C.
+pub fn run_swarm_then(
+    binary: &Path,
+    opts: &DemoOptions,
     mut progress: impl FnMut(&str),
+    before_stop: impl FnOnce(&SwarmReport, &[Node]) -> Result<()>,
 ) -> Result<SwarmReport> {
     let dir = match &opts.dir {
         Some(d) => d.clone(),
@@ -361,6 +373,9 @@ pub fn run_swarm(
         nodes.len(),
         start.elapsed().as_secs_f64()
     ));
+    for (i, node) in nodes.iter().enumerate() {
+        progress(&format!("node {i} dashboard: http://{}/", node.http));
+    }
     let mut last_print = Instant::now();
     let statuses = loop {
         for node in &mut nodes {
@@ -415,6 +430,14 @@ pub fn run_swarm(
         .iter()
         .map(|n| n.wire_bytes_out())
         .sum::<Result<u64>>()?;
+    let mut report = SwarmReport {
+        statuses,
+        consensus: consensus(&models),
+        clean_exits: None,
+        train_secs,
+        wire_bytes,
+    };
+    before_stop(&report, &nodes)?;
     let mut clean_exits = 0;
     for node in &mut nodes {
         if node.stop(Duration::from_secs(10))? {
@@ -424,13 +447,8 @@ pub fn run_swarm(
     if !opts.keep && opts.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    Ok(SwarmReport {
-        statuses,
-        consensus: consensus(&models),
-        clean_exits,
-        train_secs,
-        wire_bytes,
-    })
+    report.clean_exits = Some(clean_exits);
+    Ok(report)
 }
 
 /// Human-readable byte count.
@@ -493,28 +511,46 @@ pub fn print_report(report: &SwarmReport, wall: f64) {
         100.0 * report.compute_share(),
         100.0 * report.wait_share()
     );
-    println!(
-        "clean exits after SIGTERM: {}/{}; training {:.1}s, total {wall:.1}s",
-        report.clean_exits,
-        report.statuses.len(),
-        report.train_secs
-    );
+    match report.clean_exits {
+        Some(clean) => println!(
+            "clean exits after SIGTERM: {clean}/{}; training {:.1}s, total {wall:.1}s",
+            report.statuses.len(),
+            report.train_secs
+        ),
+        None => println!(
+            "the {} daemons keep running; training {:.1}s, total {wall:.1}s",
+            report.statuses.len(),
+            report.train_secs
+        ),
+    }
     // Privacy on: the largest ε over the peers (each for its own data), and its δ.
     let privacy = report
         .statuses
         .iter()
         .filter_map(|s| s.privacy.as_ref())
         .max_by(|a, b| a.epsilon.total_cmp(&b.epsilon));
-    let mut privacy_kv = String::new();
     if let Some(p) = privacy {
         println!(
             "privacy: epsilon {:.4} at delta {:e} for each peer's whole local dataset (the \
              largest over the peers), after {} noised updates (clip {}, noise multiplier {})",
             p.epsilon, p.delta, p.rounds, p.clip, p.noise_multiplier
         );
-        privacy_kv = format!(" epsilon={:.4} delta={:e}", p.epsilon, p.delta);
     }
-    println!(
+    println!("{}", summary_line(report, wall));
+}
+
+/// The `summary:` line of a local swarm run.
+pub fn summary_line(report: &SwarmReport, wall: f64) -> String {
+    // Privacy on: the largest ε over the peers (each for its own data), and its δ.
+    let privacy = report
+        .statuses
+        .iter()
+        .filter_map(|s| s.privacy.as_ref())
+        .max_by(|a, b| a.epsilon.total_cmp(&b.epsilon));
+    let privacy_kv = privacy.map_or(String::new(), |p| {
+        format!(" epsilon={:.4} delta={:e}", p.epsilon, p.delta)
+    });
+    format!(
         "summary: peers={} worst_accuracy={:.4} consensus={:.6} bytes_saved={:.1} wire_saved={:.1} wait_share={:.3} compute_share={:.3}{privacy_kv} seconds={:.1}",
         report.statuses.len(),
         report.worst_accuracy(),
@@ -524,7 +560,7 @@ pub fn print_report(report: &SwarmReport, wall: f64) {
         report.wait_share(),
         report.compute_share(),
         wall
-    );
+    )
 }
 
 #[cfg(test)]

@@ -338,7 +338,8 @@ struct DemoArgs {
     /// Working directory (default: a temporary one, removed afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Keep the working directory.
+    /// Keep the daemons running after the report, their dashboards up, until Ctrl-C (and
+    /// keep their working directory).
     #[arg(long)]
     keep: bool,
     /// Give up after this many seconds (default: 120 for digits, 900 for mnist-cnn).
@@ -477,8 +478,41 @@ fn run_command(command: Command) -> Result<()> {
                 args.task().what,
                 args.rounds()
             );
-            let report = demo::run_swarm(&exe, &args.options()?, |line| println!("  {line}"))?;
-            demo::print_report(&report, start.elapsed().as_secs_f64());
+            let opts = args.options()?;
+            let report = demo::run_swarm_then(
+                &exe,
+                &opts,
+                |line| println!("  {line}"),
+                |report, nodes| {
+                    if !args.keep {
+                        return Ok(());
+                    }
+                    demo::print_report(report, start.elapsed().as_secs_f64());
+                    for (i, node) in nodes.iter().enumerate() {
+                        println!("node {i} dashboard: http://{}/", node.http);
+                    }
+                    println!("the daemons keep serving; press Ctrl-C to stop them");
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?
+                        .block_on(tokio::signal::ctrl_c())?;
+                    println!("stopping the daemons");
+                    Ok(())
+                },
+            )?;
+            if args.keep {
+                println!(
+                    "clean exits after SIGTERM: {}/{}",
+                    report.clean_exits.unwrap_or(0),
+                    report.statuses.len()
+                );
+                println!(
+                    "{}",
+                    demo::summary_line(&report, start.elapsed().as_secs_f64())
+                );
+            } else {
+                demo::print_report(&report, start.elapsed().as_secs_f64());
+            }
             Ok(())
         }
         Command::Bench(args) => bench(&args),

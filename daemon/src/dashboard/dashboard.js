@@ -25,6 +25,14 @@ function fmt(v) {
   return v.toExponential(1);
 }
 
+// A tick label with as many decimals as ticks `step` apart need.
+function tick(v, step) {
+  const a = Math.abs(v);
+  if (a >= 1e3) return fmt(v);
+  const decimals = Math.min(3, Math.max(0, -Math.floor(Math.log10(step || 1))));
+  return v.toFixed(decimals);
+}
+
 function bytes(v) {
   return fmt(v) + "B";
 }
@@ -51,11 +59,12 @@ function chart(svg, series, xLabel, yLabel, log) {
     const v = y0 + ((y1 - y0) * i) / 4;
     const y = H - M.bottom - ((H - M.top - M.bottom) * i) / 4;
     el("line", { x1: M.left, x2: W - M.right, y1: y, y2: y, class: "grid" }, svg);
-    el("text", { x: M.left - 4, y: y + 3, "text-anchor": "end" }, svg).textContent = fmt(log ? 10 ** v : v);
+    el("text", { x: M.left - 4, y: y + 3, "text-anchor": "end" }, svg).textContent =
+      log ? fmt(10 ** v) : tick(v, (y1 - y0) / 4);
   }
   for (let i = 0; i <= 4; i++) {
     const v = x0 + ((x1 - x0) * i) / 4;
-    el("text", { x: sx(v), y: H - M.bottom + 12, "text-anchor": "middle" }, svg).textContent = fmt(v);
+    el("text", { x: sx(v), y: H - M.bottom + 12, "text-anchor": "middle" }, svg).textContent = tick(v, (x1 - x0) / 4);
   }
   el("line", { x1: M.left, x2: M.left, y1: M.top, y2: H - M.bottom, class: "axis" }, svg);
   el("line", { x1: M.left, x2: W - M.right, y1: H - M.bottom, y2: H - M.bottom, class: "axis" }, svg);
@@ -174,10 +183,13 @@ function drawHistory(history) {
   chart(document.getElementById("chart-loss"), [{ name: "loss", points: p.map((s) => [s.round, s.loss]) }], "round", "nats");
   chart(document.getElementById("chart-accuracy"),
     [{ name: "accuracy", points: p.filter((s) => s.accuracy !== null).map((s) => [s.round, 100 * s.accuracy]) }], "round", "%");
+  // Over a window of about a twentieth of the history, so bursts of fast rounds do not
+  // turn the chart into spikes.
   const rate = [];
-  for (let i = 1; i < p.length; i++) {
-    const dt = p[i].t - p[i - 1].t;
-    if (dt > 0) rate.push([p[i].t, (p[i].round - p[i - 1].round) / dt]);
+  const k = Math.max(1, Math.floor(p.length / 20));
+  for (let i = k; i < p.length; i++) {
+    const dt = p[i].t - p[i - k].t;
+    if (dt > 0) rate.push([p[i].t, (p[i].round - p[i - k].round) / dt]);
   }
   chart(document.getElementById("chart-rate"), [{ name: "rounds/s", points: rate }], "seconds since start", "rounds/s");
   chart(document.getElementById("chart-bytes"), [

@@ -1,0 +1,168 @@
+//! The dashboard as a user sees it: three daemons on loopback train the digits shards, then
+//! headless Chromium opens node 0's `/`, runs the page's script against the live node, and the
+//! rendered DOM must list both other nodes in the neighbour table with non-zero bytes each
+//! way, a loss chart with points and a swarm drawing of all three nodes. The same page is
+//! screenshotted (`MURMUR_UPDATE_DOCS=1` writes it to `docs/dashboard.png`).
+//!
+//! Needs Debian's `chromium` (`apt-get install chromium`); prints `SKIPPED:` without it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{TempDir, binary};
+use murmur_daemon::demo::{DemoOptions, run_swarm_then};
+
+fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            let out = Command::new("which").arg(name).output().ok()?;
+            out.status
+                .success()
+                .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        })
+}
+
+/// Runs headless Chromium on `url` with `args`, giving the page's timers and fetches
+/// `budget_ms` of virtual time; returns stdout.
+fn headless(browser: &Path, profile: &Path, url: &str, args: &[&str], budget_ms: u32) -> String {
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--window-size=1400,1100",
+            &format!("--user-data-dir={}", profile.display()),
+            &format!("--virtual-time-budget={budget_ms}"),
+        ])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("chromium runs");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value of attribute `name` in the start tag that contains `marker`.
+fn attribute(dom: &str, marker: &str, name: &str) -> Option<String> {
+    let at = dom.find(marker)?;
+    let start = dom[..at].rfind('<')?;
+    let tag = &dom[start..start + dom[start..].find('>')?];
+    let key = format!("{name}=\"");
+    let from = tag.find(&key)? + key.len();
+    Some(tag[from..from + tag[from..].find('"')?].to_string())
+}
+
+/// Every `<tr ...>` start tag inside the element with id `links`.
+fn link_rows(dom: &str) -> Vec<String> {
+    let Some(at) = dom.find("id=\"links\"") else {
+        return Vec::new();
+    };
+    let body = &dom[at..at + dom[at..].find("</tbody>").unwrap_or(dom.len() - at)];
+    body.match_indices("<tr ")
+        .map(|(i, _)| body[i..i + body[i..].find('>').unwrap()].to_string())
+        .collect()
+}
+
+/// The value of attribute `name` in the start tag `tag`.
+fn attr_of(tag: &str, name: &str) -> Option<String> {
+    let key = format!(" {name}=\"");
+    let from = tag.find(&key)? + key.len();
+    Some(tag[from..from + tag[from..].find('"')?].to_string())
+}
+
+#[test]
+fn the_dashboard_shows_both_neighbours_with_traffic_and_a_loss_chart() {
+    let Some(browser) = chromium() else {
+        println!("SKIPPED: chromium not found (Debian: apt-get install chromium)");
+        return;
+    };
+    let dir = TempDir::new("dashboard");
+    let opts = DemoOptions {
+        peers: 3,
+        rounds: 150,
+        extra: Vec::new(),
+        dir: Some(dir.0.clone()),
+        keep: true,
+        timeout: Duration::from_secs(120),
+        transport: Default::default(),
+    };
+    let profile = dir.join("chromium-profile");
+    let mut checked = false;
+    run_swarm_then(
+        binary(),
+        &opts,
+        |line| eprintln!("{line}"),
+        |report, nodes| {
+            let url = format!("http://{}/", nodes[0].http);
+            let me = &report.statuses[0].peer_id;
+            let others: Vec<&String> = report.statuses[1..].iter().map(|s| &s.peer_id).collect();
+            let dom = headless(&browser, &profile, &url, &["--dump-dom"], 6_000);
+            assert!(
+                attribute(&dom, "data-refreshed", "data-refreshed").is_some(),
+                "the script never completed a refresh:\n{dom}"
+            );
+            let rows = link_rows(&dom);
+            let mut listed: Vec<String> = rows
+                .iter()
+                .filter_map(|r| attr_of(r, "data-peer"))
+                .collect();
+            listed.sort();
+            let mut expected: Vec<String> = others.iter().map(|s| s.to_string()).collect();
+            expected.sort();
+            assert_eq!(listed, expected, "neighbour table of {me}:\n{dom}");
+            for row in &rows {
+                for key in ["data-bytes-sent", "data-bytes-received"] {
+                    let n: u64 = attr_of(row, key)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or_else(|| panic!("{key} missing in {row}"));
+                    assert!(n > 0, "{key} is 0 in {row}");
+                }
+            }
+            let points: usize = attribute(&dom, "id=\"chart-loss\"", "data-points")
+                .and_then(|v| v.parse().ok())
+                .expect("the loss chart");
+            assert!(points > 0, "the loss chart has no points");
+            let nodes_drawn: usize = attribute(&dom, "id=\"swarm\"", "data-nodes")
+                .and_then(|v| v.parse().ok())
+                .expect("the swarm drawing");
+            assert!(
+                nodes_drawn >= 3,
+                "the swarm drawing has {nodes_drawn} nodes"
+            );
+
+            let shot = dir.join("dashboard.png");
+            headless(
+                &browser,
+                &profile,
+                &url,
+                &[&format!("--screenshot={}", shot.display())],
+                6_000,
+            );
+            let png = std::fs::read(&shot).expect("a screenshot");
+            assert!(
+                png.starts_with(b"\x89PNG") && png.len() > 10_000,
+                "{} bytes",
+                png.len()
+            );
+            if std::env::var_os("MURMUR_UPDATE_DOCS").is_some() {
+                let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/dashboard.png");
+                std::fs::write(&docs, &png).unwrap();
+                eprintln!("wrote {}", docs.display());
+            }
+            checked = true;
+            Ok(())
+        },
+    )
+    .expect("swarm runs");
+    assert!(checked);
+}
