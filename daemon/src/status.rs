@@ -513,10 +513,10 @@ pub struct Metrics {
     pub link_updates_sent: Family<Vec<(String, String)>, Counter>,
     /// Per-link updates applied to the neighbour's copy.
     pub link_updates_applied: Family<Vec<(String, String)>, Counter>,
-    /// Per-link bits per sent entry.
-    pub link_bits_per_entry: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
-    /// Per-link entropy bound per sent entry.
-    pub link_entropy_bound_bits_per_entry: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
+    /// Per-link bytes per sent entry (bits / 8: Prometheus names its base unit bytes).
+    pub link_bytes_per_entry: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
+    /// Per-link entropy bound per sent entry, in bytes.
+    pub link_entropy_bound_bytes_per_entry: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
     /// Per-link staleness of the newest contribution mixed, in rounds.
     pub link_staleness_rounds: Family<Vec<(String, String)>, Gauge>,
     /// Per-link contributions dropped for staleness.
@@ -651,14 +651,14 @@ impl Metrics {
             self.link_updates_applied.clone(),
         );
         r.register(
-            "link_bits_per_entry",
-            "Bits per entry of the updates sent to each neighbour",
-            self.link_bits_per_entry.clone(),
+            "link_bytes_per_entry",
+            "Bytes per entry of the updates sent to each neighbour (bits / 8)",
+            self.link_bytes_per_entry.clone(),
         );
         r.register(
-            "link_entropy_bound_bits_per_entry",
-            "Entropy bound H_b(p)/p + 1 per entry of the updates sent to each neighbour",
-            self.link_entropy_bound_bits_per_entry.clone(),
+            "link_entropy_bound_bytes_per_entry",
+            "Entropy bound (H_b(p)/p + 1) / 8 bytes per entry of the updates sent to each neighbour",
+            self.link_entropy_bound_bytes_per_entry.clone(),
         );
         r.register(
             "link_staleness_rounds",
@@ -851,13 +851,13 @@ impl LinkExport {
                 before.rejected.total(),
             );
             if let Some(b) = link.bits_per_entry() {
-                metrics.link_bits_per_entry.get_or_create(&l).set(b);
+                metrics.link_bytes_per_entry.get_or_create(&l).set(b / 8.0);
             }
             if let Some(b) = link.entropy_bound_bits_per_entry() {
                 metrics
-                    .link_entropy_bound_bits_per_entry
+                    .link_entropy_bound_bytes_per_entry
                     .get_or_create(&l)
-                    .set(b);
+                    .set(b / 8.0);
             }
             if let Some(st) = link.last_staleness {
                 metrics
@@ -890,8 +890,8 @@ impl Metrics {
         ] {
             family.remove(&l);
         }
-        self.link_bits_per_entry.remove(&l);
-        self.link_entropy_bound_bits_per_entry.remove(&l);
+        self.link_bytes_per_entry.remove(&l);
+        self.link_entropy_bound_bytes_per_entry.remove(&l);
         self.link_staleness_rounds.remove(&l);
     }
 
@@ -1061,8 +1061,8 @@ mod tests {
         let text = encode(&registry);
         for series in [
             "murmur_link_bytes_sent_total{peer=\"a\"} 250",
-            "murmur_link_bits_per_entry{peer=\"a\"} 16.0",
-            "murmur_link_entropy_bound_bits_per_entry{peer=\"a\"} 12.0",
+            "murmur_link_bytes_per_entry{peer=\"a\"} 2.0",
+            "murmur_link_entropy_bound_bytes_per_entry{peer=\"a\"} 1.5",
             "murmur_link_staleness_rounds{peer=\"a\"} 2",
         ] {
             assert!(text.contains(series), "{series} missing:\n{text}");
