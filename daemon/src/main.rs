@@ -631,11 +631,39 @@ fn print_status(s: &murmur_daemon::status::Status) {
         s.connected_peers
     );
     for n in &s.neighbours {
-        match s.neighbour_paths.get(n) {
-            Some(murmur_daemon::status::LinkPath::Relayed) => println!("           {n} (relayed)"),
-            Some(murmur_daemon::status::LinkPath::Direct) => println!("           {n} (direct)"),
-            None => println!("           {n}"),
+        let path = match s.neighbour_paths.get(n) {
+            Some(murmur_daemon::status::LinkPath::Relayed) => " (relayed)",
+            Some(murmur_daemon::status::LinkPath::Direct) => " (direct)",
+            None => "",
+        };
+        let mut figures = String::new();
+        if let Some(l) = s.links.iter().find(|l| &l.peer == n) {
+            figures.push_str(&format!(
+                ": sent {} B, received {} B, {} updates sent, {} applied",
+                l.bytes_sent, l.bytes_received, l.updates_sent, l.updates_applied
+            ));
+            if let (Some(b), Some(bound)) = (l.bits_per_entry, l.entropy_bound_bits_per_entry) {
+                figures.push_str(&format!(", {b:.2} bits/entry (bound {bound:.2})"));
+            }
+            if let Some(st) = l.staleness {
+                figures.push_str(&format!(", staleness {st}"));
+            }
+            if l.rejected_total() > 0 {
+                figures.push_str(&format!(", {} rejected", l.rejected_total()));
+            }
         }
+        if let Some(rtt) = s.link_rtt_ms.get(n) {
+            figures.push_str(&format!(", rtt {rtt:.2} ms"));
+        }
+        println!("           {n}{path}{figures}");
+    }
+    if let Some(u) = &s.update {
+        println!(
+            "update     {:.3}% of entries sent in round {}, residual |x - x_hat| {:.4e}",
+            100.0 * u.density,
+            u.round,
+            u.residual_norm
+        );
     }
     let nat = &s.nat;
     let relays = if nat.relays.is_empty() {

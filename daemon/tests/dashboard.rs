@@ -166,3 +166,82 @@ fn the_dashboard_shows_both_neighbours_with_traffic_and_a_loss_chart() {
     .expect("swarm runs");
     assert!(checked);
 }
+
+/// `murmur demo --keep`: after the report the daemons keep serving their dashboards (the
+/// addresses it printed answer, training done), and Ctrl-C stops them all cleanly, the
+/// `summary:` line last.
+#[test]
+fn demo_keep_leaves_the_dashboards_up_until_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let dir = TempDir::new("demo-keep");
+    let mut child = Command::new(binary())
+        .args(["demo", "--peers", "2", "--rounds", "60", "--keep", "--dir"])
+        .arg(dir.join("swarm"))
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let mut dashboards = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(url) = line.trim().split("dashboard: ").nth(1) {
+            dashboards.push(url.to_string());
+        }
+        let waiting = line.contains("press Ctrl-C");
+        seen.push(line);
+        if waiting {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.starts_with("summary: ")),
+        "the report comes before the wait:\n{}",
+        seen.join("\n")
+    );
+    assert!(dashboards.len() >= 2, "{}", seen.join("\n"));
+    // Well after training ended, every dashboard still answers.
+    std::thread::sleep(Duration::from_millis(500));
+    for url in &dashboards {
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let page = murmur_daemon::http::get(&addr, "/", Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{url} is down: {e:#}"));
+        assert!(page.contains("/dashboard.js"));
+        let status: murmur_daemon::status::Status = serde_json::from_str(
+            &murmur_daemon::http::get(&addr, "/status", Duration::from_secs(5)).unwrap(),
+        )
+        .unwrap();
+        assert!(status.done, "{url}: training is over, serving goes on");
+    }
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert!(child.wait().unwrap().success(), "{}", rest.join("\n"));
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("clean exits after SIGTERM: 2/2")),
+        "{}",
+        rest.join("\n")
+    );
+    assert!(
+        rest.last().is_some_and(|l| l.starts_with("summary: ")),
+        "the summary line ends the output:\n{}",
+        rest.join("\n")
+    );
+    for url in &dashboards {
+        let addr = url.trim_start_matches("http://").trim_end_matches('/');
+        assert!(
+            murmur_daemon::http::get(addr, "/", Duration::from_millis(500)).is_err(),
+            "{url} still up after Ctrl-C"
+        );
+    }
+}

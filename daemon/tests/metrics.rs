@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TempDir, args, promtool_clean, start, wait_for};
+use common::{TempDir, args, promtool_clean, run_to_exit, start, wait_for};
 use murmur_daemon::status::Metrics;
 
 #[test]
@@ -97,6 +97,26 @@ fn per_link_families_pass_promtool_and_the_grafana_dashboard_uses_only_exported_
         Duration::from_secs(60),
         "a link with traffic and an RTT",
         linked,
+    );
+    // `murmur status` prints the link's figures on the neighbour's line.
+    let out = run_to_exit(&["status", "--addr", &a.http], Duration::from_secs(10));
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains(&b.peer_id))
+        .unwrap_or_else(|| panic!("no line for the neighbour:\n{}", out.stdout));
+    for part in [
+        "(direct): sent ",
+        " B, received ",
+        "bits/entry (bound ",
+        ", rtt ",
+    ] {
+        assert!(line.contains(part), "{part:?} missing: {line}");
+    }
+    assert!(
+        out.stdout.contains("residual |x - x_hat|"),
+        "{}",
+        out.stdout
     );
     let text = murmur_daemon::http::get(&a.http, "/metrics", Duration::from_secs(5)).unwrap();
     let peer = format!("peer=\"{}\"", b.peer_id);
