@@ -106,6 +106,21 @@ fn the_dashboard_shows_both_neighbours_with_traffic_and_a_loss_chart() {
             let url = format!("http://{}/", nodes[0].http);
             let me = &report.statuses[0].peer_id;
             let others: Vec<&String> = report.statuses[1..].iter().map(|s| &s.peer_id).collect();
+            // Each neighbour told node 0 its own neighbours (the `Neighbours` frame): node 0
+            // among them, and a subset of the swarm.
+            let status = nodes[0].status().unwrap();
+            for other in &others {
+                let theirs = status
+                    .reported_neighbours
+                    .get(*other)
+                    .unwrap_or_else(|| panic!("{other} reported no neighbours: {status:?}"));
+                assert!(theirs.contains(me), "{other} reports {theirs:?}, not {me}");
+                assert!(
+                    theirs
+                        .iter()
+                        .all(|p| report.statuses.iter().any(|s| &s.peer_id == p))
+                );
+            }
             let dom = headless(&browser, &profile, &url, &["--dump-dom"], 6_000);
             assert!(
                 attribute(&dom, "data-refreshed", "data-refreshed").is_some(),
