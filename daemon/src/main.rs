@@ -479,6 +479,12 @@ fn run_command(command: Command) -> Result<()> {
                 args.rounds()
             );
             let opts = args.options()?;
+            if !args.keep {
+                println!(
+                    "  (each node's dashboard closes when the demo ends; --keep leaves the \
+                     daemons and their dashboards up until Ctrl-C)"
+                );
+            }
             let report = demo::run_swarm_then(
                 &exe,
                 &opts,
