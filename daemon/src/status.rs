@@ -278,6 +278,12 @@ pub struct Status {
     /// The last update sent: density and the unsent residual.
     #[serde(default)]
     pub update: Option<UpdateStatus>,
+    /// Resident memory of the node's process (`VmRSS`), where the system reports it.
+    #[serde(default)]
+    pub resident_bytes: Option<u64>,
+    /// The model's size as f32 (4 × parameters): what `resident_bytes` compares against.
+    #[serde(default)]
+    pub model_bytes: u64,
     /// Reachability, relays, hole punches and relayed traffic.
     #[serde(default)]
     pub nat: NatStatus,
@@ -325,6 +331,22 @@ pub struct Status {
 
 /// Shared, lock-protected status (short critical sections only).
 pub type SharedStatus = Arc<Mutex<Status>>;
+
+/// This process's resident memory, from `/proc/self/status` (`None` off Linux).
+pub fn resident_bytes() -> Option<u64> {
+    parse_vm_rss(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+/// The `VmRSS:` line of a `/proc/<pid>/status` text, in bytes.
+fn parse_vm_rss(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut parts = line["VmRSS:".len()..].split_whitespace();
+    let value: u64 = parts.next()?.parse().ok()?;
+    match parts.next()? {
+        "kB" => Some(value * 1024),
+        _ => None,
+    }
+}
 
 /// One point of [`History`]: the node after one completed round.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -505,6 +527,10 @@ pub struct Metrics {
     pub residual_norm: Gauge<f64, AtomicU64>,
     /// Entries of the last update over the parameter count.
     pub update_density: Gauge<f64, AtomicU64>,
+    /// Resident memory of the process.
+    pub resident_bytes: Gauge,
+    /// The model's f32 size.
+    pub model_bytes: Gauge,
     /// Per-link gossip bytes sent, by `peer`.
     pub link_bytes_sent: Family<Vec<(String, String)>, Counter>,
     /// Per-link gossip bytes received.
@@ -629,6 +655,16 @@ impl Metrics {
             "update_density",
             "Entries of the last update sent over the parameter count",
             self.update_density.clone(),
+        );
+        r.register(
+            "resident_bytes",
+            "Resident memory of the node's process (VmRSS)",
+            self.resident_bytes.clone(),
+        );
+        r.register(
+            "model_bytes",
+            "The model's size as f32 (4 bytes per parameter)",
+            self.model_bytes.clone(),
         );
         r.register(
             "link_bytes_sent",
@@ -1103,6 +1139,23 @@ mod tests {
                 .count(),
             MAX_LINK_SERIES
         );
+    }
+
+    #[test]
+    fn resident_memory_is_read_in_bytes_from_vm_rss() {
+        let text = "Name:\tmurmur\nVmPeak:\t  9000 kB\nVmRSS:\t   2048 kB\nThreads:\t4\n";
+        assert_eq!(parse_vm_rss(text), Some(2048 * 1024));
+        assert_eq!(parse_vm_rss("VmRSS:\t12 MB\n"), None, "unknown unit");
+        assert_eq!(parse_vm_rss("Name: x\n"), None);
+        if cfg!(target_os = "linux") {
+            // A test process holds at least its own code and this test's buffers.
+            let rss = resident_bytes().expect("Linux reports VmRSS");
+            let buffer = vec![1u8; 64 << 20];
+            let after = resident_bytes().unwrap();
+            // Other tests of this binary may free memory meanwhile: a margin of 16 MiB.
+            assert!(after >= rss + (48 << 20), "{rss} -> {after}");
+            drop(buffer);
+        }
     }
 
     #[test]

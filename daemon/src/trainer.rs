@@ -158,6 +158,8 @@ struct Trainer {
     links: crate::status::LinkExport,
     /// The round of the newest history sample.
     sampled_round: Option<u64>,
+    /// When resident memory was last read.
+    memory_read_at: Option<Instant>,
     timing: crate::status::Timing,
     writer: Option<std::thread::JoinHandle<()>>,
     /// The privacy ledger could not be written: no more releases (training stops).
@@ -195,6 +197,7 @@ impl Trainer {
             last_stats: PeerStats::default(),
             links: Default::default(),
             sampled_round: None,
+            memory_read_at: None,
             timing: Default::default(),
             writer: None,
             ledger_failed: false,
@@ -474,6 +477,22 @@ impl Trainer {
             .map(|(p, l)| crate::status::LinkStatus::new(p.clone(), l, dense))
             .collect();
         status.update = self.peer.last_update().map(Into::into);
+        // Reading /proc costs a few microseconds: once a second is plenty.
+        if self
+            .memory_read_at
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            self.memory_read_at = Some(Instant::now());
+            status.resident_bytes = crate::status::resident_bytes();
+            status.model_bytes = 4 * self.peer.dim() as u64;
+            if let Some(rss) = status.resident_bytes {
+                self.setup.metrics.resident_bytes.set(rss as i64);
+            }
+            self.setup
+                .metrics
+                .model_bytes
+                .set(status.model_bytes as i64);
+        }
         if let Some(u) = &status.update {
             self.setup.metrics.residual_norm.set(u.residual_norm);
             self.setup.metrics.update_density.set(u.density);

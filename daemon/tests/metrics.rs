@@ -140,7 +140,12 @@ fn per_link_families_pass_promtool_and_the_grafana_dashboard_uses_only_exported_
             "a node has no series for itself: {line}"
         );
     }
-    for gauge in ["murmur_residual_norm", "murmur_update_density"] {
+    for gauge in [
+        "murmur_residual_norm",
+        "murmur_update_density",
+        "murmur_resident_bytes",
+        "murmur_model_bytes",
+    ] {
         let value: f64 = text
             .lines()
             .find_map(|l| l.strip_prefix(&format!("{gauge} ")))

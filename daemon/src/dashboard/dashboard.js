@@ -173,6 +173,7 @@ function drawSummary(status) {
     `sent ${bytes(status.bytes_sent)}`,
     saved === null ? "" : `${saved.toFixed(0)}× fewer update bytes than dense`,
     status.update ? `last update ${(100 * status.update.density).toFixed(2)}% of entries` : "",
+    status.resident_bytes ? `memory ${bytes(status.resident_bytes)} (${(status.resident_bytes / Math.max(status.model_bytes, 1)).toFixed(0)}× the f32 model)` : "",
     status.done ? "training done" : "",
   ];
   document.getElementById("summary").textContent = parts.filter(Boolean).join(" · ");
