@@ -254,6 +254,14 @@ pub struct SwarmReport {
 }
 
 impl SwarmReport {
+    /// Privacy on: the peer with the largest ε (each is for its own data), with its δ.
+    pub fn privacy(&self) -> Option<&crate::status::PrivacyStatus> {
+        self.statuses
+            .iter()
+            .filter_map(|s| s.privacy.as_ref())
+            .max_by(|a, b| a.epsilon.total_cmp(&b.epsilon))
+    }
+
     /// Worst test accuracy.
     pub fn worst_accuracy(&self) -> f32 {
         self.statuses
@@ -523,13 +531,7 @@ pub fn print_report(report: &SwarmReport, wall: f64) {
             report.train_secs
         ),
     }
-    // Privacy on: the largest ε over the peers (each for its own data), and its δ.
-    let privacy = report
-        .statuses
-        .iter()
-        .filter_map(|s| s.privacy.as_ref())
-        .max_by(|a, b| a.epsilon.total_cmp(&b.epsilon));
-    if let Some(p) = privacy {
+    if let Some(p) = report.privacy() {
         println!(
             "privacy: epsilon {:.4} at delta {:e} for each peer's whole local dataset (the \
              largest over the peers), after {} noised updates (clip {}, noise multiplier {})",
@@ -541,13 +543,7 @@ pub fn print_report(report: &SwarmReport, wall: f64) {
 
 /// The `summary:` line of a local swarm run.
 pub fn summary_line(report: &SwarmReport, wall: f64) -> String {
-    // Privacy on: the largest ε over the peers (each for its own data), and its δ.
-    let privacy = report
-        .statuses
-        .iter()
-        .filter_map(|s| s.privacy.as_ref())
-        .max_by(|a, b| a.epsilon.total_cmp(&b.epsilon));
-    let privacy_kv = privacy.map_or(String::new(), |p| {
+    let privacy_kv = report.privacy().map_or(String::new(), |p| {
         format!(" epsilon={:.4} delta={:e}", p.epsilon, p.delta)
     });
     format!(

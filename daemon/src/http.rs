@@ -103,20 +103,25 @@ fn json<T: serde::Serialize>(value: &T) -> Response {
     }
 }
 
-async fn status(State(e): State<Endpoint>) -> Response {
-    let status = e.status.lock().map(|s| s.clone());
-    match status {
-        Ok(s) => json(&s),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "status lock poisoned").into_response(),
+/// `value`'s current state as JSON (its lock held only for the clone).
+fn locked_json<T: Clone + serde::Serialize>(value: &Mutex<T>, what: &str) -> Response {
+    let copy = value.lock().map(|v| v.clone());
+    match copy {
+        Ok(v) => json(&v),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{what} lock poisoned"),
+        )
+            .into_response(),
     }
 }
 
+async fn status(State(e): State<Endpoint>) -> Response {
+    locked_json(&e.status, "status")
+}
+
 async fn history(State(e): State<Endpoint>) -> Response {
-    let history = e.history.lock().map(|h| h.clone());
-    match history {
-        Ok(h) => json(&h),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "history lock poisoned").into_response(),
-    }
+    locked_json(&e.history, "history")
 }
 
 async fn metrics(State(e): State<Endpoint>, headers: HeaderMap) -> Response {

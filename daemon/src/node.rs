@@ -164,12 +164,15 @@ async fn run_async(config: Config, start: Start) -> Result<()> {
     }
     // libp2p-metrics adds its own `libp2p` prefix (a sub-registry would double it).
     let libp2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
+    let model_bytes = 4 * peer.dim() as u64;
+    metrics.model_bytes.set(model_bytes as i64);
     let status = Arc::new(Mutex::new(Status {
         peer_id: me.to_string(),
         shard: (config.shard.index, config.shard.count),
         resumed_from,
         round: peer.round(),
         phase: "idle".to_string(),
+        model_bytes,
         ..Status::default()
     }));
     let swarm = crate::net::build_swarm(key, &config, psk, &mut registry)?;

@@ -484,14 +484,9 @@ impl Trainer {
         {
             self.memory_read_at = Some(Instant::now());
             status.resident_bytes = crate::status::resident_bytes();
-            status.model_bytes = 4 * self.peer.dim() as u64;
             if let Some(rss) = status.resident_bytes {
                 self.setup.metrics.resident_bytes.set(rss as i64);
             }
-            self.setup
-                .metrics
-                .model_bytes
-                .set(status.model_bytes as i64);
         }
         if let Some(u) = &status.update {
             self.setup.metrics.residual_norm.set(u.residual_norm);

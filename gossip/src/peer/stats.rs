@@ -370,21 +370,7 @@ impl RejectCounts {
 
     /// Total rejections.
     pub fn total(&self) -> u64 {
-        self.too_large
-            + self.empty
-            + self.unsupported_version
-            + self.malformed
-            + self.trailing_bytes
-            + self.wrong_dimension
-            + self.non_finite
-            + self.fingerprint_mismatch
-            + self.algorithm_mismatch
-            + self.codec
-            + self.not_a_neighbour
-            + self.unexpected_message
-            + self.unsolicited_snapshot
-            + self.invalid_field
-            + self.rate_limited
+        self.by_label().iter().map(|(_, n)| n).sum()
     }
 
     /// Whether a rejection counts towards the misbehaviour policy: only frames an honest,
