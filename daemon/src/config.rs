@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use libp2p::{Multiaddr, PeerId};
-use murmur_gossip::peer::{Algorithm, AlgorithmError, CopyStorage, Mode, PeerConfig, PushSchedule};
+use murmur_gossip::peer::{
+    Algorithm, AlgorithmError, CopyStorage, JoinModel, Mode, PeerConfig, PushSchedule,
+};
 use murmur_gossip::privacy::{DEFAULT_DELTA, PrivacyConfig, PrivacyError};
 use murmur_gossip::task::{TaskConfig, TaskError};
 use murmur_topology::NeighbourRule;
@@ -295,7 +297,8 @@ pub struct GossipConfig {
     pub damping: f32,
     /// Run round r+1's local steps while round r's gossip is in flight.
     pub overlap_compute: bool,
-    /// `per-neighbour` or `aggregate`.
+    /// `auto` (the aggregate sum from 2^20 parameters up when the settings allow it,
+    /// per-neighbour copies otherwise), `per-neighbour` or `aggregate`.
     pub copies: String,
     /// Clip each neighbour's contribution to this L2 radius (robustness to hostile peers).
     pub clip_radius: Option<f32>,
@@ -317,6 +320,13 @@ pub struct GossipConfig {
     pub serve_model: bool,
     /// Snapshot requests served per neighbour per round.
     pub max_snapshots_per_round: u32,
+    /// What a joiner starts from: `average` (of its neighbours' public copies, CHOCO) or
+    /// `donor` (one neighbour's model).
+    pub join_model: String,
+    /// Values per snapshot chunk (4 bytes each): larger snapshots stream as chunks.
+    pub snapshot_chunk_values: usize,
+    /// Chunk requests outstanding per download.
+    pub snapshot_window: u32,
 }
 
 impl Default for GossipConfig {
@@ -333,7 +343,7 @@ impl Default for GossipConfig {
             max_staleness: 4,
             damping: 1.0,
             overlap_compute: true,
-            copies: "per-neighbour".to_string(),
+            copies: "auto".to_string(),
             clip_radius: p.clip_radius,
             seed: 0,
             max_message_bytes: p.max_message_bytes,
@@ -344,6 +354,9 @@ impl Default for GossipConfig {
             adopt_on_join: p.adopt_on_join,
             serve_model: p.serve_model,
             max_snapshots_per_round: p.max_snapshots_per_round,
+            join_model: "average".to_string(),
+            snapshot_chunk_values: p.snapshot_chunk_values,
+            snapshot_window: p.snapshot_window,
         }
     }
 }
@@ -389,9 +402,18 @@ impl GossipConfig {
         let copies = match self.copies.as_str() {
             "per-neighbour" => CopyStorage::PerNeighbour,
             "aggregate" => CopyStorage::Aggregate,
-            other => bail!("gossip.copies {other:?}: expected per-neighbour or aggregate"),
+            "auto" => CopyStorage::Auto,
+            other => bail!("gossip.copies {other:?}: expected auto, per-neighbour or aggregate"),
+        };
+        let join_model = match self.join_model.as_str() {
+            "average" => JoinModel::Average,
+            "donor" => JoinModel::Donor,
+            other => bail!("gossip.join_model {other:?}: expected average or donor"),
         };
         let config = PeerConfig {
+            join_model,
+            snapshot_chunk_values: self.snapshot_chunk_values,
+            snapshot_window: self.snapshot_window,
             algorithm,
             copies,
             local_steps: self.local_steps,
@@ -412,7 +434,9 @@ impl GossipConfig {
             max_snapshots_per_round: self.max_snapshots_per_round,
             ..PeerConfig::default()
         };
-        config.validate()?;
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("gossip: {e}"))?;
         Ok(config)
     }
 }
@@ -676,6 +700,15 @@ impl Config {
             other => anyhow::anyhow!("task: {other}"),
         })?;
         self.peer_config()?;
+        // A chunk frame is its values plus a few header bytes; it must pass the frame cap.
+        let chunk_frame = 4 * self.gossip.snapshot_chunk_values + 64;
+        if chunk_frame > self.access.max_frame_bytes {
+            bail!(
+                "gossip.snapshot_chunk_values = {} makes {chunk_frame}-byte chunk frames, above                  access.max_frame_bytes (--max-frame-bytes) = {}: lower the first or raise the second",
+                self.gossip.snapshot_chunk_values,
+                self.access.max_frame_bytes
+            );
+        }
         let rule = self.topology.rule.parse::<NeighbourRule>().map_err(|e| {
             anyhow::anyhow!("topology.rule (--topology) = {:?}: {e}", self.topology.rule)
         })?;

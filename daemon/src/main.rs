@@ -121,9 +121,10 @@ struct RunArgs {
     /// Push-sum targets per round: all, one-peer-exponential, random:K.
     #[arg(long)]
     push: Option<String>,
-    /// CHOCO storage of the neighbours' public copies: per-neighbour, or aggregate (three
-    /// model-sized vectors whatever the degree).
-    #[arg(long, value_parser = ["per-neighbour", "aggregate"])]
+    /// CHOCO storage of the neighbours' public copies: auto (aggregate from 2^20 parameters
+    /// up when the settings allow it), per-neighbour, or aggregate (three model-sized vectors
+    /// whatever the degree).
+    #[arg(long, value_parser = ["auto", "per-neighbour", "aggregate"])]
     copies: Option<String>,
     /// CHOCO codec (dense, threshold:0.01, topk:0.01, sign, qsgd:16, ...).
     #[arg(long)]

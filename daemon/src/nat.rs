@@ -100,6 +100,7 @@ pub(crate) fn refused_over_relay(gossip: &[u8]) -> bool {
     match Message::decode(gossip, usize::MAX) {
         Ok(Message::SnapshotRequest(request)) => request.want_model,
         Ok(Message::Snapshot(snapshot)) => snapshot.model.is_some(),
+        Ok(Message::SnapshotManifest(manifest)) => manifest.has_model,
         _ => false,
     }
 }

@@ -56,6 +56,10 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/murmur/kad/1.0.0"
 /// Gossip frames kept per peer while its edge is being agreed.
 const EARLY_FRAMES: usize = 64;
 
+/// How long a bootstrapped node that has one gossip edge up waits for the other neighbours
+/// it chose before it starts training (see `maybe_start`).
+const EDGE_GRACE: Duration = Duration::from_secs(1);
+
 /// How long a peer that could not be dialled is ignored by discovery (it is taken back at
 /// once if it connects to us).
 const FAILED_BACKOFF: Duration = Duration::from_secs(10);
@@ -281,6 +285,9 @@ pub struct Net {
     /// Peer ids of the bootstrap addresses: a failed dial to one is an operator's problem.
     bootstrap_peers: std::collections::BTreeSet<PeerId>,
     start_by: Instant,
+    /// When the first gossip edge came up (a bootstrapped node waits for the others it chose,
+    /// at most [`EDGE_GRACE`] after this, so a joiner averages every neighbour's copy).
+    first_edge_at: Option<Instant>,
     min_peers: usize,
     discovery_every: Duration,
     libp2p_metrics: libp2p::metrics::Metrics,
@@ -357,6 +364,7 @@ impl Net {
             has_bootstrap: !config.node.bootstrap.is_empty(),
             bootstrap_peers: std::collections::BTreeSet::new(),
             start_by: Instant::now() + Duration::from_secs(config.node.start_timeout_secs),
+            first_edge_at: None,
             min_peers: config.node.min_peers,
             discovery_every: Duration::from_secs(config.node.discovery_interval_secs.max(1)),
             libp2p_metrics,
@@ -470,14 +478,24 @@ impl Net {
         }
     }
 
+    /// Sends `Start` once the node may train; called on every edge tick (200 ms).
     fn maybe_start(&mut self) {
         if self.started {
             return;
         }
         let peers = self.edges.known().len() + 1;
-        // A node given bootstrap addresses waits for a first edge, so a joiner can adopt the
-        // swarm's model instead of training from scratch.
-        let edge_ready = !self.edges.up().is_empty() || !self.has_bootstrap;
+        // A node given bootstrap addresses waits for its edges, so a joiner can adopt the
+        // swarm's model instead of training from scratch: for every neighbour it chose, or
+        // for EDGE_GRACE after the first came up (a chosen peer may never answer).
+        let up = self.edges.up();
+        if !up.is_empty() && self.first_edge_at.is_none() {
+            self.first_edge_at = Some(Instant::now());
+        }
+        let all_chosen_up = self.edges.chosen().iter().all(|p| up.contains(p));
+        let grace_over = self
+            .first_edge_at
+            .is_some_and(|t| t.elapsed() >= EDGE_GRACE);
+        let edge_ready = !self.has_bootstrap || (!up.is_empty() && (all_chosen_up || grace_over));
         if (peers >= self.min_peers && edge_ready) || Instant::now() >= self.start_by {
             self.started = true;
             tracing::info!(peers, "starting training");

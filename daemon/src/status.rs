@@ -313,10 +313,25 @@ pub struct Status {
     /// a resync, their bits being in the copy already.
     #[serde(default)]
     pub duplicates_dropped: u64,
+    /// Chunks of chunked snapshots (models above `gossip.snapshot_chunk_values` values)
+    /// served to neighbours.
+    #[serde(default)]
+    pub snapshot_chunks_sent: u64,
+    /// Chunks of chunked snapshots received and verified against their hash.
+    #[serde(default)]
+    pub snapshot_chunks_received: u64,
+    /// Where the neighbours' public copies live: `per-neighbour` or `aggregate` (what
+    /// `gossip.copies = "auto"` chose for this model's size).
+    #[serde(default)]
+    pub copies: String,
     /// Round this node resumed from (a checkpoint), if any.
     pub resumed_from: Option<u64>,
     /// Neighbour whose model this node adopted on joining, and the round.
     pub adopted: Option<(String, u64)>,
+    /// How many neighbours' vectors that model is made of (the average of their public
+    /// copies, `gossip.join_model = "average"`; 1 with a donor).
+    #[serde(default)]
+    pub adopted_donors: Option<u32>,
     /// Local steps taken before the adoption (0: the model was synced before training).
     pub steps_before_adoption: Option<u64>,
     /// Checkpoints written.

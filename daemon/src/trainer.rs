@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
-use murmur_gossip::peer::{Input, Output, Peer, PeerCheckpoint, PeerPhase, PeerStats, TimerToken};
+use murmur_gossip::peer::{
+    CopyStorage, Input, Output, Peer, PeerCheckpoint, PeerPhase, PeerStats, TimerToken,
+};
 use tokio::sync::mpsc;
 
 use crate::checkpoint;
@@ -412,12 +414,19 @@ impl Trainer {
                 Output::CheckpointDue { .. } => {
                     let _ = self.checkpoint(false);
                 }
-                Output::ModelAdopted { from, round } => {
+                Output::ModelAdopted {
+                    from,
+                    donors,
+                    round,
+                } => {
                     let steps = self.peer.stats().local_steps;
-                    tracing::info!(%from, round, steps, "adopted the neighbourhood's model");
-                    println!("adopted from={from} round={round} local_steps={steps}");
+                    tracing::info!(%from, donors, round, steps, "adopted the neighbourhood's model");
+                    println!(
+                        "adopted from={from} donors={donors} round={round} local_steps={steps}"
+                    );
                     if let Ok(mut s) = self.setup.status.lock() {
                         s.adopted = Some((from.to_string(), round));
+                        s.adopted_donors = Some(donors);
                         s.steps_before_adoption = Some(steps);
                     }
                 }
@@ -563,6 +572,13 @@ impl Trainer {
             s.dense_update_bytes = stats.dense_update_bytes;
             s.rejected_protocol = rejected;
             s.duplicates_dropped = stats.duplicates_dropped;
+            s.snapshot_chunks_sent = stats.snapshot_chunks_sent;
+            s.snapshot_chunks_received = stats.snapshot_chunks_received;
+            s.copies = match CopyStorage::resolve(self.peer.config(), self.peer.dim()) {
+                CopyStorage::Aggregate => "aggregate",
+                _ => "per-neighbour",
+            }
+            .to_string();
             s.timing = self.timing.clone();
             s.privacy = privacy;
             self.update_links(&mut s);

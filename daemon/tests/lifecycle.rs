@@ -1,6 +1,7 @@
 //! Node lifecycle across real processes: SIGTERM leaves a checkpoint and a restart resumes
 //! from exactly that round; a daemon joining a running swarm adopts its neighbours' model
-//! before its first local step.
+//! before its first local step: the mean of their public copies (`gossip.join_model =
+//! "average"`, the default) or one donor's model (`"donor"`).
 
 mod common;
 
@@ -85,7 +86,23 @@ fn sigterm_leaves_a_checkpoint_and_a_restart_resumes_from_that_round() {
 
 #[test]
 fn a_daemon_joining_a_running_swarm_adopts_the_model_before_training() {
-    let dir = TempDir::new("join");
+    let donors = join_a_running_swarm("join", "average");
+    assert!(
+        donors >= 2,
+        "the mean of several neighbours' copies, got {donors}"
+    );
+}
+
+#[test]
+fn a_daemon_joining_with_a_donor_adopts_one_neighbours_model() {
+    assert_eq!(join_a_running_swarm("join-donor", "donor"), 1);
+}
+
+/// Three daemons train; a fourth joins with `gossip.join_model = join_model` and must adopt
+/// a trained model before its first step. Returns how many neighbours it was made of.
+fn join_a_running_swarm(name: &str, join_model: &str) -> u32 {
+    let dir = TempDir::new(name);
+    let setting = format!("gossip.join_model={join_model}");
     let shard = |i: usize| {
         args(&[
             "--shard",
@@ -96,6 +113,8 @@ fn a_daemon_joining_a_running_swarm_adopts_the_model_before_training() {
             "3",
             "--eval-every",
             "10",
+            "--set",
+            &setting,
         ])
     };
     let first = start(&dir.join("n0"), &shard(0));
@@ -137,4 +156,10 @@ fn a_daemon_joining_a_running_swarm_adopts_the_model_before_training() {
     // Its first evaluation already shows the swarm's accuracy, not a fresh model's.
     let acc = status.accuracy.unwrap();
     assert!(acc > 0.8, "joiner accuracy {acc} right after joining");
+    let donors = status.adopted_donors.expect("donor count reported");
+    assert!(
+        log(&joiner).contains(&format!("adopted from={from} donors={donors}")),
+        "the log says where the model came from"
+    );
+    donors
 }

@@ -1,4 +1,4 @@
-//! The gossip wire messages: a versioned postcard envelope around eight kinds of message.
+//! The gossip wire messages: a versioned postcard envelope around eleven kinds of message.
 //!
 //! Every frame a peer sends is `varint(PROTOCOL_VERSION) ++ postcard(Message)`. Decoding is
 //! strict and never panics on untrusted bytes: the size cap is checked before anything is
@@ -12,7 +12,10 @@
 //! | [`Hello`] | a neighbour came up (and as a reply) | dimension, model fingerprint, algorithm, degree, round, update sequence number |
 //! | [`Update`] | once per round to every neighbour | sequence number, round, degree, one `murmur-compress` frame |
 //! | [`SnapshotRequest`] | a gap, a reconnect, a hello behind the copy (a restart) or a new neighbour whose public copy is unknown | nonce, whether the sender's model is wanted (joining) |
-//! | [`Snapshot`] | answer to a request | the dense public copy x̂ at a sequence number (and the model x for joiners) |
+//! | [`Snapshot`] | answer to a request that fits in one chunk | the dense public copy x̂ at a sequence number (and the model x for joiners) |
+//! | [`SnapshotManifest`] | answer to a request larger than one chunk | the snapshot's sequence number, round and degree, its chunk size, one SHA-256 per chunk and the hash of that list |
+//! | [`ChunkRequest`] | the receiver of a manifest, at most `snapshot_window` outstanding | nonce, chunk index |
+//! | [`SnapshotChunk`] | answer to a chunk request | nonce, chunk index, the chunk's values |
 //! | [`PushShare`] | push-sum only, once per round per out-neighbour | round, push-sum weight share, the sender's de-biased model |
 //! | [`PushMark`] | push-sum only, once per round to every neighbour pushed nothing | round (paces round-tagged push-sum) |
 //! | [`PushUpdate`] | compressed push-sum, once per round to every neighbour | an [`Update`] (ẑ's compressed difference), the sender's push-sum weight, the receiver's share of it (0: not a target this round) |
@@ -23,8 +26,9 @@ use serde::{Deserialize, Serialize};
 /// Version of the wire format; a frame with another version is rejected before its body is read.
 /// Version 2: push-sum shares carry the de-biased model (version 1 carried the numerator share)
 /// and push-sum has round markers. Version 3: compressed push-sum ([`PushUpdate`],
-/// [`AlgorithmKind::CompressedPushSum`]).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// [`AlgorithmKind::CompressedPushSum`]). Version 4: chunked snapshots ([`SnapshotManifest`],
+/// [`ChunkRequest`], [`SnapshotChunk`]).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Which averaging algorithm a peer runs; both ends of an edge must agree (checked in [`Hello`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -121,6 +125,51 @@ pub struct Snapshot {
     pub model: Option<Vec<f32>>,
 }
 
+/// The first answer to a snapshot request whose vectors do not fit in one chunk: what the
+/// snapshot is, without its values. The values, x̂ followed by x when the model was asked for,
+/// are cut into chunks of `chunk_values` (the last one shorter) that the receiver pulls with
+/// [`ChunkRequest`]s. Every chunk is checked against its hash on arrival, and the list against
+/// `root`, so a bad chunk is caught and named before anything is installed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotManifest {
+    /// The nonce of the request this answers.
+    pub nonce: u64,
+    /// Sequence number of the last update folded into x̂.
+    pub seq: u64,
+    /// Round tag of that update (the sender's current round when it has sent none).
+    pub round: u64,
+    /// The sender's current degree.
+    pub degree: u32,
+    /// Whether the sender's model x follows x̂ in the chunks.
+    pub has_model: bool,
+    /// Values per chunk (every chunk but the last holds exactly this many).
+    pub chunk_values: u32,
+    /// SHA-256 of each chunk's values (little-endian f32), in chunk order.
+    pub chunk_hashes: Vec<[u8; 32]>,
+    /// SHA-256 of the concatenated chunk hashes: the hash of the whole snapshot.
+    pub root: [u8; 32],
+}
+
+/// Asks the sender of a [`SnapshotManifest`] for one chunk of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChunkRequest {
+    /// The nonce of the snapshot request the manifest answered.
+    pub nonce: u64,
+    /// Which chunk, from 0.
+    pub index: u32,
+}
+
+/// One chunk of a snapshot announced by a [`SnapshotManifest`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    /// The nonce of the snapshot request the manifest answered.
+    pub nonce: u64,
+    /// Which chunk, from 0.
+    pub index: u32,
+    /// Its values.
+    pub values: Vec<f32>,
+}
+
 /// Push-sum share: the receiver adds `weight × values` to its numerator and `weight` to its
 /// weight. The values are the sender's de-biased model, not the numerator share, so they
 /// keep the model's scale however small the weight gets (the weight is f64; a numerator in
@@ -178,6 +227,12 @@ pub enum Message {
     PushMark(PushMark),
     /// See [`PushUpdate`].
     PushUpdate(PushUpdate),
+    /// See [`SnapshotManifest`].
+    SnapshotManifest(SnapshotManifest),
+    /// See [`ChunkRequest`].
+    ChunkRequest(ChunkRequest),
+    /// See [`SnapshotChunk`].
+    SnapshotChunk(SnapshotChunk),
 }
 
 /// Why a frame could not be decoded.
@@ -282,6 +337,9 @@ impl Message {
             Message::Goodbye => "goodbye",
             Message::PushMark(_) => "push-mark",
             Message::PushUpdate(_) => "push-update",
+            Message::SnapshotManifest(_) => "snapshot-manifest",
+            Message::ChunkRequest(_) => "chunk-request",
+            Message::SnapshotChunk(_) => "snapshot-chunk",
         }
     }
 }
@@ -376,6 +434,22 @@ mod tests {
                 },
                 weight: 0.75,
                 share: 1.0 / 3.0,
+            }),
+            Message::SnapshotManifest(SnapshotManifest {
+                nonce: 3,
+                seq: 8,
+                round: 7,
+                degree: 4,
+                has_model: true,
+                chunk_values: 2,
+                chunk_hashes: vec![[1; 32], [2; 32]],
+                root: [3; 32],
+            }),
+            Message::ChunkRequest(ChunkRequest { nonce: 3, index: 1 }),
+            Message::SnapshotChunk(SnapshotChunk {
+                nonce: 3,
+                index: 1,
+                values: vec![0.5, -1.0],
             }),
         ]
     }

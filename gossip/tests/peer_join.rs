@@ -1,11 +1,15 @@
 //! Joining mid-training: a fresh peer adopts its neighbours' model by snapshot before its first
-//! step (not its own random initialisation) and catches up at once.
+//! step (not its own random initialisation) and catches up at once: the weighted mean of its
+//! neighbours' public copies (`JoinModel::Average`, the CHOCO default) or one donor's model
+//! (`JoinModel::Donor`, whose choice of donor the relay tests below pin down).
 
 mod peer_support;
 
 use murmur_gossip::message::Message;
 use murmur_gossip::peer::testing::LockStep;
-use murmur_gossip::peer::{Algorithm, CodecSpec, Input, Mode, Peer, PeerConfig, PeerPhase};
+use murmur_gossip::peer::{
+    Algorithm, CodecSpec, Input, JoinModel, Mode, Peer, PeerConfig, PeerPhase, metropolis_weight,
+};
 use ndarray::Array1;
 use peer_support::*;
 
@@ -18,12 +22,22 @@ fn config(seed: u64) -> PeerConfig {
         local_steps: 1,
         mode: Mode::RoundTagged { timeout: 5_000 },
         seed,
+        join_model: JoinModel::Donor,
         ..PeerConfig::default()
     }
 }
 
 #[test]
 fn joiner_adopts_neighbour_model_and_keeps_copies_exact() {
+    joiner_adopts_and_keeps_copies_exact(JoinModel::Donor);
+}
+
+#[test]
+fn joiner_adopts_the_mean_of_its_neighbours_copies_and_keeps_copies_exact() {
+    joiner_adopts_and_keeps_copies_exact(JoinModel::Average);
+}
+
+fn joiner_adopts_and_keeps_copies_exact(join_model: JoinModel) {
     let n = 8u32;
     let dim = 30;
     let centres = random_vectors(n as usize + 1, dim, 8);
@@ -35,7 +49,10 @@ fn joiner_adopts_neighbour_model_and_keeps_copies_exact() {
         };
         Peer::new(
             i,
-            config(i.into()),
+            PeerConfig {
+                join_model,
+                ..config(i.into())
+            },
             Box::new(learner),
             Array1::from_elem(dim, init),
         )
@@ -61,11 +78,31 @@ fn joiner_adopts_neighbour_model_and_keeps_copies_exact() {
         round >= 99,
         "continues from the neighbours' round, got {round}"
     );
-    // Before its first step the joiner holds exactly the neighbour's model.
-    assert_eq!(
-        net.peer(joiner).model().to_vec(),
-        net.peer(from).model().to_vec()
-    );
+    // Before its first step the joiner holds exactly the neighbour's model, or exactly the
+    // Metropolis-weighted mean of the two public copies (in f64, in id order).
+    let expected: Vec<f32> = match join_model {
+        JoinModel::Donor => net.peer(from).model().to_vec(),
+        JoinModel::Average => {
+            let w = |j: u32| metropolis_weight(2, net.peer(j).degree());
+            let total = w(0) + w(4);
+            (0..dim)
+                .map(|k| {
+                    let sum = w(0) * f64::from(net.peer(0).public_copy()[k])
+                        + w(4) * f64::from(net.peer(4).public_copy()[k]);
+                    (sum / total) as f32
+                })
+                .collect()
+        }
+    };
+    assert_eq!(net.peer(joiner).model().to_vec(), expected);
+    if join_model == JoinModel::Average {
+        assert_eq!(from, 0, "ties on the round go to the lowest id");
+        assert_ne!(
+            expected,
+            net.peer(0).model().to_vec(),
+            "the mean is not one neighbour's model"
+        );
+    }
     assert_eq!(net.peer(joiner).stats().local_steps, 0);
 
     net.run_until_round(&others, 110, 200);

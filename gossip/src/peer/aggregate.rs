@@ -59,6 +59,11 @@ impl Aggregate {
         }
     }
 
+    /// s / Σ_j w_ij: the weighted mean of the copies inside the sum (None while it is empty).
+    pub(super) fn mean(&self) -> Option<Vec<f32>> {
+        (self.weight > 0.0).then(|| self.sum.iter().map(|s| (s / self.weight) as f32).collect())
+    }
+
     /// Empties the sum.
     fn clear(&mut self) {
         self.sum.iter_mut().for_each(|s| *s = 0.0);

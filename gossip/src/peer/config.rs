@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::message::AlgorithmKind;
 use crate::privacy::{PrivacyConfig, PrivacyError};
 
+/// Largest [`PeerConfig::snapshot_chunk_values`]: 4 Mi values, a 16 MiB chunk frame.
+pub const MAX_CHUNK_VALUES: usize = 1 << 22;
+
 /// The driver's clock: microseconds since the driver started (virtual in the simulator).
 pub type Micros = u64;
 
@@ -166,6 +169,51 @@ pub enum CopyStorage {
     /// inside the sum, so the sum is rebuilt from fresh snapshots of every neighbour (degree
     /// dense snapshots per churn event). CHOCO, round-tagged, without clipping only.
     Aggregate,
+    /// Chosen by the model's size: `Aggregate` from [`AUTO_AGGREGATE_PARAMS`] parameters up
+    /// when the settings allow it (CHOCO, round-tagged, no clipping), `PerNeighbour`
+    /// otherwise. Below that size the degree's copies are cheap and churn is handled locally;
+    /// above it (2 + degree) copies are what bounds a peer's memory (at degree 8 and 10M
+    /// parameters, 400 MB of copies against 120 MB for the sum), and a churn event's
+    /// rebuild costs chunked snapshots that the copies would have saved.
+    Auto,
+}
+
+/// From this many parameters [`CopyStorage::Auto`] keeps the aggregate sum.
+pub const AUTO_AGGREGATE_PARAMS: usize = 1 << 20;
+
+impl CopyStorage {
+    /// The storage a peer of `dim` parameters with `config` uses (resolves `Auto`).
+    pub fn resolve(config: &PeerConfig, dim: usize) -> CopyStorage {
+        match config.copies {
+            CopyStorage::Auto => {
+                let allowed = matches!(config.algorithm, Algorithm::Choco { .. })
+                    && config.clip_radius.is_none()
+                    && matches!(config.mode, Mode::RoundTagged { .. });
+                if allowed && dim >= AUTO_AGGREGATE_PARAMS {
+                    CopyStorage::Aggregate
+                } else {
+                    CopyStorage::PerNeighbour
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// What a joining peer (fresh, past no round, `adopt_on_join`) starts from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JoinModel {
+    /// CHOCO: the average of its neighbours' public copies x̂_j, which it downloads anyway to
+    /// keep them exact, so the model costs no byte beyond the copies and comes from every
+    /// neighbour in parallel (no single donor is trusted or waited on). Only neighbours
+    /// whose copy is not zero and whose hello reported a round ahead count; the other
+    /// algorithms keep no exact copies of models and use [`JoinModel::Donor`].
+    #[default]
+    Average,
+    /// One donor's model x (snapshot with `want_model`), from the direct neighbour furthest
+    /// ahead (see `lifecycle`).
+    Donor,
 }
 
 /// Everything that configures a peer. `Default` is CHOCO with an adaptive threshold-sign codec
@@ -226,6 +274,15 @@ pub struct PeerConfig {
     pub serve_model: bool,
     /// Snapshot requests served per neighbour per round (more are rejected as rate-limited).
     pub max_snapshots_per_round: u32,
+    /// What a joiner starts from: the average of its neighbours' copies or one donor's model.
+    pub join_model: JoinModel,
+    /// Values per snapshot chunk: a snapshot with more values (x̂, plus x when asked) is sent
+    /// as a manifest and chunks of this many values (4 bytes each), so no frame outgrows
+    /// the transport's cap whatever the model's size.
+    pub snapshot_chunk_values: usize,
+    /// Chunk requests a receiver keeps outstanding per snapshot: the share of a donor's
+    /// uplink one download can take is this many chunks per round trip.
+    pub snapshot_window: u32,
     /// Misbehaviour policy: a neighbour with this many rejected frames within
     /// `misbehaviour_window` rounds is excluded for good. Only frames an honest peer never
     /// produces count (undecodable frames, wrong dimensions, non-finite values, codec errors,
@@ -265,6 +322,9 @@ impl Default for PeerConfig {
             adopt_on_join: true,
             serve_model: true,
             max_snapshots_per_round: 2,
+            join_model: JoinModel::Average,
+            snapshot_chunk_values: 1 << 18,
+            snapshot_window: 4,
             misbehaviour_threshold: 8,
             misbehaviour_window: 32,
         }
@@ -336,6 +396,9 @@ pub enum ConfigError {
     /// A setter that only works before [`super::Input::Start`] was called after it.
     #[error("{0} must be called before Start")]
     Started(&'static str),
+    /// A chunk size outside 1..=[`MAX_CHUNK_VALUES`].
+    #[error("snapshot_chunk_values = {0} must be in 1..={MAX_CHUNK_VALUES}")]
+    ChunkValues(usize),
     /// Zero-sized model or message cap.
     #[error("{0} must be > 0")]
     Zero(&'static str),
@@ -393,6 +456,12 @@ impl PeerConfig {
         }
         if self.max_message_bytes == Some(0) {
             return Err(ConfigError::Zero("max_message_bytes"));
+        }
+        if self.snapshot_chunk_values == 0 || self.snapshot_chunk_values > MAX_CHUNK_VALUES {
+            return Err(ConfigError::ChunkValues(self.snapshot_chunk_values));
+        }
+        if self.snapshot_window == 0 {
+            return Err(ConfigError::Zero("snapshot_window"));
         }
         if self.max_buffered_updates == 0 {
             return Err(ConfigError::Zero("max_buffered_updates"));

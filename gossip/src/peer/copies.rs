@@ -190,7 +190,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
 
     /// A gap in `from`'s sequence numbers: the missing update may only be late (reordering),
     /// so the snapshot is requested only if the gap is still open after `gap_grace`.
-    fn gap_check(&mut self, now: Micros, from: &I) {
+    pub(super) fn gap_check(&mut self, now: Micros, from: &I) {
         if self.config.gap_grace == 0 {
             self.resync(now, from);
             return;
@@ -283,6 +283,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         self.next_nonce += 1;
         nb.pending_snapshot = Some(nonce);
         nb.pending_wants_model = want_model;
+        nb.incoming = None;
         self.stats.snapshot_requests_sent += 1;
         let bytes = Message::SnapshotRequest(SnapshotRequest { nonce, want_model }).encode();
         self.send(j.clone(), bytes);
@@ -307,7 +308,8 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         if !nb.served.take(round, limit) {
             return Err(RejectReason::RateLimited);
         }
-        let snapshot = Snapshot {
+        let with_model = r.want_model && self.config.serve_model;
+        let mut snapshot = Snapshot {
             nonce: r.nonce,
             seq: self.seq,
             round: if self.seq > 0 {
@@ -316,9 +318,15 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                 self.round
             },
             degree: self.neighbours.len() as u32,
-            x_hat: self.x_hat.clone(),
-            model: (r.want_model && self.config.serve_model).then(|| self.model.to_vec()),
+            x_hat: Vec::new(),
+            model: None,
         };
+        if self.chunked(self.dim) {
+            self.serve_chunked(from, r.nonce, &snapshot, with_model);
+            return Ok(());
+        }
+        snapshot.x_hat = self.x_hat.clone();
+        snapshot.model = with_model.then(|| self.model.to_vec());
         let bytes = Message::Snapshot(snapshot).encode();
         self.stats.snapshots_sent += 1;
         self.stats.snapshot_bytes_sent += bytes.len() as u64;
@@ -387,7 +395,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         if self.adopting.as_ref() == Some(from) {
             self.adopting = None;
             match s.model {
-                Some(model) => self.adopt(from.clone(), model, s.round),
+                Some(model) => self.adopt(from.clone(), model, s.round, 1),
                 // It does not serve models: another candidate may.
                 None => self.choose_donor(now),
             }

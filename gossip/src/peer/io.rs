@@ -89,10 +89,13 @@ pub enum Output<I> {
         /// Rounds completed.
         round: u64,
     },
-    /// A joining peer took a neighbour's model before its first step.
+    /// A joining peer took its neighbours' model before its first step.
     ModelAdopted {
-        /// The neighbour it came from.
+        /// The neighbour it came from ([`JoinModel::Average`](super::JoinModel::Average): the
+        /// one furthest ahead among those averaged).
         from: I,
+        /// How many neighbours' vectors it is made of (1 with a donor).
+        donors: u32,
         /// The round the peer continues from.
         round: u64,
     },
@@ -174,14 +177,20 @@ pub enum RejectReason {
         /// Which field.
         what: &'static str,
     },
-    /// Too many snapshot requests from this neighbour this round.
+    /// Too many snapshot requests from this neighbour this round (or requests of one chunk).
     #[error("too many snapshot requests this round")]
     RateLimited,
+    /// A snapshot chunk whose values do not match the hash its manifest announced.
+    #[error("snapshot chunk {index} does not match its announced hash")]
+    BadChunk {
+        /// The chunk's index.
+        index: u32,
+    },
 }
 
 impl RejectReason {
     /// Every label [`RejectReason::label`] gives, decode errors included.
-    pub const LABELS: [&'static str; 15] = [
+    pub const LABELS: [&'static str; 16] = [
         "message-too-large",
         "message-empty",
         "message-unsupported-version",
@@ -197,6 +206,7 @@ impl RejectReason {
         "unsolicited-snapshot",
         "invalid-field",
         "snapshot-rate-limit",
+        "snapshot-bad-chunk",
     ];
 
     /// A stable metric label (kebab case). A decode failure carries its kind
@@ -217,6 +227,7 @@ impl RejectReason {
             RejectReason::UnsolicitedSnapshot => "unsolicited-snapshot",
             RejectReason::InvalidField { .. } => "invalid-field",
             RejectReason::RateLimited => "snapshot-rate-limit",
+            RejectReason::BadChunk { .. } => "snapshot-bad-chunk",
         }
     }
 }
@@ -293,6 +304,7 @@ mod tests {
             RejectReason::UnsolicitedSnapshot,
             RejectReason::InvalidField { what: "degree" },
             RejectReason::RateLimited,
+            RejectReason::BadChunk { index: 3 },
         ];
         let labels: Vec<&str> = reasons.iter().map(RejectReason::label).collect();
         assert_eq!(

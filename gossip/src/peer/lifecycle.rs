@@ -4,6 +4,18 @@
 //! This owns the `Idle` → `Starting` → first round and `Stopped` transitions of [`Phase`] and
 //! the adoption state (`adopting`, `adoption_waits`, and which neighbours may serve it).
 //!
+//! # What a joiner starts from
+//! With [`JoinModel::Average`] (the default) a CHOCO joiner starts from the Metropolis-weighted
+//! mean of its neighbours' public copies x̂_j, over the neighbours whose hello reported a
+//! round ahead of its own and whose copy is not zero. It downloads those copies anyway (they
+//! must be exact for CHOCO), from every neighbour in parallel and in chunks for a large model,
+//! so the model costs no byte beyond them and no single donor is trusted or waited on. The
+//! start waits until every neighbour's copy is in, bounded by the startup deadline, which is
+//! re-armed up to [`MAX_ADOPTION_WAITS`] times while a candidate's copy is missing and for as
+//! long as chunks keep arriving. The joiner continues from the newest round among the copies
+//! averaged. Other algorithms keep no exact copies of models, so they (and
+//! [`JoinModel::Donor`]) download one donor's model x, as follows.
+//!
 //! # Choosing the donor
 //! A joiner downloads its model (a snapshot request with `want_model`) from a neighbour whose
 //! hello reported a round ahead of its own. A neighbour the driver marked as reached only
@@ -23,7 +35,7 @@ use murmur_compress as compress;
 use ndarray::Array1;
 
 use super::timers::TimerPurpose;
-use super::{CodecSpec, Micros, Output, Peer, Phase, RejectReason};
+use super::{CodecSpec, JoinModel, Micros, Output, Peer, Phase, RejectReason, metropolis_weight};
 use crate::message::{AlgorithmKind, Hello, Message};
 
 /// How often a joiner re-arms its startup deadline while the model it adopts is on its way.
@@ -53,6 +65,9 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         let ready = !self.neighbours.is_empty()
             && self.neighbours.values().all(|nb| nb.established(self.kind));
         if ready || force {
+            if self.averages_on_join() && self.may_adopt() {
+                self.adopt_average();
+            }
             self.adopting = None;
             self.phase = Phase::WantsCompute;
             self.request_compute();
@@ -130,8 +145,10 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         nb.hello_seen = true;
         nb.degree = degree;
         nb.hello_round = Some(h.round);
+        nb.announced_seq = nb.announced_seq.max(h.seq);
         let mut want_snapshot = false;
         let mut rewound = false;
+        let mut ahead = false;
         if kind.tracks_copies() {
             if first && nb.copy.is_none() && nb.pending_snapshot.is_none() {
                 if h.seq == 0 {
@@ -149,10 +166,17 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             } else if nb.copy.is_some() && h.seq < nb.applied_seq {
                 // The sender is behind the copy we hold: it restarted without a reconnect.
                 rewound = true;
+            } else if nb.copy.is_some() && h.seq > nb.applied_seq {
+                // Updates we have not seen (a joiner announcing the public copy it adopted,
+                // or a hello that overtook updates): a gap, given its grace to close.
+                ahead = true;
             }
         }
         if rewound {
             self.resync(now, from);
+        }
+        if ahead {
+            self.gap_check(now, from);
         }
         // The donor is asked first: if it is `from`, its request covers the copy too.
         self.choose_donor(now);
@@ -173,11 +197,96 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             .is_some_and(|nb| nb.hello_round > Some(self.round) && !nb.declined_model)
     }
 
+    /// Whether a joiner averages its neighbours' copies rather than asking a donor (see the
+    /// module docs).
+    pub(super) fn averages_on_join(&self) -> bool {
+        self.config.join_model == JoinModel::Average && self.kind == AlgorithmKind::Choco
+    }
+
     /// Whether the start waits for a model download: one is asked for, or the only
-    /// neighbours that could serve it are relayed (see the module docs).
+    /// neighbours that could serve it are relayed, or (averaging) a copy to average is still
+    /// on its way (see the module docs).
     pub(super) fn adoption_pending(&self) -> bool {
+        if self.averages_on_join() {
+            return self.may_adopt()
+                && self
+                    .neighbours
+                    .iter()
+                    .any(|(j, nb)| nb.copy.is_none() && self.donor_candidate(j));
+        }
         self.adopting.is_some()
             || (self.may_adopt() && self.relayed.iter().any(|j| self.donor_candidate(j)))
+    }
+
+    /// Whether the startup deadline should be re-armed for a pending adoption: a few times,
+    /// and for as long as chunks of the downloads keep arriving.
+    pub(super) fn keep_waiting_for_adoption(&mut self) -> bool {
+        if !self.adoption_pending() {
+            return false;
+        }
+        let progress = self.chunk_progress();
+        let progressed = progress > self.startup_progress;
+        self.startup_progress = progress;
+        if progressed {
+            return true;
+        }
+        if self.adoption_waits < MAX_ADOPTION_WAITS {
+            self.adoption_waits += 1;
+            return true;
+        }
+        false
+    }
+
+    /// [`JoinModel::Average`]: adopts the Metropolis-weighted mean of the copies of the
+    /// neighbours ahead of this peer whose copy is not zero (with aggregate storage, the
+    /// mean of the sum), from the newest round among them. Nothing when there is none.
+    fn adopt_average(&mut self) {
+        let my_degree = self.neighbours.len();
+        let ahead: Vec<(&I, &super::neighbours::Neighbour)> = self
+            .neighbours
+            .iter()
+            .filter(|(j, nb)| nb.copy.is_some() && nb.applied_seq > 0 && self.donor_candidate(j))
+            .collect();
+        let Some((from, _)) = ahead
+            .iter()
+            .max_by_key(|(j, nb)| (nb.hello_round, std::cmp::Reverse(*j)))
+        else {
+            return;
+        };
+        let from = (*from).clone();
+        let round = ahead
+            .iter()
+            .filter_map(|(_, nb)| nb.heard_round.or(nb.hello_round))
+            .max()
+            .unwrap_or(self.round);
+        let (model, donors) = match &self.aggregate {
+            Some(sum) => {
+                let donors = self
+                    .neighbours
+                    .values()
+                    .filter(|nb| nb.weight_in_sum.is_some())
+                    .count();
+                match sum.mean() {
+                    Some(mean) => (mean, donors),
+                    None => return,
+                }
+            }
+            None => {
+                let mut acc = vec![0.0f64; self.dim];
+                let mut total = 0.0f64;
+                for (_, nb) in &ahead {
+                    let w = metropolis_weight(my_degree, nb.degree);
+                    total += w;
+                    let copy = nb.copy.as_ref().expect("filtered");
+                    for (a, c) in acc.iter_mut().zip(copy) {
+                        *a += w * f64::from(*c);
+                    }
+                }
+                let mean = acc.iter().map(|a| (a / total) as f32).collect();
+                (mean, ahead.len())
+            }
+        };
+        self.adopt(from, model, round, donors as u32);
     }
 
     /// A joiner that may still adopt asks the best direct candidate for its model, unless a
@@ -185,7 +294,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     /// candidate nothing is asked; [`Self::adoption_pending`] keeps the start waiting while a
     /// relayed one exists.
     pub(super) fn choose_donor(&mut self, now: Micros) {
-        if !self.may_adopt() {
+        if !self.may_adopt() || self.averages_on_join() {
             return;
         }
         if let Some(j) = &self.adopting
@@ -236,7 +345,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     /// A joining peer continues from a neighbour's model. Its public copy jumps from zero to the
     /// adopted model through one dense update (seq 1), so every neighbour's copy stays exact
     /// by the ordinary update path.
-    pub(super) fn adopt(&mut self, from: I, model: Vec<f32>, round: u64) {
+    pub(super) fn adopt(&mut self, from: I, model: Vec<f32>, round: u64, donors: u32) {
         self.model = Array1::from(model);
         self.round = round;
         self.stats.models_adopted += 1;
@@ -257,8 +366,21 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             q.add_to(&mut self.x_hat, 1.0);
             self.seq += 1;
             self.last_update_round = round;
-            self.broadcast_update(q.encode(), q.nnz(), &[], 0.0);
+            if self.chunked(self.dim) {
+                // Too large for one frame: the hello announces the new sequence number and
+                // each neighbour pulls the copy as a chunked snapshot (see `transfer`).
+                let ids: Vec<I> = self.neighbours.keys().cloned().collect();
+                for j in ids {
+                    self.send_hello(j, false);
+                }
+            } else {
+                self.broadcast_update(q.encode(), q.nnz(), &[], 0.0);
+            }
         }
-        self.out.push(Output::ModelAdopted { from, round });
+        self.out.push(Output::ModelAdopted {
+            from,
+            donors,
+            round,
+        });
     }
 }

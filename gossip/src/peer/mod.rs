@@ -104,6 +104,7 @@ mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timers;
+mod transfer;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -120,8 +121,8 @@ use rand_chacha::ChaCha8Rng;
 pub use crate::privacy::{PrivacyConfig, PrivacySpent};
 pub use checkpoint::{CHECKPOINT_FORMAT, CheckpointError, PeerCheckpoint, RngState};
 pub use config::{
-    Algorithm, AlgorithmError, ConfigError, CopyStorage, Micros, Mode, PeerConfig, PushSchedule,
-    removed_key,
+    AUTO_AGGREGATE_PARAMS, Algorithm, AlgorithmError, ConfigError, CopyStorage, JoinModel,
+    MAX_CHUNK_VALUES, Micros, Mode, PeerConfig, PushSchedule, removed_key,
 };
 pub use io::{Input, NeighbourInfo, Output, PeerPhase, RejectReason};
 pub use stats::{LinkStats, PeerStats, RejectCounts, UpdateFigures};
@@ -311,6 +312,12 @@ pub struct Peer<I> {
     timers: Timers<I>,
     /// Nonce of the next snapshot request (from 1), matched against the answer.
     next_nonce: u64,
+    /// x̂ as last frozen for a chunked snapshot, shared by the transfers at its sequence
+    /// number (see `transfer`).
+    frozen: Option<transfer::FrozenCopy>,
+    /// [`PeerStats::snapshot_chunks_received`] when the startup deadline last fired: a join
+    /// whose downloads still progress is waited for.
+    startup_progress: u64,
     /// Counters.
     stats: PeerStats,
     /// Outputs of the input being handled, returned by [`Peer::handle`].
@@ -367,7 +374,8 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             dense_update_len,
             model: init,
             x_hat: vec![0.0; dim],
-            aggregate: (config.copies == CopyStorage::Aggregate).then(|| Aggregate::new(dim)),
+            aggregate: (CopyStorage::resolve(&config, dim) == CopyStorage::Aggregate)
+                .then(|| Aggregate::new(dim)),
             push: PushSum::new(),
             compressor,
             rng,
@@ -388,6 +396,8 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             excluded: BTreeSet::new(),
             timers: Timers::new(),
             next_nonce: 1,
+            frozen: None,
+            startup_progress: 0,
             stats: PeerStats::default(),
             out: Vec::new(),
             config,
@@ -605,6 +615,9 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             Message::PushShare(p) => self.on_push_share(now, &from, p),
             Message::PushMark(m) => self.on_push_mark(now, &from, m),
             Message::PushUpdate(p) => self.on_push_update(now, &from, p),
+            Message::SnapshotManifest(m) => self.on_manifest(now, &from, m),
+            Message::ChunkRequest(r) => self.on_chunk_request(&from, r),
+            Message::SnapshotChunk(c) => self.on_chunk(now, &from, c),
             Message::Goodbye => {
                 self.stats.goodbyes_received += 1;
                 self.on_down(now, from.clone());
@@ -659,6 +672,40 @@ mod tests {
             aggregate_async.validate(),
             Err(ConfigError::Aggregate(_))
         ));
+    }
+
+    #[test]
+    fn auto_storage_keeps_the_sum_for_large_models_the_settings_allow() {
+        let auto = PeerConfig {
+            copies: CopyStorage::Auto,
+            ..PeerConfig::default()
+        };
+        let big = AUTO_AGGREGATE_PARAMS;
+        assert_eq!(
+            CopyStorage::resolve(&auto, big - 1),
+            CopyStorage::PerNeighbour
+        );
+        assert_eq!(CopyStorage::resolve(&auto, big), CopyStorage::Aggregate);
+        let clipped = PeerConfig {
+            clip_radius: Some(1.0),
+            ..auto.clone()
+        };
+        assert_eq!(
+            CopyStorage::resolve(&clipped, big),
+            CopyStorage::PerNeighbour
+        );
+        let dpsgd = PeerConfig {
+            algorithm: Algorithm::Dpsgd,
+            ..auto.clone()
+        };
+        assert_eq!(CopyStorage::resolve(&dpsgd, big), CopyStorage::PerNeighbour);
+        assert_eq!(auto.validate(), Ok(()), "auto never refuses a combination");
+        // An explicit choice is kept whatever the size.
+        let explicit = PeerConfig::default();
+        assert_eq!(
+            CopyStorage::resolve(&explicit, big),
+            CopyStorage::PerNeighbour
+        );
     }
 
     #[test]

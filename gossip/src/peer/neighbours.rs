@@ -12,6 +12,7 @@ use compress::Compressed;
 use murmur_compress as compress;
 
 use super::aggregate::Aggregate;
+use super::transfer::{Incoming, Outgoing};
 use super::{
     LinkStats, Micros, Output, Peer, PeerStats, Phase, RejectCounts, RejectReason, all_finite,
     metropolis_weight,
@@ -114,6 +115,14 @@ pub(super) struct Neighbour {
     pub(super) rejections: VecDeque<u64>,
     /// What was counted on this edge since it came up.
     pub(super) link: LinkStats,
+    /// The highest sequence number its hellos reported: an update it sent that has not
+    /// arrived (a joiner announces its adopted public copy this way instead of in a frame
+    /// larger than a chunk).
+    pub(super) announced_seq: u64,
+    /// The chunked snapshot being downloaded from it (answering `pending_snapshot`).
+    pub(super) incoming: Option<Incoming>,
+    /// The version frozen for its chunked snapshot download from this peer.
+    pub(super) outgoing: Option<Outgoing>,
 }
 
 impl Neighbour {
@@ -143,11 +152,12 @@ impl Neighbour {
 
     /// Whether updates are buffered behind a missing one.
     pub(super) fn gap_open(&self) -> bool {
+        let next = self.applied_seq + 1;
         self.copy.is_some()
-            && self
-                .buffer
-                .first_key_value()
-                .is_some_and(|(seq, _)| *seq > self.applied_seq + 1)
+            && match self.buffer.first_key_value() {
+                Some((seq, _)) => *seq > next,
+                None => self.announced_seq >= next,
+            }
     }
 
     /// Applies one in-order CHOCO update to the copy or, with aggregate storage, adds w_ij q_j

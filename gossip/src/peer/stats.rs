@@ -44,6 +44,10 @@ pub struct PeerStats {
     pub snapshot_bytes_sent: u64,
     /// Snapshots installed as a neighbour's copy.
     pub snapshots_installed: u64,
+    /// Chunks of chunked snapshots sent (their bytes are in `snapshot_bytes_sent`).
+    pub snapshot_chunks_sent: u64,
+    /// Chunks of chunked snapshots received and verified.
+    pub snapshot_chunks_received: u64,
     /// Push-sum shares sent.
     pub push_shares_sent: u64,
     /// Updates applied to neighbour copies.
@@ -208,6 +212,8 @@ impl std::ops::AddAssign<&PeerStats> for PeerStats {
             snapshots_sent,
             snapshot_bytes_sent,
             snapshots_installed,
+            snapshot_chunks_sent,
+            snapshot_chunks_received,
             push_shares_sent,
             updates_applied,
             gaps_detected,
@@ -246,6 +252,8 @@ impl std::ops::AddAssign<&PeerStats> for PeerStats {
         self.snapshots_sent += snapshots_sent;
         self.snapshot_bytes_sent += snapshot_bytes_sent;
         self.snapshots_installed += snapshots_installed;
+        self.snapshot_chunks_sent += snapshot_chunks_sent;
+        self.snapshot_chunks_received += snapshot_chunks_received;
         self.push_shares_sent += push_shares_sent;
         self.updates_applied += updates_applied;
         self.gaps_detected += gaps_detected;
@@ -290,6 +298,7 @@ impl std::ops::AddAssign<&RejectCounts> for RejectCounts {
             unsolicited_snapshot,
             invalid_field,
             rate_limited,
+            bad_chunk,
         } = other.clone();
         self.too_large += too_large;
         self.empty += empty;
@@ -306,6 +315,7 @@ impl std::ops::AddAssign<&RejectCounts> for RejectCounts {
         self.unsolicited_snapshot += unsolicited_snapshot;
         self.invalid_field += invalid_field;
         self.rate_limited += rate_limited;
+        self.bad_chunk += bad_chunk;
     }
 }
 
@@ -341,13 +351,15 @@ pub struct RejectCounts {
     pub unsolicited_snapshot: u64,
     /// A field out of range (degree, push weight).
     pub invalid_field: u64,
-    /// Too many snapshot requests from one neighbour in one round.
+    /// Too many snapshot requests from one neighbour in one round (or requests of one chunk).
     pub rate_limited: u64,
+    /// Snapshot chunks that did not match their announced hash.
+    pub bad_chunk: u64,
 }
 
 impl RejectCounts {
     /// Each counter under its [`RejectReason::label`], in [`RejectReason::LABELS`] order.
-    pub fn by_label(&self) -> [(&'static str, u64); 15] {
+    pub fn by_label(&self) -> [(&'static str, u64); 16] {
         let counts = [
             self.too_large,
             self.empty,
@@ -364,6 +376,7 @@ impl RejectCounts {
             self.unsolicited_snapshot,
             self.invalid_field,
             self.rate_limited,
+            self.bad_chunk,
         ];
         std::array::from_fn(|i| (RejectReason::LABELS[i], counts[i]))
     }
@@ -404,6 +417,7 @@ impl RejectCounts {
             RejectReason::UnsolicitedSnapshot => &mut self.unsolicited_snapshot,
             RejectReason::InvalidField { .. } => &mut self.invalid_field,
             RejectReason::RateLimited => &mut self.rate_limited,
+            RejectReason::BadChunk { .. } => &mut self.bad_chunk,
         };
         *counter += 1;
     }

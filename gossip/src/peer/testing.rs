@@ -108,6 +108,9 @@ pub struct Faults {
     pub seed: u64,
 }
 
+/// A frame rewriter for [`LockStep::rewrite`]: (from, to, bytes) -> deliver it.
+pub type Rewrite = fn(u32, u32, &mut Vec<u8>) -> bool;
+
 /// A frame on its way: (from, to, bytes).
 type Frame = (u32, u32, Vec<u8>);
 
@@ -150,6 +153,10 @@ pub struct LockStep {
     pub misbehaving: Vec<(u32, u32, u64)>,
     /// When `Some`, every frame sent is also appended here: (from, to, bytes).
     pub recorded: Option<Vec<(u32, u32, Vec<u8>)>>,
+    /// When `Some`, called on every frame as it is delivered (from, to, bytes): it may
+    /// rewrite the bytes, and returning false drops the frame (a donor that dies, a
+    /// corrupting path).
+    pub rewrite: Option<Rewrite>,
 }
 
 impl LockStep {
@@ -178,6 +185,7 @@ impl LockStep {
             adopted: Vec::new(),
             misbehaving: Vec::new(),
             recorded: None,
+            rewrite: None,
         }
     }
 
@@ -285,7 +293,7 @@ impl LockStep {
                 Output::RoundCompleted { loss, .. } => self.last_loss[i as usize] = loss,
                 Output::Rejected { from, reason } => self.rejected.push((i, from, reason)),
                 Output::CheckpointDue { round } => self.checkpoints_due.push((i, round)),
-                Output::ModelAdopted { from, round } => self.adopted.push((i, from, round)),
+                Output::ModelAdopted { from, round, .. } => self.adopted.push((i, from, round)),
                 Output::Misbehaving { peer, rejected } => {
                     self.misbehaving.push((i, peer, rejected))
                 }
@@ -300,8 +308,13 @@ impl LockStep {
                 return;
             }
             let batch = std::mem::take(&mut self.inflight);
-            for (from, to, bytes) in batch {
+            for (from, to, mut bytes) in batch {
                 if to as usize >= self.peers.len() {
+                    continue;
+                }
+                if let Some(rewrite) = self.rewrite
+                    && !rewrite(from, to, &mut bytes)
+                {
                     continue;
                 }
                 let mut copies = 1;

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::hash::Hash;
 
-use super::lifecycle::MAX_ADOPTION_WAITS;
 use super::{Micros, Output, Peer, Phase};
 
 /// Opaque timer id: returned to the peer as [`Input::Timer`](super::Input::Timer) when the
@@ -83,8 +82,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                 if !matches!(self.phase, Phase::Starting) {
                     return;
                 }
-                if self.adoption_pending() && self.adoption_waits < MAX_ADOPTION_WAITS {
-                    self.adoption_waits += 1;
+                if self.keep_waiting_for_adoption() {
                     self.schedule(now + self.config.startup_timeout, TimerPurpose::Startup);
                 } else {
                     self.try_begin(true);
@@ -120,6 +118,13 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                 if nb.pending_snapshot != Some(nonce) {
                     return;
                 }
+                if nb.incoming.is_some() && !self.retry_chunks(now, &j, nonce) {
+                    // A chunked answer is on its way (or its lost chunks were asked again).
+                    return;
+                }
+                let Some(nb) = self.neighbours.get_mut(&j) else {
+                    return;
+                };
                 // The model only while this neighbour is still the donor (a joiner that moved
                 // on, or began, needs just the copy).
                 let want_model = nb.pending_wants_model && self.adopting.as_ref() == Some(&j);
