@@ -42,8 +42,15 @@ DIR=$(mktemp -d -t murmur-large-XXXXXX)
 declare -A PIDS
 cleanup() {
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    sleep 2
+    # A final checkpoint of a large model takes a moment; then whatever is left is killed.
+    for _ in $(seq 1 50); do
+        alive=0
+        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.2
+    done
     for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
     if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$DIR"; else echo "kept $DIR"; fi
 }
 trap cleanup EXIT
@@ -83,7 +90,7 @@ start_node() { # index shard [bootstrap]
         --model "$MODEL" --shard "$2" --shards $((PEERS + 1)) --min-peers 2
         --checkpoint-every 5 --eval-every 1000000)
     [[ -n "${3:-}" ]] && args+=(--bootstrap "$3")
-    RUST_LOG=warn "$BIN" "${args[@]}" "${EXTRA[@]}" >>"$dir/node.log" 2>&1 &
+    RUST_LOG=${RUST_LOG:-warn} "$BIN" "${args[@]}" "${EXTRA[@]}" >>"$dir/node.log" 2>&1 &
     PIDS[$i]=$!
     for _ in $(seq 1 600); do
         [[ -s "$dir/node.json" ]] && return 0
@@ -127,7 +134,7 @@ wait_for 1 "s['last_checkpoint'] is not None" "node 1's first checkpoint"
 KILLED_AT=$(status 1 "s['round']")
 RSS_KILLED=$(peak_rss "${PIDS[1]}")
 kill -KILL "${PIDS[1]}"
-wait "${PIDS[1]}" 2>/dev/null || true
+wait "${PIDS[1]}" 2>/dev/null || true  # reaped here, so bash reports nothing later
 start_node 1 1 "$BOOT"
 wait_for 1 "s['resumed_from'] is not None" "node 1's resume"
 RESUMED=$(status 1 "s['resumed_from']")

@@ -87,14 +87,30 @@ fn meta_path(dir: &Path, round: u64) -> PathBuf {
 
 /// Writes `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// [`write_atomic`] of what `write` produces, streamed through a buffer (a large checkpoint
+/// is never held whole in memory a second time).
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = path.parent().context("checkpoint path has no directory")?;
     let tmp = dir.join(format!(
         ".{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
     ));
-    let mut file = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
+    let file = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    write(&mut out)
+        .and_then(|()| out.flush())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    file.sync_all()
         .with_context(|| format!("writing {}", tmp.display()))?;
     drop(file);
     fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
@@ -158,15 +174,18 @@ pub fn safetensors_bytes(
         ("dim".to_string(), model.len().to_string()),
         ("order".to_string(), order.join(",")),
     ]);
-    let bytes: Vec<Vec<u8>> = info
+    // Little-endian hosts view the f32s as their bytes in place; others convert.
+    let bytes: Vec<std::borrow::Cow<'_, [u8]>> = info
         .layout
         .entries()
         .iter()
         .map(|e| {
-            model[e.range()]
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect()
+            let values = &model[e.range()];
+            if cfg!(target_endian = "little") {
+                std::borrow::Cow::Borrowed(bytemuck::cast_slice(values))
+            } else {
+                std::borrow::Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+            }
         })
         .collect();
     let mut tensors = Vec::with_capacity(bytes.len());
@@ -243,20 +262,60 @@ pub fn save(
 fn save_files(dir: &Path, peer_id: &str, info: &ModelInfo, cp: &PeerCheckpoint) -> Result<PathBuf> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let model = model_bytes(cp, peer_id, info)?;
-    let state = cp.encode();
-    let meta = CheckpointMeta {
-        format: META_FORMAT,
-        round: cp.round,
-        peer_id: peer_id.to_string(),
-        model_checksum: fnv1a(&model),
-        state_checksum: fnv1a(&state),
-        state,
-    };
+    let model_checksum = fnv1a(&model);
     let path = model_path(dir, cp.round);
     write_atomic(&path, &model)?;
+    drop(model);
     // The metadata goes last: its presence (with the model's checksum) marks completion.
-    write_atomic(&meta_path(dir, cp.round), &postcard::to_stdvec(&meta)?)?;
+    write_atomic_with(&meta_path(dir, cp.round), |w| {
+        write_meta(w, cp, peer_id, model_checksum)
+    })?;
     Ok(path)
+}
+
+/// FNV-1a and length of what is written through it (nothing is kept).
+#[derive(Debug)]
+struct FnvCounter {
+    hash: u64,
+    len: usize,
+}
+
+impl Write for FnvCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for &b in buf {
+            self.hash = (self.hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.len += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes exactly `postcard::to_stdvec(&CheckpointMeta { .., state: cp.encode() })` without
+/// holding the encoded state: a first pass through [`FnvCounter`] gives its checksum and
+/// length (the checksum precedes the state in the file), a second streams it. At 10M
+/// parameters this saves the two or three model-sized buffers an encoded copy and its
+/// envelope took.
+fn write_meta(
+    w: &mut dyn Write,
+    cp: &PeerCheckpoint,
+    peer_id: &str,
+    model_checksum: u64,
+) -> std::io::Result<()> {
+    let io = |e: postcard::Error| std::io::Error::other(e.to_string());
+    let mut counter = FnvCounter {
+        hash: 0xcbf2_9ce4_8422_2325,
+        len: 0,
+    };
+    postcard::to_io(cp, &mut counter).map_err(io)?;
+    // CheckpointMeta's fields in order; `state: Vec<u8>` is a varint length then the bytes.
+    let header = (META_FORMAT, cp.round, peer_id, model_checksum, counter.hash);
+    postcard::to_io(&header, &mut *w).map_err(io)?;
+    postcard::to_io(&counter.len, &mut *w).map_err(io)?;
+    postcard::to_io(cp, w).map_err(io)?;
+    Ok(())
 }
 
 /// Rounds that have a metadata file in `dir`, newest first.
@@ -285,7 +344,7 @@ fn prune(dir: &Path, keep: usize) -> Result<()> {
     let mut valid = 0;
     for round in rounds(dir) {
         if valid < keep {
-            match load(dir, round) {
+            match verify(dir, round) {
                 Ok(_) => valid += 1,
                 Err(e) => set_aside_damaged(dir, round, &e),
             }
@@ -295,6 +354,53 @@ fn prune(dir: &Path, keep: usize) -> Result<()> {
         let meta = meta_path(dir, round);
         fs::remove_file(&meta).with_context(|| format!("removing {}", meta.display()))?;
         let _ = fs::remove_file(model_path(dir, round));
+    }
+    Ok(())
+}
+
+/// Checks the checkpoint at `round` by its checksums, streaming both files through a hash
+/// (pruning after every save at 10M parameters would otherwise read, decode and compare
+/// every kept checkpoint whole, a few hundred MB each time). [`load`] does the full check
+/// (decoding, the model file against the saved state) when a checkpoint is used.
+fn verify(dir: &Path, round: u64) -> Result<()> {
+    let path = meta_path(dir, round);
+    let len = fs::metadata(&path)?.len();
+    if len > MAX_META_BYTES {
+        bail!("{} is {len} bytes, over the cap", path.display());
+    }
+    let mut file = std::io::BufReader::with_capacity(1 << 20, fs::File::open(&path)?);
+    // The header fields, then the state's varint length, are in the first few hundred bytes.
+    let mut head = vec![0u8; len.min(4096) as usize];
+    std::io::Read::read_exact(&mut file, &mut head)?;
+    type Header = (u16, u64, String, u64, u64);
+    let ((format, saved_round, _peer, model_checksum, state_checksum), rest): (Header, &[u8]) =
+        postcard::take_from_bytes(&head).context("malformed checkpoint metadata")?;
+    let (state_len, rest): (usize, &[u8]) =
+        postcard::take_from_bytes(rest).context("malformed checkpoint metadata")?;
+    if format != META_FORMAT {
+        bail!("checkpoint format {format} (expected {META_FORMAT})");
+    }
+    let state_start = head.len() - rest.len();
+    if saved_round != round || state_start as u64 + state_len as u64 != len {
+        bail!("checkpoint metadata round or length mismatch");
+    }
+    let mut hash = FnvCounter {
+        hash: 0xcbf2_9ce4_8422_2325,
+        len: 0,
+    };
+    hash.write_all(rest)?;
+    std::io::copy(&mut file, &mut hash)?;
+    if hash.hash != state_checksum {
+        bail!("checkpoint metadata checksum mismatch");
+    }
+    let model_path = model_path(dir, round);
+    let mut model_hash = FnvCounter {
+        hash: 0xcbf2_9ce4_8422_2325,
+        len: 0,
+    };
+    std::io::copy(&mut fs::File::open(&model_path)?, &mut model_hash)?;
+    if model_hash.hash != model_checksum {
+        bail!("{} does not match its checksum", model_path.display());
     }
     Ok(())
 }
@@ -467,6 +573,55 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("murmur-ckpt-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn pruning_checks_checksums_by_streaming_and_catches_any_damage() {
+        let dir = temp_dir("verify");
+        let mut c = cp(5);
+        c.learner_state = vec![7; 10_000];
+        save(&dir, "peer", &info(), &c, 3).unwrap();
+        verify(&dir, 5).unwrap();
+        assert!(verify(&dir, 6).is_err(), "no such checkpoint");
+        let meta = meta_path(&dir, 5);
+        let model = model_path(&dir, 5);
+        let good_meta = fs::read(&meta).unwrap();
+        let good_model = fs::read(&model).unwrap();
+        // A flipped byte deep in the state, a truncated file, a flipped model byte.
+        let mut bad = good_meta.clone();
+        let at = bad.len() - 100;
+        bad[at] ^= 1;
+        fs::write(&meta, &bad).unwrap();
+        assert!(verify(&dir, 5).is_err(), "state checksum");
+        fs::write(&meta, &good_meta[..good_meta.len() - 1]).unwrap();
+        assert!(verify(&dir, 5).is_err(), "truncated");
+        fs::write(&meta, &good_meta).unwrap();
+        let mut bad = good_model.clone();
+        let at = bad.len() - 1;
+        bad[at] ^= 1;
+        fs::write(&model, &bad).unwrap();
+        assert!(verify(&dir, 5).is_err(), "model checksum");
+        fs::write(&model, &good_model).unwrap();
+        verify(&dir, 5).unwrap();
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn streamed_metadata_is_byte_for_byte_the_encoded_struct() {
+        // A state longer than one varint byte of length, so the length prefix is exercised.
+        let mut c = cp(300);
+        c.learner_state = (0..=255).cycle().take(70_000).collect();
+        let meta = CheckpointMeta {
+            format: META_FORMAT,
+            round: c.round,
+            peer_id: "peer".to_string(),
+            model_checksum: 42,
+            state_checksum: fnv1a(&c.encode()),
+            state: c.encode(),
+        };
+        let mut streamed = Vec::new();
+        write_meta(&mut streamed, &c, "peer", 42).unwrap();
+        assert_eq!(streamed, postcard::to_stdvec(&meta).unwrap());
     }
 
     #[test]

@@ -174,6 +174,8 @@ struct Slot {
     retired_rejected: u64,
     /// Reached the round limit: no more compute.
     parked: bool,
+    /// A late joiner that has not adopted a model yet: when it joined.
+    joined_at: Option<Micros>,
     /// While a compute that ran early (in a parallel batch) waits for its place in the
     /// order: what the peer looked like before it, which is what metrics must see until then.
     ahead: Option<Ahead>,
@@ -247,6 +249,20 @@ pub struct RunReport {
     pub dim: usize,
     /// Parameter vectors a peer holds (model, public copy, neighbour copies), mean.
     pub vectors_per_peer: f64,
+    /// Every late joiner that adopted a model, in the order they did.
+    pub joins: Vec<JoinRecord>,
+}
+
+/// One late joiner's download: from its `join` event to its adoption.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct JoinRecord {
+    /// The joiner.
+    pub peer: u32,
+    /// Simulated seconds from the join event to the model adopted (the chunked downloads of
+    /// its neighbours' copies, or of its donor's model, on the simulated links).
+    pub join_s: f64,
+    /// Neighbours whose vectors the model is made of.
+    pub donors: u32,
 }
 
 /// The simulator state.
@@ -272,6 +288,8 @@ pub struct Engine {
     progress: Option<EvalHook>,
     /// Out-neighbours of recent rounds of the push schedule.
     push_cache: std::collections::BTreeMap<u64, Vec<Vec<u32>>>,
+    /// Late joiners' downloads so far.
+    joins: Vec<JoinRecord>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -358,6 +376,7 @@ impl Engine {
                 retired: PeerStats::default(),
                 retired_rejected: 0,
                 parked: false,
+                joined_at: None,
                 ahead: None,
             })
             .collect();
@@ -387,6 +406,7 @@ impl Engine {
             completions: 0,
             progress: None,
             push_cache: std::collections::BTreeMap::new(),
+            joins: Vec::new(),
         };
         for i in 0..n {
             if engine.slots[i].status == Status::Live {
@@ -575,9 +595,16 @@ impl Engine {
                 }
                 // Misbehaving: the peer already dropped the edge; the simulated network keeps
                 // delivering, and the peer refuses the sender's frames itself.
-                Output::ModelAdopted { .. }
-                | Output::Rejected { .. }
-                | Output::Misbehaving { .. } => {}
+                Output::ModelAdopted { donors, .. } => {
+                    if let Some(t) = self.slots[i as usize].joined_at.take() {
+                        self.joins.push(JoinRecord {
+                            peer: i,
+                            join_s: (now - t) as f64 / 1e6,
+                            donors,
+                        });
+                    }
+                }
+                Output::Rejected { .. } | Output::Misbehaving { .. } => {}
             }
         }
     }
@@ -701,6 +728,9 @@ impl Engine {
                     let slot = &mut self.slots[pi];
                     slot.peer = Some(peer);
                     slot.status = Status::Live;
+                    if kind == ChurnKind::Join {
+                        slot.joined_at = Some(self.now);
+                    }
                     // Neighbours that still think the old process is up see it go and come
                     // back (a new connection replaces the dead one).
                     for j in self.adjacency[pi].clone() {
@@ -1129,6 +1159,7 @@ impl Engine {
                 .collect(),
             dim: self.init.len(),
             vectors_per_peer: vectors as f64 / live.max(1) as f64,
+            joins: self.joins,
         }
     }
 }

@@ -496,6 +496,16 @@ impl Outcome {
             ));
         }
         kv.push(("rounds".into(), last.round.to_string()));
+        if let Some(r) = report
+            && !r.joins.is_empty()
+        {
+            // The slowest joiner's download, and the fewest neighbours any joiner averaged.
+            let join_s = r.joins.iter().map(|j| j.join_s).fold(0.0, f64::max);
+            let donors = r.joins.iter().map(|j| j.donors).min().unwrap_or(0);
+            kv.push(("joins".into(), r.joins.len().to_string()));
+            kv.push(("join_s".into(), format!("{join_s:.3}")));
+            kv.push(("join_donors".into(), donors.to_string()));
+        }
         // Relative, as the daemon's summary; the absolute distance beside it.
         kv.push((
             "consensus".into(),

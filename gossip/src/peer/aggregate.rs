@@ -7,6 +7,7 @@
 use std::fmt::Debug;
 use std::hash::Hash;
 
+use murmur_compress::Compressed;
 use ndarray::Array1;
 
 use super::{Algorithm, Micros, Peer, RejectReason, metropolis_weight};
@@ -30,23 +31,44 @@ impl Aggregate {
     }
 
     /// s += w v, or nothing at all (and a rejection naming `what`) if any entry would stop
-    /// being finite.
+    /// being finite. In place: one pass checks, a second writes (no model-sized scratch).
     pub(super) fn add(
         &mut self,
         w: f64,
         v: &[f32],
         what: &'static str,
     ) -> Result<(), RejectReason> {
-        let next: Vec<f64> = self
+        let finite = self
             .sum
             .iter()
             .zip(v)
-            .map(|(s, x)| s + w * f64::from(*x))
-            .collect();
-        if !next.iter().all(|v| v.is_finite()) {
+            .all(|(s, x)| (s + w * f64::from(*x)).is_finite());
+        if !finite {
             return Err(RejectReason::NonFinite { what });
         }
-        self.sum = next;
+        for (s, x) in self.sum.iter_mut().zip(v) {
+            *s += w * f64::from(*x);
+        }
+        Ok(())
+    }
+
+    /// s += w q for a compressed update, touching only q's entries (a 1%-dense update costs 1%
+    /// of the sum), with the same all-or-nothing finiteness rule as [`Aggregate::add`]; the
+    /// result is that of adding q's dense form (the entries q does not carry stay as they
+    /// are, rather than gaining `+ 0.0`, which could only flip the sign of a zero).
+    pub(super) fn add_update(
+        &mut self,
+        w: f64,
+        q: &Compressed,
+        what: &'static str,
+    ) -> Result<(), RejectReason> {
+        let mut finite = true;
+        q.for_each_entry(|i, v| finite &= (self.sum[i] + w * f64::from(v)).is_finite());
+        if !finite {
+            return Err(RejectReason::NonFinite { what });
+        }
+        let sum = &mut self.sum;
+        q.for_each_entry(|i, v| sum[i] += w * f64::from(v));
         Ok(())
     }
 

@@ -281,7 +281,10 @@ pub struct PeerConfig {
     /// the transport's cap whatever the model's size.
     pub snapshot_chunk_values: usize,
     /// Chunk requests a receiver keeps outstanding per snapshot: the share of a donor's
-    /// uplink one download can take is this many chunks per round trip.
+    /// uplink one download can take is this many chunks per round trip. A daemon's round
+    /// trip includes the donor's local step (requests wait while it computes), so the window
+    /// is wide: 16 MiB in flight at the default chunk size; at 10M parameters a copy takes
+    /// three round trips rather than eleven with a window of 4.
     pub snapshot_window: u32,
     /// Misbehaviour policy: a neighbour with this many rejected frames within
     /// `misbehaviour_window` rounds is excluded for good. Only frames an honest peer never
@@ -324,7 +327,7 @@ impl Default for PeerConfig {
             max_snapshots_per_round: 2,
             join_model: JoinModel::Average,
             snapshot_chunk_values: 1 << 18,
-            snapshot_window: 4,
+            snapshot_window: 16,
             misbehaviour_threshold: 8,
             misbehaviour_window: 32,
         }

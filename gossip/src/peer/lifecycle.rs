@@ -11,8 +11,9 @@
 //! must be exact for CHOCO), from every neighbour in parallel and in chunks for a large model,
 //! so the model costs no byte beyond them and no single donor is trusted or waited on. The
 //! start waits until every neighbour's copy is in, bounded by the startup deadline, which is
-//! re-armed up to [`MAX_ADOPTION_WAITS`] times while a candidate's copy is missing and for as
-//! long as chunks keep arriving. The joiner continues from the newest round among the copies
+//! re-armed for as long as chunks keep arriving, and otherwise up to [`MAX_ADOPTION_WAITS`]
+//! times (four times that while a chunked download is under way) while a candidate's copy is
+//! missing. The joiner continues from the newest round among the copies
 //! averaged. Other algorithms keep no exact copies of models, so they (and
 //! [`JoinModel::Donor`]) download one donor's model x, as follows.
 //!
@@ -38,7 +39,9 @@ use super::timers::TimerPurpose;
 use super::{CodecSpec, JoinModel, Micros, Output, Peer, Phase, RejectReason, metropolis_weight};
 use crate::message::{AlgorithmKind, Hello, Message};
 
-/// How often a joiner re-arms its startup deadline while the model it adopts is on its way.
+/// How often a joiner re-arms its startup deadline while the model it adopts is on its way
+/// and no chunk arrived since the last time (four times as often while a chunked download is
+/// under way).
 pub(super) const MAX_ADOPTION_WAITS: u32 = 5;
 
 impl<I: Clone + Ord + Debug + Hash> Peer<I> {
@@ -230,7 +233,15 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         if progressed {
             return true;
         }
-        if self.adoption_waits < MAX_ADOPTION_WAITS {
+        // A download under way has its own stall detection (it restarts or its donor goes
+        // down), so it is given longer than a donor that has not answered at all.
+        let downloading = self.neighbours.values().any(|nb| nb.incoming.is_some());
+        let limit = if downloading {
+            4 * MAX_ADOPTION_WAITS
+        } else {
+            MAX_ADOPTION_WAITS
+        };
+        if self.adoption_waits < limit {
             self.adoption_waits += 1;
             return true;
         }

@@ -210,7 +210,7 @@ impl Neighbour {
                 let w = self
                     .weight_in_sum
                     .unwrap_or_else(|| metropolis_weight(my_degree, b.degree as usize));
-                sum.add(w, &b.frame.to_dense(), "aggregate after update")?;
+                sum.add_update(w, &b.frame, "aggregate after update")?;
                 sum.count_in(&mut self.weight_in_sum, w);
             }
         }

@@ -21,9 +21,11 @@
 //! # Flow control and resumption
 //! The receiver keeps at most `snapshot_window` chunk requests outstanding per transfer, so a
 //! download takes at most that many chunks per round trip of a donor's uplink and the donor's
-//! gossip to others keeps its share. The retry timer of the request (`snapshot_timeout`)
-//! re-asks the outstanding chunks when none arrived since it last fired (a lost frame costs one
-//! chunk); after [`MAX_STALLS`] fruitless retries the whole request starts again. A connection
+//! gossip to others keeps its share. The retry timer of the request re-asks every chunk
+//! outstanding for longer than the transfer's patience (`snapshot_timeout`, or four smoothed
+//! round trips of its chunks when the donor is slower: a daemon answers between local steps,
+//! which at 10M parameters take longer than the timeout), so a lost frame costs one chunk;
+//! after [`MAX_STALLS`] intervals in a row without a chunk the whole request starts again. A connection
 //! that drops takes both ends' state with it: after the reconnect the receiver asks afresh and
 //! gets a new version, because a copy must be exact at the donor's current sequence number
 //! and a resumed old version would be followed by a gap anyway.
@@ -45,7 +47,7 @@ use super::{Micros, Peer, RejectReason};
 use crate::message::{ChunkRequest, Message, Snapshot, SnapshotChunk, SnapshotManifest};
 
 /// Fruitless retries of a chunked transfer before the request starts again from scratch.
-pub(super) const MAX_STALLS: u32 = 3;
+pub(super) const MAX_STALLS: u32 = 4;
 
 /// Requests a donor answers per chunk of one frozen version.
 pub(super) const MAX_SERVES_PER_CHUNK: u8 = 4;
@@ -126,6 +128,18 @@ pub(super) struct Incoming {
     progressed: bool,
     /// Retries in a row that found no progress.
     stalls: u32,
+    /// Smoothed time from a chunk's request to its arrival (None before the first): a
+    /// daemon's donor answers between its local steps, so this is what "lost" is measured
+    /// against, not a fixed timeout.
+    rtt: Option<Micros>,
+}
+
+impl Incoming {
+    /// How long a chunk may be outstanding before it counts as lost: `snapshot_timeout`, or
+    /// four smoothed round trips when the donor is slower than that.
+    fn patience(&self, snapshot_timeout: Micros) -> Micros {
+        snapshot_timeout.max(self.rtt.map_or(0, |r| 4 * r))
+    }
 }
 
 impl<I: Clone + Ord + Debug + Hash> Peer<I> {
@@ -276,6 +290,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             in_flight: BTreeMap::new(),
             progressed: true,
             stalls: 0,
+            rtt: None,
             manifest: m,
         });
         for _ in 0..window {
@@ -370,7 +385,10 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         inc.values[start..start + len].copy_from_slice(&c.values);
         inc.received[index] = true;
         inc.missing -= 1;
-        inc.in_flight.remove(&c.index);
+        if let Some(asked) = inc.in_flight.remove(&c.index) {
+            let sample = now.saturating_sub(asked);
+            inc.rtt = Some(inc.rtt.map_or(sample, |r| (3 * r + sample) / 4));
+        }
         inc.progressed = true;
         self.stats.snapshot_chunks_received += 1;
         if inc.missing > 0 {
@@ -397,7 +415,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     /// caller starts the request again) after [`MAX_STALLS`] intervals in a row without a
     /// chunk.
     pub(super) fn retry_chunks(&mut self, now: Micros, j: &I, nonce: u64) -> bool {
-        let timeout = self.config.snapshot_timeout;
+        let snapshot_timeout = self.config.snapshot_timeout;
         let Some(inc) = self
             .neighbours
             .get_mut(j)
@@ -406,6 +424,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         else {
             return true;
         };
+        let timeout = inc.patience(snapshot_timeout);
         if inc.progressed {
             inc.progressed = false;
             inc.stalls = 0;
@@ -437,7 +456,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             );
         }
         self.schedule(
-            now + self.config.snapshot_timeout,
+            now + timeout,
             TimerPurpose::SnapshotRetry {
                 neighbour: j.clone(),
                 nonce,
