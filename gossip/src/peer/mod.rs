@@ -318,10 +318,22 @@ pub struct Peer<I> {
     /// [`PeerStats::snapshot_chunks_received`] when the startup deadline last fired: a join
     /// whose downloads still progress is waited for.
     startup_progress: u64,
+    /// Model-sized buffers reused from round to round.
+    scratch: Scratch,
     /// Counters.
     stats: PeerStats,
     /// Outputs of the input being handled, returned by [`Peer::handle`].
     out: Vec<Output<I>>,
+}
+
+/// Model-sized work buffers a round needs and keeps for the next (allocated on first use).
+#[derive(Debug, Default)]
+struct Scratch {
+    /// x before the round's local steps (the divergence guard restores it; privacy noises
+    /// the difference).
+    before_steps: Vec<f32>,
+    /// What the round's update compresses: x − x̂ (CHOCO) or x.
+    update_input: Vec<f32>,
 }
 
 fn all_finite(v: &[f32]) -> bool {
@@ -398,6 +410,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             next_nonce: 1,
             frozen: None,
             startup_progress: 0,
+            scratch: Scratch::default(),
             stats: PeerStats::default(),
             out: Vec::new(),
             config,
