@@ -258,13 +258,9 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             .iter()
             .filter(|(j, nb)| nb.copy.is_some() && nb.applied_seq > 0 && self.donor_candidate(j))
             .collect();
-        let Some((from, _)) = ahead
-            .iter()
-            .max_by_key(|(j, nb)| (nb.hello_round, std::cmp::Reverse(*j)))
-        else {
+        let Some(from) = furthest_ahead(ahead.iter().copied()) else {
             return;
         };
-        let from = (*from).clone();
         let round = ahead
             .iter()
             .filter_map(|(_, nb)| nb.heard_round.or(nb.hello_round))
@@ -318,14 +314,11 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             return;
         }
         self.adopting = None;
-        let best = self
-            .neighbours
-            .iter()
-            .filter(|(j, _)| !self.relayed.contains(j) && self.donor_candidate(j))
-            // Furthest ahead first; `max_by_key` keeps the last maximum, so reverse the id
-            // order to settle ties on the lowest id.
-            .max_by_key(|(j, nb)| (nb.hello_round, std::cmp::Reverse(*j)))
-            .map(|(j, _)| j.clone());
+        let best = furthest_ahead(
+            self.neighbours
+                .iter()
+                .filter(|(j, _)| !self.relayed.contains(j) && self.donor_candidate(j)),
+        );
         if let Some(j) = best {
             self.adopting = Some(j.clone());
             self.request_snapshot(now, &j, true);
@@ -394,4 +387,15 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             round,
         });
     }
+}
+
+/// The neighbour whose hello reported the newest round, the lowest id on a tie (the donor, or
+/// the neighbour an average is reported as coming from).
+fn furthest_ahead<'a, I: Clone + Ord + 'a>(
+    candidates: impl Iterator<Item = (&'a I, &'a super::neighbours::Neighbour)>,
+) -> Option<I> {
+    // `max_by_key` keeps the last maximum, so the id order is reversed to settle ties low.
+    candidates
+        .max_by_key(|(j, nb)| (nb.hello_round, std::cmp::Reverse(*j)))
+        .map(|(j, _)| j.clone())
 }

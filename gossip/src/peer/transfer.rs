@@ -317,11 +317,16 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         inc.next += 1;
         inc.in_flight.insert(index, now);
         let nonce = inc.manifest.nonce;
+        self.ask_chunk(from, nonce, index);
+        true
+    }
+
+    /// Sends one chunk request (first asks, re-asks after a bad chunk, retries after a loss).
+    fn ask_chunk(&mut self, to: &I, nonce: u64, index: u32) {
         self.send(
-            from.clone(),
+            to.clone(),
             Message::ChunkRequest(ChunkRequest { nonce, index }).encode(),
         );
-        true
     }
 
     /// A chunk: checked against the manifest (index, length, hash, finiteness) before a value
@@ -365,15 +370,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         if chunk_hash(&c.values) != inc.manifest.chunk_hashes[index] {
             // Asked for again at once (the donor answers each chunk a bounded number of
             // times); the rejection counts against the donor's misbehaviour record.
-            let nonce = c.nonce;
-            self.send(
-                from.clone(),
-                Message::ChunkRequest(ChunkRequest {
-                    nonce,
-                    index: c.index,
-                })
-                .encode(),
-            );
+            self.ask_chunk(from, c.nonce, c.index);
             return Err(RejectReason::BadChunk { index: c.index });
         }
         if !c.values.iter().all(|v| v.is_finite()) {
@@ -450,10 +447,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             self.stats.snapshot_retries += 1;
         }
         for index in lost {
-            self.send(
-                j.clone(),
-                Message::ChunkRequest(ChunkRequest { nonce, index }).encode(),
-            );
+            self.ask_chunk(j, nonce, index);
         }
         self.schedule(
             now + timeout,
