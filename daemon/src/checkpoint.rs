@@ -67,9 +67,9 @@ pub struct Loaded {
 
 /// 64-bit FNV-1a (integrity against torn or damaged files, not an adversary).
 pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    let mut h = FnvCounter::new();
+    h.update(bytes);
+    h.hash
 }
 
 fn stem(round: u64) -> String {
@@ -280,12 +280,25 @@ struct FnvCounter {
     len: usize,
 }
 
-impl Write for FnvCounter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+impl FnvCounter {
+    fn new() -> Self {
+        FnvCounter {
+            hash: 0xcbf2_9ce4_8422_2325,
+            len: 0,
+        }
+    }
+
+    fn update(&mut self, buf: &[u8]) {
         for &b in buf {
             self.hash = (self.hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
         self.len += buf.len();
+    }
+}
+
+impl Write for FnvCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.update(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -305,10 +318,7 @@ fn write_meta(
     model_checksum: u64,
 ) -> std::io::Result<()> {
     let io = |e: postcard::Error| std::io::Error::other(e.to_string());
-    let mut counter = FnvCounter {
-        hash: 0xcbf2_9ce4_8422_2325,
-        len: 0,
-    };
+    let mut counter = FnvCounter::new();
     postcard::to_io(cp, &mut counter).map_err(io)?;
     // CheckpointMeta's fields in order; `state: Vec<u8>` is a varint length then the bytes.
     let header = (META_FORMAT, cp.round, peer_id, model_checksum, counter.hash);
@@ -384,20 +394,14 @@ fn verify(dir: &Path, round: u64) -> Result<()> {
     if saved_round != round || state_start as u64 + state_len as u64 != len {
         bail!("checkpoint metadata round or length mismatch");
     }
-    let mut hash = FnvCounter {
-        hash: 0xcbf2_9ce4_8422_2325,
-        len: 0,
-    };
+    let mut hash = FnvCounter::new();
     hash.write_all(rest)?;
     std::io::copy(&mut file, &mut hash)?;
     if hash.hash != state_checksum {
         bail!("checkpoint metadata checksum mismatch");
     }
     let model_path = model_path(dir, round);
-    let mut model_hash = FnvCounter {
-        hash: 0xcbf2_9ce4_8422_2325,
-        len: 0,
-    };
+    let mut model_hash = FnvCounter::new();
     std::io::copy(&mut fs::File::open(&model_path)?, &mut model_hash)?;
     if model_hash.hash != model_checksum {
         bail!("{} does not match its checksum", model_path.display());
