@@ -558,6 +558,7 @@ mod tests {
                 word_pos: 9,
             },
             privacy: None,
+            outer_velocity: Vec::new(),
         }
     }
 

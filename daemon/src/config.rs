@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use libp2p::{Multiaddr, PeerId};
 use murmur_gossip::peer::{
-    Algorithm, AlgorithmError, CopyStorage, JoinModel, Mode, PeerConfig, PushSchedule,
+    Algorithm, AlgorithmError, ConfigError, CopyStorage, JoinModel, Mode, OuterConfig, OuterError,
+    PeerConfig, PushSchedule,
 };
 use murmur_gossip::privacy::{DEFAULT_DELTA, PrivacyConfig, PrivacyError};
 use murmur_gossip::task::{TaskConfig, TaskError};
@@ -302,6 +303,12 @@ pub struct GossipConfig {
     pub copies: String,
     /// Clip each neighbour's contribution to this L2 radius (robustness to hostile peers).
     pub clip_radius: Option<f32>,
+    /// DiLoCo outer step: the learning rate η of the outer Nesterov optimizer applied to each
+    /// round's pseudo-gradient (the `local_steps` steps' movement) before it is gossiped.
+    /// Unset: off.
+    pub outer_lr: Option<f32>,
+    /// DiLoCo outer step: Nesterov momentum μ (with `outer_lr`).
+    pub outer_momentum: f32,
     /// Base seed; each node mixes in its shard index.
     pub seed: u64,
     /// Largest gossip message accepted (default 8 × dim + 4096).
@@ -345,6 +352,8 @@ impl Default for GossipConfig {
             overlap_compute: true,
             copies: "auto".to_string(),
             clip_radius: p.clip_radius,
+            outer_lr: None,
+            outer_momentum: 0.9,
             seed: 0,
             max_message_bytes: p.max_message_bytes,
             startup_timeout_ms: p.startup_timeout / 1_000,
@@ -421,6 +430,10 @@ impl GossipConfig {
             push,
             overlap_compute: self.overlap_compute,
             clip_radius: self.clip_radius,
+            outer: self.outer_lr.map(|lr| OuterConfig {
+                lr,
+                momentum: self.outer_momentum,
+            }),
             checkpoint_every: 0,
             seed: self.seed,
             fingerprint: 0,
@@ -434,9 +447,16 @@ impl GossipConfig {
             max_snapshots_per_round: self.max_snapshots_per_round,
             ..PeerConfig::default()
         };
-        config
-            .validate()
-            .map_err(|e| anyhow::anyhow!("gossip: {e}"))?;
+        config.validate().map_err(|e| match e {
+            // The peer names the setting `outer.lr`; here it is `gossip.outer_lr`.
+            ConfigError::Outer(OuterError::Lr(v)) => {
+                anyhow::anyhow!("gossip.outer_lr = {v} must be in (0, 10]")
+            }
+            ConfigError::Outer(OuterError::Momentum(v)) => {
+                anyhow::anyhow!("gossip.outer_momentum = {v} must be in [0, 1)")
+            }
+            e => anyhow::anyhow!("gossip: {e}"),
+        })?;
         Ok(config)
     }
 }

@@ -251,6 +251,37 @@ pub struct SwarmReport {
     pub train_secs: f64,
     /// Bytes libp2p wrote in total (all nodes, transport framing included).
     pub wire_bytes: u64,
+    /// CPU the daemons used over the steady part of the run (see [`SteadyCpu`]); `None`
+    /// where `/proc` does not report it or the run was too short to have a steady part.
+    pub steady_cpu: Option<SteadyCpu>,
+}
+
+/// CPU time of all daemons (user + system, from `/proc/<pid>/stat`) between the first poll
+/// at which every node is a quarter of the way through and the poll at which all are done,
+/// with the rounds completed in between: start-up, discovery and the final evaluation stay
+/// out of the per-round figure.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SteadyCpu {
+    /// CPU seconds, all daemons together.
+    pub cpu_secs: f64,
+    /// Rounds completed, all daemons together.
+    pub peer_rounds: u64,
+}
+
+impl SteadyCpu {
+    /// Microseconds of CPU per peer-round.
+    pub fn us_per_peer_round(&self) -> f64 {
+        1e6 * self.cpu_secs / self.peer_rounds.max(1) as f64
+    }
+}
+
+/// CPU seconds used so far by every node together and the rounds they completed.
+fn cpu_sample(nodes: &[Node], statuses: &[Status]) -> Option<(f64, u64)> {
+    let cpu = nodes
+        .iter()
+        .map(|n| crate::status::process_cpu_secs(n.child.id()))
+        .sum::<Option<f64>>()?;
+    Some((cpu, statuses.iter().map(|s| s.round).sum()))
 }
 
 impl SwarmReport {
@@ -385,6 +416,8 @@ pub fn run_swarm_then(
         progress(&format!("node {i} dashboard: http://{}/", node.http));
     }
     let mut last_print = Instant::now();
+    let mut steady_from = None;
+    let mut steady_cpu = None;
     let statuses = loop {
         for node in &mut nodes {
             if let Some(exit) = node.child.try_wait()? {
@@ -396,7 +429,20 @@ pub fn run_swarm_then(
             }
         }
         let statuses: Vec<Status> = nodes.iter().map(|n| n.status()).collect::<Result<_>>()?;
+        let slowest = statuses.iter().map(|s| s.round).min().unwrap_or(0);
+        if steady_from.is_none() && slowest > 0 && slowest >= opts.rounds / 4 {
+            steady_from = cpu_sample(&nodes, &statuses);
+        }
         if statuses.iter().all(|s| s.done) {
+            if let (Some((cpu0, rounds0)), Some((cpu1, rounds1))) =
+                (steady_from, cpu_sample(&nodes, &statuses))
+                && rounds1 > rounds0
+            {
+                steady_cpu = Some(SteadyCpu {
+                    cpu_secs: cpu1 - cpu0,
+                    peer_rounds: rounds1 - rounds0,
+                });
+            }
             break statuses;
         }
         if start.elapsed() > opts.timeout {
@@ -444,6 +490,7 @@ pub fn run_swarm_then(
         clean_exits: None,
         train_secs,
         wire_bytes,
+        steady_cpu,
     };
     before_stop(&report, &nodes)?;
     let mut clean_exits = 0;

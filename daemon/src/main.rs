@@ -176,6 +176,10 @@ struct RunArgs {
     /// JSON log lines.
     #[arg(long)]
     json_logs: bool,
+    /// DiLoCo outer step: outer Nesterov learning rate applied to each round's
+    /// pseudo-gradient (use with --local-steps H of 8 or more).
+    #[arg(long, allow_negative_numbers = true)]
+    outer_lr: Option<f32>,
     /// Clip each neighbour's contribution to this L2 radius (ClippedGossip).
     #[arg(long, allow_negative_numbers = true)]
     clip_radius: Option<f32>,
@@ -233,6 +237,7 @@ impl RunArgs {
         flag!("access.max_frame_bytes", self.max_frame_bytes);
         flag!("access.max_frames_per_sec", self.max_frames_per_sec);
         flag!("gossip.clip_radius", self.clip_radius);
+        flag!("gossip.outer_lr", self.outer_lr);
         flag!("privacy.clip", self.dp_clip);
         flag!("privacy.noise_multiplier", self.dp_noise);
         flag!("privacy.delta", self.dp_delta);
@@ -555,7 +560,7 @@ fn annotated_default_config() -> Result<String> {
         ),
         (
             "[gossip]\n",
-            "# clip_radius = 1.0  # clipped gossip (robust to hostile neighbours)\n# max_message_bytes = 1048576  # default: 8 x dim + 4096\n",
+            "# clip_radius = 1.0  # clipped gossip (robust to hostile neighbours)\n# max_message_bytes = 1048576  # default: 8 x dim + 4096\n# outer_lr = 0.7  # DiLoCo outer Nesterov step on each round's pseudo-gradient (with local_steps >= 8)\n",
         ),
         (
             "[privacy]\n",
@@ -726,21 +731,42 @@ fn print_status(s: &murmur_daemon::status::Status) {
     }
 }
 
-/// Runs the same swarm with compute/communication overlap off and on and reports the share
-/// of round time each spends waiting on the network.
+/// Runs the same swarm with compute/communication overlap off and on and reports, for each,
+/// the share of round time spent waiting on the network, the CPU each peer-round costs in
+/// steady state, the start-up time to the first round, the share of the bytes libp2p wrote
+/// that were gossip, and the largest degree against the neighbour rule's bound.
 fn bench(args: &DemoArgs) -> Result<()> {
     let start = Instant::now();
     let exe = std::env::current_exe()?;
+    let rule_name = args
+        .extra
+        .iter()
+        .position(|a| a == "--topology")
+        .and_then(|i| args.extra.get(i + 1))
+        .map_or("exponential", String::as_str);
+    let rule: murmur_topology::NeighbourRule = rule_name
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--topology: {e}"))?;
+    let degree_bound = rule.max_degree(args.peers);
     println!(
         "murmur bench: {} daemons on loopback, {} rounds, overlap off vs on",
         args.peers,
         args.rounds()
     );
     println!(
-        "{:<8} {:>9} {:>9} {:>9} {:>10} {:>9}",
-        "overlap", "compute", "wait", "gossip", "rounds/s", "accuracy"
+        "{:<8} {:>8} {:>7} {:>7} {:>9} {:>10} {:>9} {:>9} {:>7} {:>9}",
+        "overlap",
+        "compute",
+        "wait",
+        "gossip",
+        "rounds/s",
+        "µs/p-rnd",
+        "start s",
+        "gossip/wire",
+        "degree",
+        "accuracy"
     );
-    let mut shares = Vec::new();
+    let mut runs = Vec::new();
     for overlap in [false, true] {
         let mut opts = args.options()?;
         opts.extra
@@ -766,28 +792,80 @@ fn bench(args: &DemoArgs) -> Result<()> {
             })
             .sum::<f64>()
             / n;
+        let cpu_us = report
+            .steady_cpu
+            .map_or(f64::NAN, |c| c.us_per_peer_round());
+        let startup = report
+            .statuses
+            .iter()
+            .filter_map(|s| s.first_round_secs)
+            .fold(0.0f64, f64::max);
+        let gossip_bytes: u64 = report.statuses.iter().map(|s| s.bytes_sent).sum();
+        let gossip_share = gossip_bytes as f64 / report.wire_bytes.max(1) as f64;
+        let degree = report
+            .statuses
+            .iter()
+            .map(|s| s.peak_degree)
+            .max()
+            .unwrap_or(0);
         println!(
-            "{:<8} {:>8.1}% {:>8.1}% {:>8.1}% {:>10.1} {:>9.4}",
+            "{:<8} {:>7.1}% {:>6.1}% {:>6.1}% {:>9.1} {:>10.0} {:>9.2} {:>11.3} {:>7} {:>9.4}",
             overlap,
             100.0 * report.compute_share(),
             100.0 * report.wait_share(),
             100.0 * gossip,
             rate,
+            cpu_us,
+            startup,
+            gossip_share,
+            format!("{degree}/{degree_bound}"),
             report.worst_accuracy()
         );
-        shares.push((report.wait_share(), report.compute_share(), rate));
+        runs.push(BenchRun {
+            wait_share: report.wait_share(),
+            compute_share: report.compute_share(),
+            rounds_per_sec: rate,
+            cpu_us,
+            startup,
+            gossip_share,
+            degree,
+        });
     }
+    let (off, on) = (&runs[0], &runs[1]);
     println!(
-        "summary: peers={} rounds={} wait_share={:.3} compute_share={:.3} wait_share_overlap={:.3} compute_share_overlap={:.3} rounds_per_sec={:.1} rounds_per_sec_overlap={:.1} seconds={:.1}",
+        "µs/p-rnd: CPU of all daemons per peer-round over the last three quarters of the run; \
+         start s: slowest daemon's time to its first round; gossip/wire: gossip frame bytes \
+         over all bytes libp2p wrote; degree: most neighbours any daemon had / the {rule_name} \
+         rule's bound for {} peers",
+        args.peers
+    );
+    println!(
+        "summary: peers={} rounds={} wait_share={:.3} compute_share={:.3} wait_share_overlap={:.3} compute_share_overlap={:.3} rounds_per_sec={:.1} rounds_per_sec_overlap={:.1} cpu_us_per_peer_round={:.0} cpu_us_per_peer_round_overlap={:.0} startup_s={:.2} gossip_share_of_wire={:.3} max_degree={} degree_bound={degree_bound} seconds={:.1}",
         args.peers,
         args.rounds(),
-        shares[0].0,
-        shares[0].1,
-        shares[1].0,
-        shares[1].1,
-        shares[0].2,
-        shares[1].2,
+        off.wait_share,
+        off.compute_share,
+        on.wait_share,
+        on.compute_share,
+        off.rounds_per_sec,
+        on.rounds_per_sec,
+        off.cpu_us,
+        on.cpu_us,
+        off.startup.max(on.startup),
+        off.gossip_share.min(on.gossip_share),
+        off.degree.max(on.degree),
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// One `murmur bench` swarm's figures.
+struct BenchRun {
+    wait_share: f64,
+    compute_share: f64,
+    rounds_per_sec: f64,
+    cpu_us: f64,
+    startup: f64,
+    gossip_share: f64,
+    degree: usize,
 }

@@ -262,6 +262,14 @@ pub struct Status {
     pub privacy: Option<PrivacyStatus>,
     /// Current neighbours (edges both ends agreed on).
     pub neighbours: Vec<String>,
+    /// The most neighbours the gossip peer had at once this run (the neighbour rule bounds
+    /// it; `murmur bench` checks it).
+    #[serde(default)]
+    pub peak_degree: usize,
+    /// Seconds from the trainer's start to the first round it completed this run: the
+    /// start-up cost (meeting the neighbours) before training proper.
+    #[serde(default)]
+    pub first_round_secs: Option<f64>,
     /// Each neighbour's path: direct, or through a relay.
     #[serde(default)]
     pub neighbour_paths: BTreeMap<String, LinkPath>,
@@ -320,6 +328,9 @@ pub struct Status {
     /// Chunks of chunked snapshots received and verified against their hash.
     #[serde(default)]
     pub snapshot_chunks_received: u64,
+    /// DiLoCo outer steps taken this run (`gossip.outer_lr`; one per round when on).
+    #[serde(default)]
+    pub outer_steps: u64,
     /// Where the neighbours' public copies live: `per-neighbour` or `aggregate` (what
     /// `gossip.copies = "auto"` chose for this model's size).
     #[serde(default)]
@@ -350,6 +361,26 @@ pub type SharedStatus = Arc<Mutex<Status>>;
 /// This process's resident memory, from `/proc/self/status` (`None` off Linux).
 pub fn resident_bytes() -> Option<u64> {
     parse_vm_rss(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+/// CPU time (user + system) the process `pid` has used so far, in seconds, from
+/// `/proc/<pid>/stat` (`None` off Linux or once it has gone).
+pub fn process_cpu_secs(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ticks_per_sec = rustix::param::clock_ticks_per_second();
+    (ticks_per_sec > 0).then_some(())?;
+    Some(parse_cpu_ticks(&text)? as f64 / ticks_per_sec as f64)
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line, in clock ticks. The
+/// command name (field 2) may hold spaces and parentheses, so fields are counted from the
+/// last `)`.
+fn parse_cpu_ticks(text: &str) -> Option<u64> {
+    let after_name = &text[text.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// The `VmRSS:` line of a `/proc/<pid>/status` text, in bytes.
@@ -1170,6 +1201,34 @@ mod tests {
             // Other tests of this binary may free memory meanwhile: a margin of 16 MiB.
             assert!(after >= rss + (48 << 20), "{rss} -> {after}");
             drop(buffer);
+        }
+    }
+
+    #[test]
+    fn cpu_time_is_read_from_proc_stat_after_the_command_name() {
+        // A command name with spaces and a parenthesis does not shift the fields.
+        let stat =
+            "4242 (murmur (x) y) S 1 4242 4242 0 -1 4194560 812 0 0 0 173 41 0 0 20 0 9 0 77 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(173 + 41));
+        assert_eq!(parse_cpu_ticks("4242 (murmur) S 1 2"), None, "truncated");
+        if cfg!(target_os = "linux") {
+            let cpu = || process_cpu_secs(std::process::id()).expect("Linux has /proc/<pid>/stat");
+            let before = cpu();
+            // Spin until the kernel has charged this process 50 ms more (10 s at most).
+            let spin = std::time::Instant::now();
+            let mut x = 0u64;
+            while cpu() < before + 0.05 && spin.elapsed() < std::time::Duration::from_secs(10) {
+                for _ in 0..10_000 {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+                }
+            }
+            let (used, wall) = (cpu() - before, spin.elapsed().as_secs_f64());
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            // Seconds, not ticks: no more than every core for the whole time (plus a tick).
+            assert!(
+                used >= 0.05 && used <= cores * wall + 0.02,
+                "{used} s in {wall} s"
+            );
         }
     }
 

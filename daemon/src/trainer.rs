@@ -162,6 +162,8 @@ struct Trainer {
     sampled_round: Option<u64>,
     /// When resident memory was last read.
     memory_read_at: Option<Instant>,
+    /// The round the peer was in when this run began (0, or where a checkpoint left it).
+    start_round: u64,
     timing: crate::status::Timing,
     writer: Option<std::thread::JoinHandle<()>>,
     /// The privacy ledger could not be written: no more releases (training stops).
@@ -186,6 +188,7 @@ impl Trainer {
         queued: Arc<AtomicUsize>,
     ) -> Self {
         Trainer {
+            start_round: peer.round(),
             peer,
             setup,
             outbox,
@@ -574,6 +577,11 @@ impl Trainer {
             s.duplicates_dropped = stats.duplicates_dropped;
             s.snapshot_chunks_sent = stats.snapshot_chunks_sent;
             s.snapshot_chunks_received = stats.snapshot_chunks_received;
+            s.outer_steps = stats.outer_steps;
+            s.peak_degree = s.peak_degree.max(self.peer.degree());
+            if s.first_round_secs.is_none() && self.peer.round() > self.start_round {
+                s.first_round_secs = Some(self.epoch.elapsed().as_secs_f64());
+            }
             s.copies = match CopyStorage::resolve(self.peer.config(), self.peer.dim()) {
                 CopyStorage::Aggregate => "aggregate",
                 _ => "per-neighbour",

@@ -1,7 +1,7 @@
-//! Every averaging algorithm and mode the daemon's config accepts, run end to end by four
-//! `murmur run` processes on loopback (digits): each ends with every peer within 2 points of
-//! the CHOCO default's worst accuracy, the models agree and honest peers reject none of each
-//! other's frames.
+//! Every averaging algorithm and mode the daemon's config accepts, and the DiLoCo outer step,
+//! run end to end by four `murmur run` processes on loopback (digits): each ends with every
+//! peer within 2 points of the CHOCO default's worst accuracy, the models agree and honest
+//! peers reject none of each other's frames.
 
 mod common;
 
@@ -66,6 +66,12 @@ fn every_algorithm_and_mode_trains_within_two_points_of_choco() {
         ),
         ("async", &["--mode", "async"], tcp),
         ("aggregate", &["--copies", "aggregate"], tcp),
+        // DiLoCo outer Nesterov step on each round's 4 local steps (η = 0.2, μ = 0.9).
+        (
+            "outer step",
+            &["--local-steps", "4", "--outer-lr", "0.2"],
+            tcp,
+        ),
         // No TCP listener at all: every connection is QUIC v1.
         ("quic-only", &[], Transport::Quic),
     ];
@@ -95,6 +101,17 @@ fn every_algorithm_and_mode_trains_within_two_points_of_choco() {
         }
         if consensus > 0.01 {
             failures.push(format!("{name}: consensus {consensus}"));
+        }
+        // The outer step ran in every round of every node, and only where it was asked for.
+        let outer_expected = extra.contains(&"--outer-lr");
+        for s in &r.statuses {
+            if outer_expected != (s.outer_steps > 0) || (outer_expected && s.outer_steps < s.round)
+            {
+                failures.push(format!(
+                    "{name}: {} outer steps in {} rounds",
+                    s.outer_steps, s.round
+                ));
+            }
         }
         if rejected > 0 {
             failures.push(format!(

@@ -251,6 +251,8 @@ pub struct RunReport {
     pub vectors_per_peer: f64,
     /// Every late joiner that adopted a model, in the order they did.
     pub joins: Vec<JoinRecord>,
+    /// DiLoCo outer steps taken by the honest peers (`peer.outer`), total.
+    pub outer_steps: u64,
 }
 
 /// One late joiner's download: from its `join` event to its adoption.
@@ -1120,6 +1122,7 @@ impl Engine {
 
     fn report(self) -> RunReport {
         let mut dense_equivalent = 0u64;
+        let mut outer_steps = 0u64;
         let mut vectors = 0usize;
         let mut live = 0usize;
         for s in &self.slots {
@@ -1133,6 +1136,7 @@ impl Engine {
                 live += 1;
             }
             dense_equivalent += st.bytes_sent - st.update_bytes_sent + st.dense_update_bytes;
+            outer_steps += st.outer_steps;
         }
         RunReport {
             last: self.rows.last().cloned().unwrap_or_default(),
@@ -1142,6 +1146,7 @@ impl Engine {
             parallel_computes: self.parallel_computes,
             computes: self.computes,
             dense_equivalent_bytes: dense_equivalent,
+            outer_steps,
             network: self.network.stats.clone(),
             attackers: self
                 .slots

@@ -348,3 +348,36 @@ fn async_gossip_leaves_a_straggler_behind_instead_of_waiting_for_it() {
         t.round_mean
     );
 }
+
+/// `[peer.outer]` reaches the simulated peers: η = 1, μ = 0 is the plain local-SGD round (the
+/// same run up to float rounding), a real outer step changes the run and still trains, and
+/// every peer takes one outer step per round.
+#[test]
+fn the_diloco_outer_step_runs_in_the_simulator() {
+    let base = ["rounds=60", "baselines=[]", "peer.local_steps=4"];
+    let with = |extra: &str| {
+        let mut sets = base.to_vec();
+        if !extra.is_empty() {
+            sets.push(extra);
+        }
+        run(&scenario_with(&sets))
+    };
+    let plain = with("");
+    let unit = with("peer.outer={lr=1.0, momentum=0.0}");
+    let nesterov = with("peer.outer={lr=0.5, momentum=0.5}");
+    let acc = |o: &Outcome| o.main().rows.last().unwrap().accuracy_avg;
+    println!(
+        "plain {:.4}, outer(1, 0) {:.4}, outer(0.5, 0.5) {:.4}",
+        acc(&plain),
+        acc(&unit),
+        acc(&nesterov)
+    );
+    assert!((acc(&plain) - acc(&unit)).abs() <= 0.005);
+    assert_ne!(metrics_file(&plain), metrics_file(&nesterov));
+    assert!(
+        acc(&nesterov) >= acc(&plain) - 0.03,
+        "outer step lost accuracy"
+    );
+    let report = nesterov.main().report.as_ref().unwrap();
+    assert!(report.outer_steps >= 16 * 60, "{}", report.outer_steps);
+}

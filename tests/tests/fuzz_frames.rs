@@ -397,6 +397,7 @@ fn checkpoint_corpus(seed: u64) -> Vec<Vec<u8>> {
                     word_pos: 1 << 20,
                 },
                 privacy: None,
+                outer_velocity: Vec::new(),
             }
             .encode(),
         );

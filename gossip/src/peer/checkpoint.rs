@@ -12,9 +12,9 @@ use super::{Peer, Phase, all_finite};
 use crate::message::AlgorithmKind;
 use crate::privacy::PrivacyConfig;
 
-/// Version of the [`PeerCheckpoint`] layout (2 added `privacy`; format 1 still decodes, as a
-/// checkpoint written without privacy).
-pub const CHECKPOINT_FORMAT: u16 = 2;
+/// Version of the [`PeerCheckpoint`] layout (2 added `privacy`, 3 `outer_velocity`; formats 1
+/// and 2 still decode, as checkpoints written without privacy and without an outer step).
+pub const CHECKPOINT_FORMAT: u16 = 3;
 
 /// A peer's resumable state. Neighbour copies are deliberately absent: a restarted peer
 /// reconnects, and a reconnect resynchronises every copy by snapshot, so saving them would only
@@ -50,7 +50,15 @@ pub struct PeerCheckpoint {
     /// The privacy the peer ran with: a checkpoint resumes only under the same clip and noise
     /// multiplier (a model trained without privacy must not be published as if it had it).
     pub privacy: Option<PrivacyConfig>,
+    /// The DiLoCo outer step's velocity (empty when it was off). A checkpoint resumed with
+    /// the outer step turned off drops it; one resumed with it turned on and no velocity
+    /// starts from zero, as a fresh peer does.
+    pub outer_velocity: Vec<f32>,
 }
+
+/// Format 2: format 1 then `privacy` (postcard writes a struct as its fields in order, so
+/// this tuple reads exactly what a format-2 struct wrote).
+type PeerCheckpointV2 = (PeerCheckpointV1, Option<PrivacyConfig>);
 
 /// Format 1: [`PeerCheckpoint`] without `privacy`.
 #[derive(Deserialize)]
@@ -70,8 +78,8 @@ struct PeerCheckpointV1 {
     rng: RngState,
 }
 
-impl From<PeerCheckpointV1> for PeerCheckpoint {
-    fn from(v: PeerCheckpointV1) -> Self {
+impl From<PeerCheckpointV2> for PeerCheckpoint {
+    fn from((v, privacy): PeerCheckpointV2) -> Self {
         PeerCheckpoint {
             format: CHECKPOINT_FORMAT,
             dim: v.dim,
@@ -86,7 +94,8 @@ impl From<PeerCheckpointV1> for PeerCheckpoint {
             push_weight: v.push_weight,
             learner_state: v.learner_state,
             rng: v.rng,
-            privacy: None,
+            privacy,
+            outer_velocity: Vec::new(),
         }
     }
 }
@@ -167,8 +176,8 @@ impl PeerCheckpoint {
         postcard::to_stdvec(self).expect("checkpoint serializes into a Vec")
     }
 
-    /// Strict decoding (no trailing bytes, format checked; format 1 is read as a checkpoint
-    /// without privacy).
+    /// Strict decoding (no trailing bytes, format checked; formats 1 and 2 are read as
+    /// checkpoints without privacy and without outer velocity).
     pub fn decode(bytes: &[u8]) -> Result<Self, CheckpointError> {
         let malformed = |e: postcard::Error| CheckpointError::Malformed(e.to_string());
         // The format is the first field in every version.
@@ -178,7 +187,12 @@ impl PeerCheckpoint {
                 let (v1, rest): (PeerCheckpointV1, &[u8]) =
                     postcard::take_from_bytes(bytes).map_err(malformed)?;
                 debug_assert_eq!(v1.format, 1);
-                (v1.into(), rest)
+                ((v1, None).into(), rest)
+            }
+            2 => {
+                let (v2, rest): (PeerCheckpointV2, &[u8]) =
+                    postcard::take_from_bytes(bytes).map_err(malformed)?;
+                (v2.into(), rest)
             }
             CHECKPOINT_FORMAT => postcard::take_from_bytes(bytes).map_err(malformed)?,
             got => {
@@ -213,6 +227,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             learner_state: self.learner.save_state(),
             rng: RngState::of(&self.rng),
             privacy: self.config.privacy,
+            outer_velocity: self.outer_velocity.clone(),
         }
     }
 
@@ -274,6 +289,16 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                 return Err(CheckpointError::NonFinite(what));
             }
         }
+        if !(cp.outer_velocity.is_empty() || cp.outer_velocity.len() == self.dim) {
+            return Err(CheckpointError::WrongLength {
+                what: "outer_velocity",
+                got: cp.outer_velocity.len(),
+                expected: self.dim,
+            });
+        }
+        if !all_finite(&cp.outer_velocity) {
+            return Err(CheckpointError::NonFinite("outer_velocity"));
+        }
         if !(cp.push_weight.is_finite() && cp.push_weight > 0.0) {
             return Err(CheckpointError::NonFinite("push_weight"));
         }
@@ -283,6 +308,11 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
         self.model = Array1::from(cp.model);
         self.x_hat = cp.x_hat;
         self.push.weight = cp.push_weight;
+        self.outer_velocity = if self.config.outer.is_some() {
+            cp.outer_velocity
+        } else {
+            Vec::new()
+        };
         self.round = cp.round;
         self.seq = cp.seq;
         self.last_update_round = cp.last_update_round;

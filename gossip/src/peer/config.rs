@@ -1,6 +1,7 @@
 //! Configuration of a [`super::Peer`]: the algorithm, its mode and its safety knobs.
 
 use super::CodecSpec;
+use super::outer::{OuterConfig, OuterError};
 use serde::{Deserialize, Serialize};
 
 use crate::message::AlgorithmKind;
@@ -247,6 +248,10 @@ pub struct PeerConfig {
     /// added unclipped noise to what was sent: no bound on sensitivity, no accountant, and
     /// the model itself stayed exact.)
     pub privacy: Option<PrivacyConfig>,
+    /// DiLoCo outer step (Douillard et al. 2023): the round's local steps become a
+    /// pseudo-gradient that an outer Nesterov optimizer applies before the update is sent
+    /// (see `outer`). `None`: off, the local steps are the update.
+    pub outer: Option<OuterConfig>,
     /// Emit [`super::Output::CheckpointDue`] every this many rounds (0: never).
     pub checkpoint_every: u64,
     /// Seed of every random choice the peer makes (codec, privacy noise unless the driver sets
@@ -314,6 +319,7 @@ impl Default for PeerConfig {
             overlap_compute: false,
             clip_radius: None,
             privacy: None,
+            outer: None,
             checkpoint_every: 0,
             seed: 0,
             fingerprint: 0,
@@ -368,6 +374,9 @@ pub enum ConfigError {
         "privacy needs local_steps >= 1 (with 0 the peer never touches its data: nothing to protect)"
     )]
     PrivacyWithoutSteps,
+    /// An outer-step setting out of range or a combination it cannot run with.
+    #[error(transparent)]
+    Outer(#[from] OuterError),
     /// Non-positive or non-finite clip radius.
     #[error("clip_radius = {0} must be finite and > 0")]
     ClipRadius(f32),
@@ -425,6 +434,15 @@ impl PeerConfig {
             privacy.validate()?;
             if self.local_steps == 0 {
                 return Err(ConfigError::PrivacyWithoutSteps);
+            }
+        }
+        if let Some(outer) = &self.outer {
+            outer.validate()?;
+            if self.algorithm.kind().pushes() {
+                return Err(OuterError::PushSum.into());
+            }
+            if self.local_steps == 0 {
+                return Err(OuterError::NoLocalSteps.into());
             }
         }
         if let Some(r) = self.clip_radius

@@ -98,6 +98,7 @@ mod copies;
 mod io;
 mod lifecycle;
 mod neighbours;
+mod outer;
 mod push_sum;
 mod round;
 mod stats;
@@ -125,6 +126,7 @@ pub use config::{
     MAX_CHUNK_VALUES, Micros, Mode, PeerConfig, PushSchedule, removed_key,
 };
 pub use io::{Input, NeighbourInfo, Output, PeerPhase, RejectReason};
+pub use outer::{OuterConfig, OuterError, outer_step};
 pub use stats::{LinkStats, PeerStats, RejectCounts, UpdateFigures};
 pub use timers::TimerToken;
 
@@ -320,6 +322,8 @@ pub struct Peer<I> {
     startup_progress: u64,
     /// Model-sized buffers reused from round to round.
     scratch: Scratch,
+    /// Velocity of the DiLoCo outer step (`PeerConfig::outer`; empty while off).
+    outer_velocity: Vec<f32>,
     /// Counters.
     stats: PeerStats,
     /// Outputs of the input being handled, returned by [`Peer::handle`].
@@ -411,6 +415,7 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             frozen: None,
             startup_progress: 0,
             scratch: Scratch::default(),
+            outer_velocity: Vec::new(),
             stats: PeerStats::default(),
             out: Vec::new(),
             config,

@@ -107,6 +107,8 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
     /// Runs the H local steps on x and returns their mean loss (NaN when H = 0 or when the
     /// steps diverged and were undone). With privacy on, the update is clipped and noised here,
     /// before this call returns: x' never leaves this function (see [`crate::privacy`]).
+    /// With `outer` on, the DiLoCo outer step then replaces x by a momentum step from the
+    /// round's starting model along the (privatized) local movement (see `outer.rs`).
     fn local_steps(&mut self) -> f32 {
         let h = self.config.local_steps;
         if h == 0 {
@@ -133,13 +135,17 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             f32::NAN
         };
         match self.config.privacy {
-            Some(privacy) => self.privatize(&backup, finite, privacy),
+            Some(privacy) => {
+                self.privatize(&backup, finite, privacy);
+                // Post-processing of the noised update: the outer step sees only it.
+                self.apply_outer(&backup);
+            }
             None if !finite => self
                 .model
                 .as_slice_mut()
                 .expect("model is contiguous")
                 .copy_from_slice(&backup),
-            None => {}
+            None => self.apply_outer(&backup),
         }
         self.scratch.before_steps = backup;
         loss

@@ -79,6 +79,8 @@ pub struct PeerStats {
     /// Of those, the updates longer than the clip (a share near 1 says the clip is small
     /// against the updates, near 0 that it could shrink and so need less noise).
     pub privacy_clipped: u64,
+    /// DiLoCo outer steps taken (`PeerConfig::outer`; one per round with local steps).
+    pub outer_steps: u64,
     /// Models adopted from a neighbour when joining.
     pub models_adopted: u64,
     /// Rebuilds of the aggregate sum (aggregate copy storage only).
@@ -228,6 +230,7 @@ impl std::ops::AddAssign<&PeerStats> for PeerStats {
             diverged_rounds,
             private_rounds,
             privacy_clipped,
+            outer_steps,
             models_adopted,
             aggregate_rebuilds,
             reconnects,
@@ -268,6 +271,7 @@ impl std::ops::AddAssign<&PeerStats> for PeerStats {
         self.diverged_rounds += diverged_rounds;
         self.private_rounds += private_rounds;
         self.privacy_clipped += privacy_clipped;
+        self.outer_steps += outer_steps;
         self.models_adopted += models_adopted;
         self.aggregate_rebuilds += aggregate_rebuilds;
         self.reconnects += reconnects;
