@@ -45,7 +45,7 @@ use crate::config::Config;
 use crate::nat::{self, Connections, Relays};
 use crate::status::{AccessReject, LinkPath, Metrics, Reachability, SharedStatus};
 use crate::trainer::{Event, Inbox, Outbound};
-use crate::wire::{PROTOCOL, Wire, read_frame, write_frame};
+use crate::wire::{PROTOCOL, Wire, push_frame, read_frame};
 use murmur_topology::{
     AgreementAction, AgreementConfig, EdgeAgreement, GossipVerdict, NeighbourRule,
 };
@@ -68,6 +68,16 @@ const EXCLUDED_FOR: Duration = Duration::from_secs(600);
 
 /// Frames queued per peer for its writer task (past it frames are dropped and counted).
 const OUTBOUND_FRAMES: usize = 1024;
+
+/// A writer stops adding queued frames to one write past this many bytes.
+const COALESCE_BYTES: usize = 256 << 10;
+
+/// Writes a batch of length-delimited frames and flushes it.
+async fn write_batch(stream: &mut libp2p::Stream, batch: &[u8]) -> std::io::Result<()> {
+    use libp2p::futures::AsyncWriteExt;
+    stream.write_all(batch).await?;
+    stream.flush().await
+}
 
 /// Frames read from all streams and not yet handled (readers wait past it).
 const INBOUND_FRAMES: usize = 4096;
@@ -562,10 +572,27 @@ impl Net {
                     return;
                 }
             };
+            let mut batch = Vec::new();
             while let Some(frame) = rx.recv().await {
-                if let Err(e) = write_frame(&mut stream, &frame).await {
+                // Everything queued meanwhile goes out in the same write and flush: one
+                // wake-up of this task and of the connection per batch, not per frame.
+                batch.clear();
+                let mut pushed = push_frame(&mut batch, &frame);
+                while pushed.is_ok() && batch.len() < COALESCE_BYTES {
+                    let Ok(next) = rx.try_recv() else { break };
+                    pushed = push_frame(&mut batch, &next);
+                }
+                let written = match pushed {
+                    Ok(()) => write_batch(&mut stream, &batch).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = written {
                     tracing::debug!(%peer, error = %e, "gossip stream closed");
                     return;
+                }
+                if batch.capacity() > 4 * COALESCE_BYTES {
+                    // A large model's frame passed through: do not keep its buffer.
+                    batch = Vec::new();
                 }
             }
             let _ = libp2p::futures::AsyncWriteExt::close(&mut stream).await;

@@ -162,6 +162,8 @@ struct Trainer {
     sampled_round: Option<u64>,
     /// When resident memory was last read.
     memory_read_at: Option<Instant>,
+    /// When the per-link rows and metrics were last refreshed.
+    links_refreshed_at: Option<Instant>,
     /// The round the peer was in when this run began (0, or where a checkpoint left it).
     start_round: u64,
     timing: crate::status::Timing,
@@ -169,6 +171,10 @@ struct Trainer {
     /// The privacy ledger could not be written: no more releases (training stops).
     ledger_failed: bool,
 }
+
+/// How often the per-link rows of `/status` and the per-link metrics are refreshed while
+/// training (Prometheus scrapes every few seconds; the dashboard polls twice a second).
+const LINK_REFRESH: Duration = Duration::from_millis(100);
 
 fn phase_name(phase: PeerPhase) -> &'static str {
     match phase {
@@ -203,6 +209,7 @@ impl Trainer {
             links: Default::default(),
             sampled_round: None,
             memory_read_at: None,
+            links_refreshed_at: None,
             timing: Default::default(),
             writer: None,
             ledger_failed: false,
@@ -473,9 +480,26 @@ impl Trainer {
         }
     }
 
-    /// The per-link rows, the last update's figures and their metrics; a history sample when
-    /// a round completed since the last one.
+    /// The per-link rows, the last update's figures and their metrics (at most every
+    /// [`LINK_REFRESH`], and always once training is over); a history sample when a round
+    /// completed since the last one.
     fn update_links(&mut self, status: &mut crate::status::Status) {
+        let over = self.done || matches!(self.peer.phase(), PeerPhase::Stopped);
+        if over
+            || self
+                .links_refreshed_at
+                .is_none_or(|at| at.elapsed() >= LINK_REFRESH)
+        {
+            self.links_refreshed_at = Some(Instant::now());
+            self.refresh_links(status);
+        }
+        self.sample_history(status);
+    }
+
+    /// Rebuilds the per-link rows and exports their metrics. It formats every neighbour's
+    /// id and looks up a dozen labelled series per link: at a round a millisecond, doing it
+    /// every round cost more CPU than the round's learning (measured with `perf`).
+    fn refresh_links(&mut self, status: &mut crate::status::Status) {
         let dense = self.peer.dense_update_bytes();
         let mut ids: Vec<&PeerId> = self.peer.neighbours().collect();
         ids.sort();
@@ -504,6 +528,10 @@ impl Trainer {
             self.setup.metrics.residual_norm.set(u.residual_norm);
             self.setup.metrics.update_density.set(u.density);
         }
+    }
+
+    /// One point of the dashboard's history per completed round.
+    fn sample_history(&mut self, status: &crate::status::Status) {
         let round = self.peer.round();
         if round > 0 && self.sampled_round != Some(round) {
             self.sampled_round = Some(round);

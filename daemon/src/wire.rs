@@ -116,14 +116,22 @@ pub async fn write_frame<T>(io: &mut T, bytes: &[u8]) -> io::Result<()>
 where
     T: libp2p::futures::AsyncWrite + Unpin + Send,
 {
-    let len = u32::try_from(bytes.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame over 4 GiB"))?;
-    // One write: one yamux frame and one noise record per gossip frame.
     let mut buf = Vec::with_capacity(LEN_BYTES + bytes.len());
-    buf.extend_from_slice(&len.to_be_bytes());
-    buf.extend_from_slice(bytes);
+    push_frame(&mut buf, bytes)?;
+    // One write: one yamux frame and one noise record per gossip frame.
     io.write_all(&buf).await?;
     io.flush().await
+}
+
+/// Appends one length-delimited frame to `buf`, so that several frames queued together
+/// leave in one write (one yamux frame, one noise record, one system call).
+pub fn push_frame(buf: &mut Vec<u8>, bytes: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame over 4 GiB"))?;
+    buf.reserve(LEN_BYTES + bytes.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(bytes);
+    Ok(())
 }
 
 /// A frame longer than the configured cap (the stream is dropped, the sender counted).
