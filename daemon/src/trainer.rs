@@ -394,7 +394,8 @@ impl Trainer {
     }
 
     async fn act(&mut self, outputs: Vec<Output<PeerId>>) {
-        let mut round_done = false;
+        // A round completed or a model was adopted: publish the status once, after all outputs.
+        let mut status_due = false;
         for output in outputs {
             match output {
                 Output::Send { to, bytes } => {
@@ -411,7 +412,7 @@ impl Trainer {
                 Output::ScheduleTimer { at, token } => self.timers.push(Reverse((at, token.0))),
                 Output::WantCompute => self.want_compute = true,
                 Output::RoundCompleted { round, loss } => {
-                    round_done = true;
+                    status_due = true;
                     self.timing.rounds += 1;
                     self.setup.metrics.loss.set(f64::from(loss));
                     if let Ok(mut s) = self.setup.status.lock() {
@@ -430,6 +431,7 @@ impl Trainer {
                     round,
                 } => {
                     let steps = self.peer.stats().local_steps;
+                    let chunks = self.peer.stats().snapshot_chunks_received;
                     tracing::info!(%from, donors, round, steps, "adopted the neighbourhood's model");
                     println!(
                         "adopted from={from} donors={donors} round={round} local_steps={steps}"
@@ -438,7 +440,12 @@ impl Trainer {
                         s.adopted = Some((from.to_string(), round));
                         s.adopted_donors = Some(donors);
                         s.steps_before_adoption = Some(steps);
+                        // The chunks the model came in must show with the adoption: a reader
+                        // polling between this and the next status update saw 0 (CI failure
+                        // of daemon/tests/large_model.rs, 2026-12-03).
+                        s.snapshot_chunks_received = chunks;
                     }
+                    status_due = true;
                 }
                 Output::Rejected { from, reason } => {
                     tracing::debug!(%from, %reason, "rejected frame");
@@ -454,7 +461,7 @@ impl Trainer {
                 }
             }
         }
-        if round_done {
+        if status_due {
             self.update_status();
         }
     }
