@@ -1,6 +1,7 @@
 //! What a node operator relies on, across real processes: one daemon per data directory (the
 //! lock is released when the holder dies), one daemon per fixed TCP port, a periodic progress
-//! line in plain text when the log is a file, and `murmur status` in words.
+//! line in plain text when the log is a file, `murmur status` in words, and `murmur bench`'s
+//! figures.
 
 mod common;
 
@@ -184,4 +185,47 @@ fn an_unreachable_bootstrap_peer_is_logged_at_once() {
             && text.contains("check the --bootstrap address"),
         "{text}"
     );
+}
+
+/// `murmur bench` ends with a `summary:` line whose figures obey what they measure: gossip
+/// frames are a part of what libp2p wrote, no daemon had more neighbours than the rule
+/// allows (and each found one), the steady-state CPU per peer-round was measured, and the
+/// start-up fits inside the run.
+#[test]
+fn bench_summary_carries_cpu_startup_wire_share_and_degree() {
+    // Enough rounds that the demo's 200 ms status polls see the steady part (about a
+    // second per run at 4000 rounds/s).
+    let out = run_to_exit(
+        &["bench", "--peers", "3", "--rounds", "6000"],
+        Duration::from_secs(240),
+    );
+    assert!(out.success, "{out:?}");
+    let summary = out.stdout.lines().last().unwrap_or_default();
+    let values: std::collections::BTreeMap<&str, f64> = summary
+        .strip_prefix("summary: ")
+        .unwrap_or_else(|| panic!("the last line is the summary: {}", out.stdout))
+        .split(' ')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k, v.parse().unwrap_or_else(|_| panic!("{kv}")))
+        })
+        .collect();
+    let get = |key: &str| {
+        *values
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} in {summary}"))
+    };
+    for key in ["cpu_us_per_peer_round", "cpu_us_per_peer_round_overlap"] {
+        assert!(get(key).is_finite() && get(key) > 0.0, "{summary}");
+    }
+    let share = get("gossip_share_of_wire");
+    assert!(share > 0.0 && share <= 1.0, "{summary}");
+    // Three peers: the exponential rule links each to both others.
+    assert_eq!(get("degree_bound"), 2.0, "{summary}");
+    assert!(
+        (1.0..=get("degree_bound")).contains(&get("max_degree")),
+        "{summary}"
+    );
+    let startup = get("startup_s");
+    assert!(startup > 0.0 && startup < get("seconds"), "{summary}");
 }
