@@ -82,7 +82,8 @@ pub struct NodeConfig {
     pub max_pending: u32,
     /// Seconds an idle connection is kept.
     pub idle_timeout_secs: u64,
-    /// Seconds between Kademlia random walks (peer discovery).
+    /// Seconds between Kademlia random walks (peer discovery) while the view changes; the
+    /// period doubles while it does not, up to 16 times this.
     pub discovery_interval_secs: u64,
     /// Seconds between pings; a connection unanswered for twice this is closed.
     pub ping_interval_secs: u64,
