@@ -270,10 +270,16 @@ async fn run_async(config: Config, start: Start) -> Result<()> {
     if let Some(progress) = progress {
         progress.abort();
     }
-    let _ = train_thread.join();
+    let final_checkpoint_failed = train_thread.join().ok().flatten();
     match exit {
         Exit::Clean => {
             println!("stopped");
+            if let Some(cause) = final_checkpoint_failed {
+                anyhow::bail!(
+                    "the final checkpoint could not be written ({cause}); a restart resumes \
+                     from the last checkpoint that was"
+                );
+            }
             Ok(())
         }
         Exit::TrainerGone => anyhow::bail!("the training thread stopped unexpectedly"),

@@ -121,7 +121,7 @@ pub fn spawn(
     setup: TrainerSetup,
     outbox: mpsc::Sender<Outbound>,
     inbox_capacity: usize,
-) -> (Inbox, std::thread::JoinHandle<()>) {
+) -> (Inbox, std::thread::JoinHandle<Option<String>>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
     let inbox = Inbox {
@@ -138,6 +138,7 @@ pub fn spawn(
                 .expect("training runtime");
             let mut trainer = Trainer::new(peer, setup, outbox, queued);
             rt.block_on(trainer.run(rx));
+            trainer.final_checkpoint_failed
         })
         .expect("spawning the training thread");
     (inbox, handle)
@@ -170,6 +171,9 @@ struct Trainer {
     writer: Option<std::thread::JoinHandle<()>>,
     /// The privacy ledger could not be written: no more releases (training stops).
     ledger_failed: bool,
+    /// Why the checkpoint written at shutdown failed, if it did: the process then exits
+    /// with an error (the previous checkpoints stay as they were).
+    final_checkpoint_failed: Option<String>,
 }
 
 /// How often the per-link rows of `/status` and the per-link metrics are refreshed while
@@ -213,6 +217,7 @@ impl Trainer {
             timing: Default::default(),
             writer: None,
             ledger_failed: false,
+            final_checkpoint_failed: None,
         }
     }
 
@@ -704,7 +709,10 @@ impl Trainer {
         let round = self.peer.round();
         match saved {
             Ok(()) => println!("checkpoint round={round}"),
-            Err(cause) => println!("checkpoint FAILED round={round}: {cause}"),
+            Err(cause) => {
+                println!("checkpoint FAILED round={round}: {cause}");
+                self.final_checkpoint_failed = Some(format!("round {round}: {cause}"));
+            }
         }
         let now = self.now();
         let out = self.peer.handle(now, Input::Shutdown);

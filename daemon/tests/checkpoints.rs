@@ -146,7 +146,13 @@ fn a_failed_checkpoint_write_is_reported_as_failed_with_its_cause() {
         &args(&["--config", config.to_str().unwrap(), "--max-rounds", "20"]),
     );
     wait_for(&node, Duration::from_secs(60), "training done", |s| s.done);
-    node.stop(Duration::from_secs(10)).unwrap();
+    // A daemon whose last state is not on disk does not exit as if all were well: a
+    // supervisor (systemd, a script) must see the failure.
+    assert!(
+        !node.stop(Duration::from_secs(10)).unwrap(),
+        "exit status 0 after the final checkpoint failed:\n{}",
+        log(&node)
+    );
     let log = log(&node);
     assert!(
         !log.contains("checkpoint round=20"),
@@ -158,4 +164,8 @@ fn a_failed_checkpoint_write_is_reported_as_failed_with_its_cause() {
         "{log}"
     );
     assert!(log.contains("checkpoint failed"), "the ERROR line: {log}");
+    assert!(
+        log.contains("murmur: the final checkpoint could not be written (round 20: cannot write"),
+        "the exit names why: {log}"
+    );
 }
