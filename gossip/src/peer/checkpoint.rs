@@ -274,9 +274,16 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
                 show(&self.config.privacy)
             )));
         }
+        // The outer velocity may be empty (the step was off when it was written).
+        let velocity_len = if cp.outer_velocity.is_empty() {
+            0
+        } else {
+            self.dim
+        };
         for (what, v, expected) in [
             ("model", &cp.model, self.dim),
             ("x_hat", &cp.x_hat, self.dim),
+            ("outer_velocity", &cp.outer_velocity, velocity_len),
         ] {
             if v.len() != expected {
                 return Err(CheckpointError::WrongLength {
@@ -288,16 +295,6 @@ impl<I: Clone + Ord + Debug + Hash> Peer<I> {
             if !all_finite(v) {
                 return Err(CheckpointError::NonFinite(what));
             }
-        }
-        if !(cp.outer_velocity.is_empty() || cp.outer_velocity.len() == self.dim) {
-            return Err(CheckpointError::WrongLength {
-                what: "outer_velocity",
-                got: cp.outer_velocity.len(),
-                expected: self.dim,
-            });
-        }
-        if !all_finite(&cp.outer_velocity) {
-            return Err(CheckpointError::NonFinite("outer_velocity"));
         }
         if !(cp.push_weight.is_finite() && cp.push_weight > 0.0) {
             return Err(CheckpointError::NonFinite("push_weight"));
