@@ -738,16 +738,6 @@ fn print_status(s: &murmur_daemon::status::Status) {
 fn bench(args: &DemoArgs) -> Result<()> {
     let start = Instant::now();
     let exe = std::env::current_exe()?;
-    let rule_name = args
-        .extra
-        .iter()
-        .position(|a| a == "--topology")
-        .and_then(|i| args.extra.get(i + 1))
-        .map_or("exponential", String::as_str);
-    let rule: murmur_topology::NeighbourRule = rule_name
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--topology: {e}"))?;
-    let degree_bound = rule.max_degree(args.peers);
     println!(
         "murmur bench: {} daemons on loopback, {} rounds, overlap off vs on",
         args.peers,
@@ -767,6 +757,7 @@ fn bench(args: &DemoArgs) -> Result<()> {
         "accuracy"
     );
     let mut runs = Vec::new();
+    let mut rule = None;
     for overlap in [false, true] {
         let mut opts = args.options()?;
         opts.extra
@@ -808,6 +799,13 @@ fn bench(args: &DemoArgs) -> Result<()> {
             .map(|s| s.peak_degree)
             .max()
             .unwrap_or(0);
+        // The rule the daemons report running (whatever flag or config file set it).
+        let name = &report.statuses[0].neighbour_rule;
+        let parsed: murmur_topology::NeighbourRule = name
+            .parse()
+            .map_err(|e| anyhow::anyhow!("the daemons' neighbour rule {name:?}: {e}"))?;
+        let degree_bound = parsed.max_degree(args.peers);
+        rule = Some((name.clone(), degree_bound));
         println!(
             "{:<8} {:>7.1}% {:>6.1}% {:>6.1}% {:>9.1} {:>10.0} {:>9.2} {:>11.3} {:>7} {:>9.4}",
             overlap,
@@ -832,6 +830,7 @@ fn bench(args: &DemoArgs) -> Result<()> {
         });
     }
     let (off, on) = (&runs[0], &runs[1]);
+    let (rule_name, degree_bound) = rule.expect("two swarms ran");
     println!(
         "µs/p-rnd: CPU of all daemons per peer-round over the last three quarters of the run; \
          start s: slowest daemon's time to its first round; gossip/wire: gossip frame bytes \

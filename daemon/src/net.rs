@@ -370,6 +370,7 @@ impl Net {
         let me = *swarm.local_peer_id();
         if let Ok(mut s) = status.lock() {
             s.nat.relay_serving = config.relay.serve;
+            s.neighbour_rule = rule.to_string();
         }
         let mut control = swarm.behaviour().stream.new_control();
         let incoming = control

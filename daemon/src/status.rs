@@ -266,6 +266,9 @@ pub struct Status {
     /// it; `murmur bench` checks it).
     #[serde(default)]
     pub peak_degree: usize,
+    /// The neighbour rule this node chooses its neighbours by (`topology.rule`).
+    #[serde(default)]
+    pub neighbour_rule: String,
     /// Seconds from the trainer's start to the first round it completed this run: the
     /// start-up cost (meeting the neighbours) before training proper.
     #[serde(default)]
