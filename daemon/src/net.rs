@@ -45,7 +45,7 @@ use crate::config::Config;
 use crate::nat::{self, Connections, Relays};
 use crate::status::{AccessReject, LinkPath, Metrics, Reachability, SharedStatus};
 use crate::trainer::{Event, Inbox, Outbound};
-use crate::wire::{PROTOCOL, Wire, push_frame, read_frame};
+use crate::wire::{PROTOCOL, Wire, push_frame, read_frame, write_frames};
 use murmur_topology::{
     AgreementAction, AgreementConfig, EdgeAgreement, GossipVerdict, NeighbourRule,
 };
@@ -86,13 +86,6 @@ fn walk_period(current: Duration, base: Duration, known: usize, known_before: us
 
 /// A writer stops adding queued frames to one write past this many bytes.
 const COALESCE_BYTES: usize = 256 << 10;
-
-/// Writes a batch of length-delimited frames and flushes it.
-async fn write_batch(stream: &mut libp2p::Stream, batch: &[u8]) -> std::io::Result<()> {
-    use libp2p::futures::AsyncWriteExt;
-    stream.write_all(batch).await?;
-    stream.flush().await
-}
 
 /// Frames read from all streams and not yet handled (readers wait past it).
 const INBOUND_FRAMES: usize = 4096;
@@ -625,7 +618,7 @@ impl Net {
                     pushed = push_frame(&mut batch, &next);
                 }
                 let written = match pushed {
-                    Ok(()) => write_batch(&mut stream, &batch).await,
+                    Ok(()) => write_frames(&mut stream, &batch).await,
                     Err(e) => Err(e),
                 };
                 if let Err(e) = written {

@@ -111,15 +111,13 @@ where
     Ok(buf)
 }
 
-/// Writes one length-delimited frame.
-pub async fn write_frame<T>(io: &mut T, bytes: &[u8]) -> io::Result<()>
+/// Writes frames laid out by [`push_frame`] in one write and flushes them: one yamux frame
+/// and one noise record for all of them.
+pub async fn write_frames<T>(io: &mut T, batch: &[u8]) -> io::Result<()>
 where
     T: libp2p::futures::AsyncWrite + Unpin + Send,
 {
-    let mut buf = Vec::with_capacity(LEN_BYTES + bytes.len());
-    push_frame(&mut buf, bytes)?;
-    // One write: one yamux frame and one noise record per gossip frame.
-    io.write_all(&buf).await?;
+    io.write_all(batch).await?;
     io.flush().await
 }
 
@@ -153,8 +151,10 @@ mod tests {
     #[test]
     fn frames_round_trip_and_oversized_frames_fail_before_allocation() {
         let wire = Wire::Gossip(vec![7; 300]);
+        let mut frame = Vec::new();
+        push_frame(&mut frame, &wire.encode()).unwrap();
         let mut buf = Cursor::new(Vec::new());
-        block_on(write_frame(&mut buf, &wire.encode())).unwrap();
+        block_on(write_frames(&mut buf, &frame)).unwrap();
         let bytes = buf.into_inner();
         let back = block_on(read_frame(&mut Cursor::new(bytes.clone()), 1024)).unwrap();
         assert_eq!(Wire::decode(&back).unwrap(), wire);
