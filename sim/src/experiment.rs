@@ -111,6 +111,97 @@ struct ExperimentFile {
     variants: Vec<VariantSpec>,
     #[serde(default, rename = "plot")]
     plots: Vec<PlotSpec>,
+    #[serde(default)]
+    headline: Option<HeadlineSpec>,
+}
+
+/// The headline comparison of an experiment (`[headline]`): which runs are the candidate
+/// recipes, which is the all-reduce reference and which the dense D-PSGD whose bytes the
+/// recipes are measured against, and how close to the reference a recipe must end.
+///
+/// ```toml
+/// [headline]
+/// metric = "accuracy_avg"     # or "test_loss_avg" (lower is better)
+/// tolerance = 0.01            # accuracy: absolute (1 point); loss: relative (0.03 = 3%)
+/// allreduce = "dense [allreduce]"
+/// dpsgd = "dense"
+/// candidates = ["recipe", "threshold:0.02"]
+/// wan_recipe = "recipe-wan"   # optional: time to the reference's accuracy on a WAN
+/// wan_allreduce = "recipe-wan [allreduce]"
+/// prefix = ""                 # prepended to every key ("lm_")
+/// ```
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HeadlineSpec {
+    /// The metric column compared.
+    pub metric: String,
+    /// How far from the reference a recipe may end (see the struct's doc).
+    pub tolerance: f64,
+    /// The all-reduce run (outcome name).
+    pub allreduce: String,
+    /// The dense D-PSGD run whose bytes divide.
+    pub dpsgd: String,
+    /// The runs that compete for the headline.
+    pub candidates: Vec<String>,
+    /// A WAN run of the recipe, for `time_speedup_wan`.
+    #[serde(default)]
+    pub wan_recipe: Option<String>,
+    /// The all-reduce run on the same WAN.
+    #[serde(default)]
+    pub wan_allreduce: Option<String>,
+    /// Key prefix.
+    #[serde(default)]
+    pub prefix: String,
+    /// Name of the bytes-saved key (after the prefix).
+    #[serde(default = "bytes_saved_key")]
+    pub saved_key: String,
+}
+
+fn bytes_saved_key() -> String {
+    "bytes_saved".into()
+}
+
+impl HeadlineSpec {
+    /// Whether the metric is a loss (lower is better).
+    fn is_loss(&self) -> bool {
+        self.metric.contains("loss")
+    }
+
+    /// The value a run must reach to count as "within tolerance" of `reference`.
+    fn target(&self, reference: f64) -> f64 {
+        if self.is_loss() {
+            reference * (1.0 + self.tolerance)
+        } else {
+            reference - self.tolerance
+        }
+    }
+
+    fn reaches(&self, value: f64, target: f64) -> bool {
+        if self.is_loss() {
+            value <= target
+        } else {
+            value >= target
+        }
+    }
+
+    /// The key naming the metric's value ("accuracy", "val_loss").
+    fn value_key(&self) -> &'static str {
+        if self.is_loss() {
+            "val_loss"
+        } else {
+            "accuracy"
+        }
+    }
+}
+
+/// A headline: the human-readable table and the summary's key=value pairs.
+pub type Headline = (String, Vec<(String, String)>);
+
+/// First simulated time at which a run's metric reaches `target` (rows in time order).
+fn time_to(spec: &HeadlineSpec, rows: &[EvalRow], target: f64) -> Option<f64> {
+    rows.iter()
+        .find(|r| row_value(r, &spec.metric).is_some_and(|v| spec.reaches(v, target)))
+        .map(|r| r.time_s)
 }
 
 /// A variant ready to run.
@@ -135,6 +226,8 @@ pub struct Experiment {
     pub variants: Vec<Variant>,
     /// Plots.
     pub plots: Vec<PlotSpec>,
+    /// The headline comparison, if the file asks for one.
+    pub headline: Option<HeadlineSpec>,
 }
 
 fn value_text(v: &toml::Value) -> String {
@@ -217,11 +310,42 @@ impl Experiment {
         if variants.is_empty() {
             bail!("experiment {} has no variants", file.name);
         }
+        if let Some(h) = &file.headline {
+            // Every run the headline names must be one the sweep makes: a variant, or a
+            // variant's baseline ("<variant> [allreduce]").
+            let runs: Vec<String> = variants
+                .iter()
+                .flat_map(|v| {
+                    std::iter::once(v.name.clone()).chain(
+                        v.scenario
+                            .baselines
+                            .iter()
+                            .map(move |b| format!("{} [{}]", v.name, b.label())),
+                    )
+                })
+                .collect();
+            let named = [&h.allreduce, &h.dpsgd]
+                .into_iter()
+                .chain(&h.candidates)
+                .chain(h.wan_recipe.iter())
+                .chain(h.wan_allreduce.iter());
+            for n in named {
+                if !runs.contains(n) {
+                    bail!(
+                        "headline names {n:?}, which is not a run of this experiment (runs: {runs:?})"
+                    );
+                }
+            }
+            if !EvalRow::HEADER.contains(&h.metric.as_str()) {
+                bail!("headline.metric = {:?} is not a metrics column", h.metric);
+            }
+        }
         Ok(Experiment {
             name: file.name,
             consensus_rate: file.consensus_rate,
             variants,
             plots: file.plots,
+            headline: file.headline,
         })
     }
 
@@ -287,6 +411,7 @@ impl Experiment {
             consensus_rate: self.consensus_rate,
             outcomes,
             plots: self.plots.clone(),
+            headline: self.headline.clone(),
         })
     }
 }
@@ -388,6 +513,8 @@ pub struct ExperimentResult {
     pub outcomes: Vec<VariantOutcome>,
     /// Plots to draw.
     pub plots: Vec<PlotSpec>,
+    /// The headline comparison, if asked for.
+    pub headline: Option<HeadlineSpec>,
 }
 
 fn row_value(r: &EvalRow, key: &str) -> Option<f64> {
@@ -522,6 +649,112 @@ impl ExperimentResult {
         plot::draw(path, &chart, &series)
     }
 
+    fn outcome(&self, name: &str) -> anyhow::Result<&VariantOutcome> {
+        self.outcomes
+            .iter()
+            .find(|o| o.name == name)
+            .with_context(|| format!("headline: no run named {name:?}"))
+    }
+
+    /// The headline comparison (`[headline]`): a table, one line per candidate, and the
+    /// key=value pairs for the summary line. The chosen recipe is the candidate with the
+    /// largest byte saving against dense D-PSGD among those that end within tolerance of
+    /// all-reduce; if none does, the candidate that ends closest, with `within=0`.
+    pub fn headline(&self) -> anyhow::Result<Option<Headline>> {
+        let Some(spec) = &self.headline else {
+            return Ok(None);
+        };
+        let last = |o: &VariantOutcome| -> f64 {
+            o.rows
+                .last()
+                .and_then(|r| row_value(r, &spec.metric))
+                .unwrap_or(f64::NAN)
+        };
+        let bytes = |o: &VariantOutcome| o.rows.last().map_or(0, |r| r.bytes);
+        let allreduce = self.outcome(&spec.allreduce)?;
+        let dpsgd = self.outcome(&spec.dpsgd)?;
+        let reference = last(allreduce);
+        let target = spec.target(reference);
+        let dense_bytes = bytes(dpsgd) as f64;
+        let mut table = format!(
+            "{:<34} {:>12} {:>14} {:>10} {:>7}\n",
+            "run", spec.metric, "bytes", "saved(x)", "within"
+        );
+        let mut rows = Vec::new();
+        for name in &spec.candidates {
+            let o = self.outcome(name)?;
+            let saved = dense_bytes / bytes(o).max(1) as f64;
+            let ok = spec.reaches(last(o), target);
+            table.push_str(&format!(
+                "{:<34} {:>12.4} {:>14} {:>10.1} {:>7}\n",
+                name,
+                last(o),
+                bytes(o),
+                saved,
+                if ok { "yes" } else { "no" }
+            ));
+            rows.push((o, saved, ok));
+        }
+        for o in [allreduce, dpsgd] {
+            table.push_str(&format!(
+                "{:<34} {:>12.4} {:>14} {:>10.1} {:>7}\n",
+                o.name,
+                last(o),
+                bytes(o),
+                dense_bytes / bytes(o).max(1) as f64,
+                "-"
+            ));
+        }
+        let chosen = rows
+            .iter()
+            .filter(|r| r.2)
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .or_else(|| {
+                rows.iter().min_by(|a, b| {
+                    let d = |r: &&(&VariantOutcome, f64, bool)| (last(r.0) - reference).abs();
+                    d(a).total_cmp(&d(b))
+                })
+            });
+        let p = &spec.prefix;
+        let v = spec.value_key();
+        let mut kv = Vec::new();
+        if let Some((o, saved, ok)) = chosen {
+            kv.push((format!("{p}{}", spec.saved_key), format!("{saved:.1}")));
+            kv.push((format!("{p}{v}"), format!("{:.4}", last(o))));
+            kv.push((format!("{p}allreduce_{v}"), format!("{reference:.4}")));
+            kv.push((format!("{p}dpsgd_{v}"), format!("{:.4}", last(dpsgd))));
+            kv.push((format!("{p}within"), u8::from(*ok).to_string()));
+            kv.push((format!("{p}recipe"), format!("\"{}\"", o.name)));
+        }
+        if let (Some(r), Some(a)) = (&spec.wan_recipe, &spec.wan_allreduce) {
+            let (r, a) = (self.outcome(r)?, self.outcome(a)?);
+            let target = spec.target(last(a));
+            let t_a = time_to(spec, &a.rows, target);
+            let t_r = time_to(spec, &r.rows, target);
+            let speedup = match (t_a, t_r) {
+                (Some(t_a), Some(t_r)) if t_r > 0.0 => t_a / t_r,
+                _ => 0.0,
+            };
+            let show = |t: Option<f64>| t.map_or("never".to_string(), |t| format!("{t:.1} s"));
+            table.push_str(&format!(
+                "WAN: time to {v} {target:.4}: all-reduce {}, {} {}\n",
+                show(t_a),
+                r.name,
+                show(t_r)
+            ));
+            kv.push((format!("{p}time_speedup_wan"), format!("{speedup:.2}")));
+            kv.push((
+                format!("{p}wan_allreduce_s"),
+                t_a.map_or("nan".into(), |t| format!("{t:.1}")),
+            ));
+            kv.push((
+                format!("{p}wan_recipe_s"),
+                t_r.map_or("nan".into(), |t| format!("{t:.1}")),
+            ));
+        }
+        Ok(Some((table, kv)))
+    }
+
     /// key=value headline of the sweep.
     pub fn summary_line(&self) -> String {
         let main: Vec<&VariantOutcome> = self
@@ -538,6 +771,11 @@ impl ExperimentResult {
         let mut s = format!("experiment={} variants={}", self.name, main.len());
         if let Some((o, a)) = best {
             s.push_str(&format!(" best_accuracy={a:.4} best=\"{}\"", o.name));
+        }
+        if let Ok(Some((_, kv))) = self.headline() {
+            for (k, v) in kv {
+                s.push_str(&format!(" {k}={v}"));
+            }
         }
         s.push_str(&format!(" wall_s={wall:.1}"));
         s

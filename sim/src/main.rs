@@ -321,6 +321,10 @@ fn sweep(args: SweepArgs) -> anyhow::Result<()> {
         for w in &written {
             eprintln!("wrote {}", w.display());
         }
+        if let Some((table, _)) = result.headline()? {
+            println!("{}: headline", result.name);
+            print!("{table}");
+        }
         lines.push(result.summary_line());
     }
     for l in lines {

@@ -57,6 +57,16 @@ pub enum Baseline {
     Dpsgd,
 }
 
+impl Baseline {
+    /// The suffix its runs carry ("allreduce", "dpsgd").
+    pub fn label(self) -> &'static str {
+        match self {
+            Baseline::Allreduce => "allreduce",
+            Baseline::Dpsgd => "dpsgd",
+        }
+    }
+}
+
 /// The averaging algorithm in short form.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
