@@ -34,7 +34,7 @@ use serde::Deserialize;
 
 use crate::metrics::{EvalRow, MetricsFormat, MetricsWriter, csv_field};
 use crate::plot::{self, Chart, Series};
-use crate::scenario::{self, Scenario, merge, set_dotted};
+use crate::scenario::{self, Baseline, Scenario, merge, set_dotted};
 use crate::topo;
 
 /// One plot of an experiment.
@@ -194,6 +194,15 @@ impl HeadlineSpec {
     }
 }
 
+/// The name of a variant's run in the tables: the variant's own, or "<variant> [allreduce]"
+/// for one of its baselines.
+fn run_name(variant: &str, baseline: Option<Baseline>) -> String {
+    match baseline {
+        None => variant.to_string(),
+        Some(b) => format!("{variant} [{}]", b.label()),
+    }
+}
+
 /// A headline: the human-readable table and the summary's key=value pairs.
 pub type Headline = (String, Vec<(String, String)>);
 
@@ -316,11 +325,11 @@ impl Experiment {
             let runs: Vec<String> = variants
                 .iter()
                 .flat_map(|v| {
-                    std::iter::once(v.name.clone()).chain(
+                    std::iter::once(run_name(&v.name, None)).chain(
                         v.scenario
                             .baselines
                             .iter()
-                            .map(move |b| format!("{} [{}]", v.name, b.label())),
+                            .map(move |b| run_name(&v.name, Some(*b))),
                     )
                 })
                 .collect();
@@ -371,17 +380,13 @@ impl Experiment {
                     .enumerate()
                     .map(|(k, r)| {
                         let mut params = v.params.clone();
-                        let baseline = if k == 0 {
-                            "none".to_string()
-                        } else {
-                            r.name.rsplit('-').next().unwrap_or("").to_string()
-                        };
-                        params.insert("baseline".into(), baseline.clone());
-                        let name = if k == 0 {
-                            v.name.clone()
-                        } else {
-                            format!("{} [{baseline}]", v.name)
-                        };
+                        // scenario::run returns the main run, then the baselines in order.
+                        let baseline = k.checked_sub(1).map(|b| v.scenario.baselines[b]);
+                        params.insert(
+                            "baseline".into(),
+                            baseline.map_or("none", Baseline::label).to_string(),
+                        );
+                        let name = run_name(&v.name, baseline);
                         VariantOutcome {
                             name,
                             params,
@@ -680,30 +685,26 @@ impl ExperimentResult {
             "{:<34} {:>12} {:>14} {:>10} {:>7}\n",
             "run", spec.metric, "bytes", "saved(x)", "within"
         );
-        let mut rows = Vec::new();
-        for name in &spec.candidates {
-            let o = self.outcome(name)?;
-            let saved = dense_bytes / bytes(o).max(1) as f64;
-            let ok = spec.reaches(last(o), target);
-            table.push_str(&format!(
-                "{:<34} {:>12.4} {:>14} {:>10.1} {:>7}\n",
-                name,
-                last(o),
-                bytes(o),
-                saved,
-                if ok { "yes" } else { "no" }
-            ));
-            rows.push((o, saved, ok));
-        }
-        for o in [allreduce, dpsgd] {
-            table.push_str(&format!(
+        let line = |o: &VariantOutcome, within: &str| {
+            format!(
                 "{:<34} {:>12.4} {:>14} {:>10.1} {:>7}\n",
                 o.name,
                 last(o),
                 bytes(o),
                 dense_bytes / bytes(o).max(1) as f64,
-                "-"
-            ));
+                within
+            )
+        };
+        let mut rows = Vec::new();
+        for name in &spec.candidates {
+            let o = self.outcome(name)?;
+            let saved = dense_bytes / bytes(o).max(1) as f64;
+            let ok = spec.reaches(last(o), target);
+            table.push_str(&line(o, if ok { "yes" } else { "no" }));
+            rows.push((o, saved, ok));
+        }
+        for o in [allreduce, dpsgd] {
+            table.push_str(&line(o, "-"));
         }
         let chosen = rows
             .iter()
