@@ -1,7 +1,8 @@
 //! Checkpoint loss, across real processes: damaged checkpoints with higher round numbers never
 //! make a node drop its valid ones; a restart with another model refuses to start (naming both
 //! fingerprints) instead of overwriting the old model's checkpoints, and `--fresh` keeps them
-//! in a new generation; a failed write is reported as failed, with its cause.
+//! in a new generation; a failed write is reported as failed, with its cause; AdamW's
+//! noise-corrected second moment trains, checkpoints its noise average and resumes.
 
 mod common;
 
@@ -167,5 +168,72 @@ fn a_failed_checkpoint_write_is_reported_as_failed_with_its_cause() {
     assert!(
         log.contains("murmur: the final checkpoint could not be written (round 20: cannot write"),
         "the exit names why: {log}"
+    );
+}
+
+#[test]
+fn the_noise_corrected_adamw_trains_checkpoints_its_average_and_resumes() {
+    let dir = TempDir::new("ckpt-noise");
+    let model = [
+        "--data",
+        "shakespeare",
+        "--model",
+        "transformer:layers=1,width=16,heads=2,context=16",
+        "--set",
+        "task.batch_size=8",
+    ];
+    let with = |extra: &'static str| {
+        let mut a = model.to_vec();
+        a.extend([
+            "--set",
+            "task.optimizer.kind=\"adamw\"",
+            "--set",
+            "task.optimizer.lr=0.001",
+        ]);
+        if !extra.is_empty() {
+            a.extend(["--set", extra]);
+        }
+        a
+    };
+    let plain = dir.join("plain");
+    train_alone(&plain, 2, &with(""));
+    let noisy = dir.join("noisy");
+    train_alone(&noisy, 2, &with("task.optimizer.second_moment_peers=8"));
+    let (p, n) = (
+        checkpoint::newest(&plain.join("checkpoints")).unwrap(),
+        checkpoint::newest(&noisy.join("checkpoints")).unwrap(),
+    );
+    assert_eq!((p.meta.round, n.meta.round), (2, 2));
+    // The learner state carries the noise average beside AdamW's two moments.
+    let dim = n.peer.dim as usize;
+    assert!(
+        n.peer.learner_state.len() >= p.peer.learner_state.len() + 4 * dim,
+        "{} vs {} bytes for {dim} parameters",
+        n.peer.learner_state.len(),
+        p.peer.learner_state.len()
+    );
+    assert_ne!(n.peer.model, p.peer.model, "the option changes the step");
+    let log = train_alone(&noisy, 4, &with("task.optimizer.second_moment_peers=8"));
+    assert!(log.contains("resumed round=2"), "{log}");
+    assert_eq!(
+        checkpoint::newest(&noisy.join("checkpoints"))
+            .unwrap()
+            .meta
+            .round,
+        4
+    );
+
+    // Where the learner cannot split its batches, the setting is refused by name.
+    let data_arg = dir.join("refused");
+    assert_refused(
+        &[
+            "run",
+            "--data-dir",
+            data_arg.to_str().unwrap(),
+            "--no-http",
+            "--set",
+            "task.optimizer.second_moment_peers=8",
+        ],
+        &["optimizer.second_moment_peers = 8 needs a deep model"],
     );
 }

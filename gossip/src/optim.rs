@@ -147,6 +147,16 @@ pub struct OptimizerConfig {
     pub beta2: f32,
     /// AdamW: added to the root of the second moment, default 1e-8.
     pub eps: f32,
+    /// AdamW: estimate the second moment of the mean gradient of this many peers instead of
+    /// this peer's own (0: off, PyTorch's AdamW). A gossip peer's gradient on its small batch
+    /// carries the noise of that batch, so its `v` is inflated by the batch's variance and its
+    /// normalised step in noise-dominated coordinates is up to √n smaller than all-reduce's
+    /// on the mean of n such batches. With this set, the learner computes each gradient on the
+    /// two halves of the batch; their half-difference squared estimates the batch's noise
+    /// variance s² per coordinate, kept as a second average `w` beside `v`, and the step
+    /// divides by `√max(v − (1 − 1/n)·w, v/n)`: the second moment the mean of n independent
+    /// batches has (see [`AdamW::step_with_noise`]). Needs an even batch.
+    pub second_moment_peers: u32,
 }
 
 impl Default for OptimizerConfig {
@@ -167,6 +177,7 @@ impl Default for OptimizerConfig {
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
+            second_moment_peers: 0,
         }
     }
 }
@@ -195,6 +206,12 @@ impl OptimizerConfig {
             return Err(format!(
                 "weight_decay = {} must be a finite number >= 0",
                 self.weight_decay
+            ));
+        }
+        if self.second_moment_peers > 0 && self.kind != OptimizerKind::AdamW {
+            return Err(format!(
+                "second_moment_peers = {} applies to kind = \"adamw\" only",
+                self.second_moment_peers
             ));
         }
         Ok(())
@@ -321,6 +338,10 @@ pub struct AdamWState {
     pub v: Vec<f32>,
     /// Steps taken (the bias corrections and the schedule depend on it).
     pub steps: u64,
+    /// Noise-variance average `w` of [`OptimizerConfig::second_moment_peers`] (empty when off;
+    /// a state saved without it restores as zeros).
+    #[serde(default)]
+    pub noise: Vec<f32>,
 }
 
 /// AdamW (Loshchilov & Hutter 2019) computed as `torch.optim.AdamW` does, at step `t` (1-based)
@@ -333,16 +354,25 @@ pub struct AdamW {
     config: OptimizerConfig,
     m: Vec<f32>,
     v: Vec<f32>,
+    /// `w`, the average of the batch-noise variance estimates (empty unless
+    /// `second_moment_peers > 0`).
+    noise: Vec<f32>,
     steps: u64,
 }
 
 impl AdamW {
     /// An optimizer for `dim` parameters, moments at zero.
     pub fn new(config: OptimizerConfig, dim: usize) -> Self {
+        let noise = if config.second_moment_peers > 0 {
+            vec![0.0; dim]
+        } else {
+            Vec::new()
+        };
         AdamW {
             config,
             m: vec![0.0; dim],
             v: vec![0.0; dim],
+            noise,
             steps: 0,
         }
     }
@@ -362,8 +392,26 @@ impl AdamW {
         self.config.lr_at(self.steps)
     }
 
-    /// Applies one update to `params` from `grad`; returns the rate used.
+    /// Applies one update to `params` from `grad`; returns the rate used. With
+    /// `second_moment_peers` set the noise estimate is taken as zero: use
+    /// [`AdamW::step_with_noise`].
     pub fn step(&mut self, params: &mut [f32], grad: &[f32]) -> f32 {
+        self.update(params, grad, None)
+    }
+
+    /// [`AdamW::step`] for `second_moment_peers = n`, with `noise_sq[k]` an unbiased estimate
+    /// of the variance of `grad[k]` over batches (the learner's half-batch difference
+    /// squared). `w ← β₂·w + (1 − β₂)·noise_sq` and the step divides by
+    /// `√max(v − (1 − 1/n)·w, v/n)`: E[g²] is the mean gradient's square plus the batch
+    /// variance s², the mean of n independent batches has only s²/n of it, and the floor v/n
+    /// (the smallest second moment such a mean can have) keeps a noisy estimate from
+    /// dividing by almost nothing. Without `second_moment_peers` it is [`AdamW::step`].
+    pub fn step_with_noise(&mut self, params: &mut [f32], grad: &[f32], noise_sq: &[f32]) -> f32 {
+        assert_eq!(grad.len(), noise_sq.len(), "gradient and noise lengths");
+        self.update(params, grad, Some(noise_sq))
+    }
+
+    fn update(&mut self, params: &mut [f32], grad: &[f32], noise_sq: Option<&[f32]>) -> f32 {
         assert_eq!(params.len(), grad.len(), "parameter and gradient lengths");
         assert_eq!(
             self.m.len(),
@@ -377,6 +425,7 @@ impl AdamW {
             beta2: b2,
             eps,
             weight_decay: wd,
+            second_moment_peers: n,
             ..
         } = self.config;
         let t = i32::try_from(self.steps).unwrap_or(i32::MAX);
@@ -384,16 +433,44 @@ impl AdamW {
         let step_size = (f64::from(lr) / (1.0 - f64::from(b1).powi(t))) as f32;
         let inv_sqrt_c2 = (1.0 / (1.0 - f64::from(b2).powi(t)).sqrt()) as f32;
         let decay = 1.0 - lr * wd;
-        for (((p, m), v), &g) in params
+        if n == 0 || self.noise.is_empty() {
+            for (((p, m), v), &g) in params
+                .iter_mut()
+                .zip(&mut self.m)
+                .zip(&mut self.v)
+                .zip(grad)
+            {
+                *p *= decay;
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                *p -= step_size * *m / (v.sqrt() * inv_sqrt_c2 + eps);
+            }
+            return lr;
+        }
+        let inv_n = 1.0 / n as f32;
+        let excess = 1.0 - inv_n;
+        let zeros;
+        let noise_sq = match noise_sq {
+            Some(s) => s,
+            None => {
+                zeros = vec![0.0; grad.len()];
+                &zeros
+            }
+        };
+        for (((((p, m), v), w), &g), &s2) in params
             .iter_mut()
             .zip(&mut self.m)
             .zip(&mut self.v)
+            .zip(&mut self.noise)
             .zip(grad)
+            .zip(noise_sq)
         {
             *p *= decay;
             *m = b1 * *m + (1.0 - b1) * g;
             *v = b2 * *v + (1.0 - b2) * g * g;
-            *p -= step_size * *m / (v.sqrt() * inv_sqrt_c2 + eps);
+            *w = b2 * *w + (1.0 - b2) * s2;
+            let mean_v = (*v - excess * *w).max(*v * inv_n);
+            *p -= step_size * *m / (mean_v.sqrt() * inv_sqrt_c2 + eps);
         }
         lr
     }
@@ -404,6 +481,7 @@ impl AdamW {
             m: self.m.clone(),
             v: self.v.clone(),
             steps: self.steps,
+            noise: self.noise.clone(),
         }
     }
 
@@ -417,8 +495,21 @@ impl AdamW {
                 state.v.len()
             ));
         }
+        // A state saved before the noise average existed (or with it off) restores with
+        // w = 0; one saved with it, into an optimizer without it, drops it.
+        let noise = match (self.noise.len(), state.noise.len()) {
+            (0, _) => Vec::new(),
+            (_, 0) => vec![0.0; dim],
+            (_, l) if l == dim => state.noise,
+            (_, l) => {
+                return Err(format!(
+                    "AdamW noise average has {l} entries, expected {dim}"
+                ));
+            }
+        };
         self.m = state.m;
         self.v = state.v;
+        self.noise = noise;
         self.steps = state.steps;
         Ok(())
     }
@@ -480,6 +571,19 @@ impl Optimizer {
         match self {
             Optimizer::Sgd(o) => o.step(params, grad),
             Optimizer::AdamW(o) => o.step(params, grad),
+        }
+    }
+
+    /// Whether steps need a noise estimate ([`OptimizerConfig::second_moment_peers`]).
+    pub fn wants_noise(&self) -> bool {
+        self.config().second_moment_peers > 0
+    }
+
+    /// [`AdamW::step_with_noise`]; SGD ignores `noise_sq`.
+    pub fn step_with_noise(&mut self, params: &mut [f32], grad: &[f32], noise_sq: &[f32]) -> f32 {
+        match self {
+            Optimizer::Sgd(o) => o.step(params, grad),
+            Optimizer::AdamW(o) => o.step_with_noise(params, grad, noise_sq),
         }
     }
 

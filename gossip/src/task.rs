@@ -253,6 +253,13 @@ impl TaskConfig {
                 self.l2
             )));
         }
+        if self.optimizer.second_moment_peers > 0 && !self.model.is_deep() {
+            return Err(TaskError::Config(format!(
+                "optimizer.second_moment_peers = {} needs a deep model (cnn, transformer): \
+                 the {} learner does not split its batches",
+                self.optimizer.second_moment_peers, self.model
+            )));
+        }
         self.optimizer
             .validate()
             .map_err(|e| TaskError::Config(format!("optimizer.{e}")))

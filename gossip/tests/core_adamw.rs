@@ -120,3 +120,70 @@ fn sgd_learner_with_adamw_resumes_bit_exactly() {
     assert_eq!(losses[10..], rest[..]);
     assert!(losses[19] < losses[0], "AdamW trains: {losses:?}");
 }
+
+/// `second_moment_peers = n`: fed half-batch gradients of a noisy objective, the corrected
+/// second moment `max(v − (1 − 1/n)·w, v/n)` estimates what all-reduce's AdamW sees on the
+/// mean of n such batches (mean² + s²/n), where the peer's own `v` sees mean² + s².
+#[test]
+fn the_noise_corrected_second_moment_matches_the_mean_of_n_batches() {
+    use rand::{Rng, SeedableRng};
+    use rand_distr::StandardNormal;
+    let n = 8u32;
+    let cfg = OptimizerConfig {
+        kind: OptimizerKind::AdamW,
+        lr: 1e-9,
+        beta2: 0.99999,
+        schedule: Schedule::Constant,
+        second_moment_peers: n,
+        ..OptimizerConfig::default()
+    };
+    // Per coordinate: the mean gradient μ and the full batch's noise std s.
+    let (mu, s) = ([0.1f32, 1.0, 0.0, -0.3], [1.0f32, 0.1, 0.5, 2.0]);
+    let mut peer = AdamW::new(cfg.clone(), 4);
+    let mut allreduce = AdamW::new(
+        OptimizerConfig {
+            second_moment_peers: 0,
+            ..cfg.clone()
+        },
+        4,
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut gauss = || rng.sample::<f32, _>(StandardNormal);
+    let (mut p, mut q) = ([0.0f32; 4], [0.0f32; 4]);
+    let steps = 300_000;
+    for _ in 0..steps {
+        // Two halves, each with twice the full batch's variance.
+        let (mut g, mut noise) = ([0.0f32; 4], [0.0f32; 4]);
+        let mut mean = [0.0f32; 4];
+        for k in 0..4 {
+            let half = s[k] * std::f32::consts::SQRT_2;
+            let (a, b) = (mu[k] + half * gauss(), mu[k] + half * gauss());
+            g[k] = (a + b) / 2.0;
+            noise[k] = ((a - b) / 2.0).powi(2);
+            let sum: f32 = (0..n).map(|_| s[k] * gauss()).sum();
+            mean[k] = mu[k] + sum / n as f32;
+        }
+        peer.step_with_noise(&mut p, &g, &noise);
+        allreduce.step(&mut q, &mean);
+    }
+    let (sp, sa) = (peer.state(), allreduce.state());
+    let c2 = 1.0 - f64::from(cfg.beta2).powi(steps);
+    for k in 0..4 {
+        let v = f64::from(sp.v[k]) / c2;
+        let w = f64::from(sp.noise[k]) / c2;
+        let corrected = (v - (1.0 - 1.0 / f64::from(n)) * w).max(v / f64::from(n));
+        let want = f64::from(mu[k]).powi(2) + f64::from(s[k]).powi(2) / f64::from(n);
+        let seen = f64::from(sa.v[k]) / c2;
+        assert!(
+            (seen / want - 1.0).abs() < 0.05,
+            "all-reduce v {seen} vs {want}"
+        );
+        assert!(
+            (corrected / want - 1.0).abs() < 0.15,
+            "coordinate {k}: {corrected} vs {want}"
+        );
+        // The uncorrected moment is mean² + s², far off wherever the noise dominates.
+        let raw = f64::from(mu[k]).powi(2) + f64::from(s[k]).powi(2);
+        assert!((v / raw - 1.0).abs() < 0.05, "peer v {v} vs {raw}");
+    }
+}

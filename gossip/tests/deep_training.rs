@@ -162,20 +162,71 @@ fn adamw_learners_resume_bit_exactly_after_save_and_restore() {
         .build_for_text(&shard)
         .unwrap();
     let init = tf.init(5);
-    resumes_exactly(
-        || {
-            DeepLearner::text(
-                tf.clone(),
-                shard.clone(),
-                valid.clone(),
-                adamw.clone(),
-                4,
-                9,
-            )
-            .unwrap()
-        },
-        init,
-        8,
+    // Also with the half-batch noise estimate, whose average the state must carry.
+    let corrected = OptimizerConfig {
+        second_moment_peers: 8,
+        ..adamw.clone()
+    };
+    for cfg in [adamw, corrected] {
+        resumes_exactly(
+            || {
+                DeepLearner::text(tf.clone(), shard.clone(), valid.clone(), cfg.clone(), 4, 9)
+                    .unwrap()
+            },
+            init.clone(),
+            8,
+        );
+    }
+}
+
+#[test]
+fn the_noise_corrected_second_moment_needs_an_even_batch_and_changes_the_step() {
+    let (text, valid) = shakespeare_split();
+    let shard = text.shard(0, 8);
+    let tf = "transformer:layers=1,width=16,heads=2,context=16"
+        .parse::<DeepSpec>()
+        .unwrap()
+        .build_for_text(&shard)
+        .unwrap();
+    let adamw = OptimizerConfig {
+        kind: OptimizerKind::AdamW,
+        lr: 1e-3,
+        ..OptimizerConfig::default().with_horizon(20)
+    };
+    let corrected = OptimizerConfig {
+        second_moment_peers: 8,
+        ..adamw.clone()
+    };
+    let err = DeepLearner::text(
+        tf.clone(),
+        shard.clone(),
+        valid.clone(),
+        corrected.clone(),
+        3,
+        0,
+    )
+    .unwrap_err();
+    assert_eq!(err.setting, "batch_size");
+    // The same batches: the corrected learner divides by a smaller second moment, so after a
+    // few steps it has moved further from the start in total (never less: the estimate is
+    // floored at v, the uncorrected one, divided by n, and capped at v).
+    let run = |cfg: &OptimizerConfig| {
+        let mut l =
+            DeepLearner::text(tf.clone(), shard.clone(), valid.clone(), cfg.clone(), 8, 3).unwrap();
+        let mut p = tf.init(1);
+        for _ in 0..10 {
+            l.step(&mut p);
+        }
+        let init = tf.init(1);
+        p.iter()
+            .zip(&init)
+            .map(|(a, b)| f64::from((a - b).abs()))
+            .sum::<f64>()
+    };
+    let (plain, noisy) = (run(&adamw), run(&corrected));
+    assert!(
+        noisy > 1.2 * plain,
+        "corrected moved {noisy}, plain {plain}"
     );
 }
 

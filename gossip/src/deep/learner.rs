@@ -66,7 +66,28 @@ pub struct DeepLearner {
     data: Data,
     optimizer: Optimizer,
     grad: Vec<f32>,
+    /// Second half-batch gradient, then the noise estimate, when the optimizer wants one
+    /// (`second_moment_peers`); empty otherwise.
+    half_grad: Vec<f32>,
     eval_limit: usize,
+}
+
+/// The second gradient buffer a learner needs when its optimizer estimates batch noise
+/// (`second_moment_peers`), which splits each batch in two equal halves.
+fn noise_buffer(
+    optimizer: &OptimizerConfig,
+    batch: usize,
+    model: &DeepModel,
+) -> Result<Vec<f32>, String> {
+    if optimizer.second_moment_peers == 0 {
+        return Ok(Vec::new());
+    }
+    if batch < 2 || !batch.is_multiple_of(2) {
+        return Err(format!(
+            "= {batch}: second_moment_peers splits each batch in two equal halves, so it must be even"
+        ));
+    }
+    Ok(vec![0.0; model.dim()])
 }
 
 impl DeepLearner {
@@ -109,9 +130,11 @@ impl DeepLearner {
         }
         let sampler = MinibatchSampler::new(shard.len(), batch_size, seed);
         let b = sampler.batch_size();
+        let half_grad = noise_buffer(&optimizer, b, &model).map_err(|m| err("batch_size", m))?;
         Ok(DeepLearner {
             optimizer: Optimizer::new(optimizer, model.dim()),
             grad: vec![0.0; model.dim()],
+            half_grad,
             data: Data::Images {
                 pixels: vec![0.0; b * features],
                 labels: vec![0; b],
@@ -167,9 +190,12 @@ impl DeepLearner {
         if batch_size == 0 {
             return Err(err("batch_size", "= 0: must be at least 1".into()));
         }
+        let half_grad =
+            noise_buffer(&optimizer, batch_size, &model).map_err(|m| err("batch_size", m))?;
         Ok(DeepLearner {
             optimizer: Optimizer::new(optimizer, model.dim()),
             grad: vec![0.0; model.dim()],
+            half_grad,
             data: Data::Text {
                 sampler: WindowSampler::new(shard.len(), window, batch_size, seed),
                 tokens: vec![0; batch_size * window],
@@ -235,8 +261,23 @@ impl LocalLearner for DeepLearner {
                         .for_each(|(d, &s)| *d = s);
                     labels[k] = shard.label(i) as u32;
                 }
-                let batch = Batch::Images { pixels, labels };
-                self.model.loss_grad(params, &batch, &mut self.grad)
+                if self.half_grad.is_empty() {
+                    let batch = Batch::Images { pixels, labels };
+                    self.model.loss_grad(params, &batch, &mut self.grad)
+                } else {
+                    let h = labels.len() / 2;
+                    let a = Batch::Images {
+                        pixels: &pixels[..h * f],
+                        labels: &labels[..h],
+                    };
+                    let b = Batch::Images {
+                        pixels: &pixels[h * f..],
+                        labels: &labels[h..],
+                    };
+                    let loss = self.model.loss_grad(params, &a, &mut self.grad)
+                        + self.model.loss_grad(params, &b, &mut self.half_grad);
+                    loss / 2.0
+                }
             }
             Data::Text {
                 shard,
@@ -249,11 +290,37 @@ impl LocalLearner for DeepLearner {
                 for (k, &s) in sampler.next_batch().iter().enumerate() {
                     tokens[k * w..(k + 1) * w].copy_from_slice(&shard.tokens()[s..s + w]);
                 }
-                let batch = Batch::Windows { tokens };
-                self.model.loss_grad(params, &batch, &mut self.grad)
+                if self.half_grad.is_empty() {
+                    let batch = Batch::Windows { tokens };
+                    self.model.loss_grad(params, &batch, &mut self.grad)
+                } else {
+                    let h = tokens.len() / w / 2 * w;
+                    let a = Batch::Windows {
+                        tokens: &tokens[..h],
+                    };
+                    let b = Batch::Windows {
+                        tokens: &tokens[h..],
+                    };
+                    let loss = self.model.loss_grad(params, &a, &mut self.grad)
+                        + self.model.loss_grad(params, &b, &mut self.half_grad);
+                    loss / 2.0
+                }
             }
         };
-        self.optimizer.step(params, &self.grad);
+        if self.half_grad.is_empty() {
+            self.optimizer.step(params, &self.grad);
+        } else {
+            // The batch's gradient is the halves' mean; the half-difference squared is an
+            // unbiased estimate of its variance: each half has twice the full batch's, and
+            // (a − b)/2 has exactly the full batch's.
+            for (a, b) in self.grad.iter_mut().zip(&mut self.half_grad) {
+                let (mean, half_diff) = ((*a + *b) / 2.0, (*a - *b) / 2.0);
+                *a = mean;
+                *b = half_diff * half_diff;
+            }
+            self.optimizer
+                .step_with_noise(params, &self.grad, &self.half_grad);
+        }
         loss
     }
 
