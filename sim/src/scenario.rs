@@ -333,7 +333,9 @@ pub fn allreduce(scenario: &Scenario, task: &PreparedTask) -> Vec<EvalRow> {
     let total_batch = task.config().batch_size * n;
     let mut config = scenario.task_config();
     config.batch_size = total_batch;
-    // Same data, model and optimizer; only the batch differs.
+    // Same data, model and optimizer; only the batch differs. AdamW's correction for the mean
+    // of n peers' gradients is off: all-reduce already steps on that mean.
+    config.optimizer.second_moment_peers = 0;
     let big = match config.prepare() {
         Ok(t) => t,
         Err(_) => return Vec::new(),

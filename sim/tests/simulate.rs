@@ -381,3 +381,43 @@ fn the_diloco_outer_step_runs_in_the_simulator() {
     let report = nesterov.main().report.as_ref().unwrap();
     assert!(report.outer_steps >= 16 * 60, "{}", report.outer_steps);
 }
+
+#[test]
+fn the_noise_corrected_adamw_runs_in_the_simulator_and_all_reduce_ignores_it() {
+    let base = [
+        "peers=4",
+        "rounds=6",
+        "eval_every=3",
+        "baselines=[\"allreduce\"]",
+        "task.model=\"transformer:layers=1,width=16,heads=2,context=16\"",
+        "task.data={kind=\"shakespeare\"}",
+        "task.batch_size=4",
+        "task.eval_limit=8",
+        "task.partition=\"iid\"",
+        "task.optimizer={kind=\"adamw\", lr=0.001}",
+    ];
+    let with = |extra: &str| {
+        let mut sets = base.to_vec();
+        if !extra.is_empty() {
+            sets.push(extra);
+        }
+        run(&scenario_with(&sets))
+    };
+    let plain = with("");
+    let corrected = with("task.optimizer.second_moment_peers=4");
+    let last = |o: &Outcome| o.main().rows.last().unwrap().test_loss_avg;
+    assert!(last(&corrected).is_finite());
+    assert_ne!(
+        last(&plain),
+        last(&corrected),
+        "the option reaches the peers"
+    );
+    // All-reduce steps on the mean gradient already: its run is the same either way.
+    let allreduce = |o: &Outcome| {
+        let rows = &o.find("allreduce").unwrap().rows;
+        rows.iter()
+            .map(|r| r.test_loss_avg.to_bits())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(allreduce(&plain), allreduce(&corrected));
+}
