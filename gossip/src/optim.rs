@@ -433,7 +433,8 @@ impl AdamW {
         let step_size = (f64::from(lr) / (1.0 - f64::from(b1).powi(t))) as f32;
         let inv_sqrt_c2 = (1.0 / (1.0 - f64::from(b2).powi(t)).sqrt()) as f32;
         let decay = 1.0 - lr * wd;
-        if n == 0 || self.noise.is_empty() {
+        // `noise` is allocated exactly when `second_moment_peers > 0`.
+        if self.noise.is_empty() {
             for (((p, m), v), &g) in params
                 .iter_mut()
                 .zip(&mut self.m)
@@ -572,11 +573,6 @@ impl Optimizer {
             Optimizer::Sgd(o) => o.step(params, grad),
             Optimizer::AdamW(o) => o.step(params, grad),
         }
-    }
-
-    /// Whether steps need a noise estimate ([`OptimizerConfig::second_moment_peers`]).
-    pub fn wants_noise(&self) -> bool {
-        self.config().second_moment_peers > 0
     }
 
     /// [`AdamW::step_with_noise`]; SGD ignores `noise_sq`.

@@ -685,23 +685,23 @@ impl ExperimentResult {
             "{:<34} {:>12} {:>14} {:>10} {:>7}\n",
             "run", spec.metric, "bytes", "saved(x)", "within"
         );
+        let saved = |o: &VariantOutcome| dense_bytes / bytes(o).max(1) as f64;
         let line = |o: &VariantOutcome, within: &str| {
             format!(
                 "{:<34} {:>12.4} {:>14} {:>10.1} {:>7}\n",
                 o.name,
                 last(o),
                 bytes(o),
-                dense_bytes / bytes(o).max(1) as f64,
+                saved(o),
                 within
             )
         };
         let mut rows = Vec::new();
         for name in &spec.candidates {
             let o = self.outcome(name)?;
-            let saved = dense_bytes / bytes(o).max(1) as f64;
             let ok = spec.reaches(last(o), target);
             table.push_str(&line(o, if ok { "yes" } else { "no" }));
-            rows.push((o, saved, ok));
+            rows.push((o, saved(o), ok));
         }
         for o in [allreduce, dpsgd] {
             table.push_str(&line(o, "-"));

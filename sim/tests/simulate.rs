@@ -25,6 +25,15 @@ fn run(s: &Scenario) -> Outcome {
     scenario::run(s, |_, _| {}).unwrap()
 }
 
+/// Runs the quick scenario with `base` and, unless empty, `extra` set.
+fn run_with(base: &[&str], extra: &str) -> Outcome {
+    let mut sets = base.to_vec();
+    if !extra.is_empty() {
+        sets.push(extra);
+    }
+    run(&scenario_with(&sets))
+}
+
 fn metrics_file(outcome: &Outcome) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.csv");
@@ -355,13 +364,7 @@ fn async_gossip_leaves_a_straggler_behind_instead_of_waiting_for_it() {
 #[test]
 fn the_diloco_outer_step_runs_in_the_simulator() {
     let base = ["rounds=60", "baselines=[]", "peer.local_steps=4"];
-    let with = |extra: &str| {
-        let mut sets = base.to_vec();
-        if !extra.is_empty() {
-            sets.push(extra);
-        }
-        run(&scenario_with(&sets))
-    };
+    let with = |extra: &str| run_with(&base, extra);
     let plain = with("");
     let unit = with("peer.outer={lr=1.0, momentum=0.0}");
     let nesterov = with("peer.outer={lr=0.5, momentum=0.5}");
@@ -396,13 +399,7 @@ fn the_noise_corrected_adamw_runs_in_the_simulator_and_all_reduce_ignores_it() {
         "task.partition=\"iid\"",
         "task.optimizer={kind=\"adamw\", lr=0.001}",
     ];
-    let with = |extra: &str| {
-        let mut sets = base.to_vec();
-        if !extra.is_empty() {
-            sets.push(extra);
-        }
-        run(&scenario_with(&sets))
-    };
+    let with = |extra: &str| run_with(&base, extra);
     let plain = with("");
     let corrected = with("task.optimizer.second_moment_peers=4");
     let last = |o: &Outcome| o.main().rows.last().unwrap().test_loss_avg;

@@ -90,6 +90,26 @@ fn noise_buffer(
     Ok(vec![0.0; model.dim()])
 }
 
+/// The loss and gradient of a batch from its two equal halves, for
+/// `second_moment_peers`: `grad` gets the batch's gradient (the halves' mean) and `noise` the
+/// half-difference squared, an unbiased estimate of that gradient's variance (each half has
+/// twice the full batch's variance, and (a − b)/2 exactly the full batch's).
+fn loss_grad_halves(
+    model: &DeepModel,
+    params: &[f32],
+    [a, b]: [Batch<'_>; 2],
+    grad: &mut [f32],
+    noise: &mut [f32],
+) -> f32 {
+    let loss = model.loss_grad(params, &a, grad) + model.loss_grad(params, &b, noise);
+    for (g, n) in grad.iter_mut().zip(noise.iter_mut()) {
+        let (mean, half_diff) = ((*g + *n) / 2.0, (*g - *n) / 2.0);
+        *g = mean;
+        *n = half_diff * half_diff;
+    }
+    loss / 2.0
+}
+
 impl DeepLearner {
     /// A CNN learner on image `shard` with minibatches of `batch_size` (capped at the shard
     /// size) drawn from `seed`, evaluating on `test` (or on the shard if `test` is empty).
@@ -266,17 +286,23 @@ impl LocalLearner for DeepLearner {
                     self.model.loss_grad(params, &batch, &mut self.grad)
                 } else {
                     let h = labels.len() / 2;
-                    let a = Batch::Images {
-                        pixels: &pixels[..h * f],
-                        labels: &labels[..h],
-                    };
-                    let b = Batch::Images {
-                        pixels: &pixels[h * f..],
-                        labels: &labels[h..],
-                    };
-                    let loss = self.model.loss_grad(params, &a, &mut self.grad)
-                        + self.model.loss_grad(params, &b, &mut self.half_grad);
-                    loss / 2.0
+                    let halves = [
+                        Batch::Images {
+                            pixels: &pixels[..h * f],
+                            labels: &labels[..h],
+                        },
+                        Batch::Images {
+                            pixels: &pixels[h * f..],
+                            labels: &labels[h..],
+                        },
+                    ];
+                    loss_grad_halves(
+                        &self.model,
+                        params,
+                        halves,
+                        &mut self.grad,
+                        &mut self.half_grad,
+                    )
                 }
             }
             Data::Text {
@@ -295,29 +321,27 @@ impl LocalLearner for DeepLearner {
                     self.model.loss_grad(params, &batch, &mut self.grad)
                 } else {
                     let h = tokens.len() / w / 2 * w;
-                    let a = Batch::Windows {
-                        tokens: &tokens[..h],
-                    };
-                    let b = Batch::Windows {
-                        tokens: &tokens[h..],
-                    };
-                    let loss = self.model.loss_grad(params, &a, &mut self.grad)
-                        + self.model.loss_grad(params, &b, &mut self.half_grad);
-                    loss / 2.0
+                    let halves = [
+                        Batch::Windows {
+                            tokens: &tokens[..h],
+                        },
+                        Batch::Windows {
+                            tokens: &tokens[h..],
+                        },
+                    ];
+                    loss_grad_halves(
+                        &self.model,
+                        params,
+                        halves,
+                        &mut self.grad,
+                        &mut self.half_grad,
+                    )
                 }
             }
         };
         if self.half_grad.is_empty() {
             self.optimizer.step(params, &self.grad);
         } else {
-            // The batch's gradient is the halves' mean; the half-difference squared is an
-            // unbiased estimate of its variance: each half has twice the full batch's, and
-            // (a − b)/2 has exactly the full batch's.
-            for (a, b) in self.grad.iter_mut().zip(&mut self.half_grad) {
-                let (mean, half_diff) = ((*a + *b) / 2.0, (*a - *b) / 2.0);
-                *a = mean;
-                *b = half_diff * half_diff;
-            }
             self.optimizer
                 .step_with_noise(params, &self.grad, &self.half_grad);
         }
